@@ -1,0 +1,81 @@
+"""The ``iotchat`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="A real-time chat on AWS IoT Core, with a local stack that behaves like it.",
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def up(
+    state_dir: Annotated[Path, typer.Option(help="Where the stack keeps its state.")] = Path(
+        ".iotchat"
+    ),
+    mqtt_port: Annotated[
+        int, typer.Option(help="Plain MQTT over TCP (loopback only); 0 picks a free port.")
+    ] = 1883,
+    mqtts_port: Annotated[
+        int, typer.Option(help="MQTT over mutual TLS; 0 picks a free port.")
+    ] = 8883,
+    wss_port: Annotated[
+        int, typer.Option(help="MQTT over SigV4 WebSocket (TLS); 0 picks a free port.")
+    ] = 8443,
+    api_port: Annotated[
+        int, typer.Option(help="Edge API (AWS_ENDPOINT_URL); 0 picks a free port.")
+    ] = 4566,
+    web_port: Annotated[int, typer.Option(help="Web client; 0 picks a free port.")] = 8080,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the local stack in the foreground until Ctrl-C."""
+    from infra.local.stack import StackOptions, run_until_signalled
+
+    _setup_logging(verbose)
+    options = StackOptions(
+        state_dir=state_dir,
+        mqtt_port=mqtt_port,
+        mqtts_port=mqtts_port,
+        wss_port=wss_port,
+        api_port=api_port,
+        web_port=web_port,
+    )
+    try:
+        asyncio.run(run_until_signalled(options))
+    except OSError as exc:
+        typer.echo(f"iotchat up: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark name, e.g. gateway-fanout, or 'all'.")],
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller, faster run.")] = False,
+) -> None:
+    """Run a benchmark; prints one JSON object per result line."""
+    from benchmarks import run_benchmark
+
+    raise typer.Exit(run_benchmark(name, quick=quick))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""AWS IoT Core's service limits, as the gateway enforces them.
+
+Every value defaults to what AWS documents; each can be changed (a benchmark raises the
+publish rate, a test shortens the minimum keep-alive) without touching gateway code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int = 128 * 1024
+    max_packet_bytes: int = 149_504  # what AWS announces as Maximum Packet Size in CONNACK
+    max_client_id_bytes: int = 128
+    max_topic_bytes: int = 256
+    max_topic_slashes: int = 7
+    max_subscriptions_per_connection: int = 50
+    max_filters_per_subscribe: int = 8
+    publishes_per_second: float = 100.0  # per connection, inbound
+    max_inflight: int = 100  # unacknowledged QoS 1 messages each way
+    max_queued_messages: int = 1000  # QoS 1 messages kept for an offline or busy session
+    keepalive_min: int = 30
+    keepalive_max: int = 1200
+    keepalive_default: int = 1200  # used when a client asks for 0 (no keep-alive)
+    session_expiry_default: int = 3600  # MQTT 3.1.1 persistent sessions
+    session_expiry_max: int = 3600  # account setting; AWS allows raising it to 7 days
+    topic_alias_max: int = 8
+    write_buffer_high_water: int = 1024 * 1024  # bytes pending to one client before QoS 0 drops
+
+    def clamp_keepalive(self, requested: int) -> int:
+        """AWS replaces 0 with the default and clamps anything else into the allowed range."""
+        if requested == 0:
+            return self.keepalive_default
+        return max(self.keepalive_min, min(self.keepalive_max, requested))

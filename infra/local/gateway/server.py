@@ -1,0 +1,326 @@
+"""The asyncio layer: TCP, mutual-TLS and SigV4 WebSocket listeners around one broker.
+
+Each listener is a thin :class:`asyncio.Protocol` that authenticates the transport (a client
+certificate, a presigned WebSocket URL, or nothing for plain TCP where CONNECT carries the
+credentials) and then only moves bytes between the socket and the sans-I/O broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from .auth import (
+    LOCAL_REGION,
+    AdminOnlyAuthorizer,
+    Authorizer,
+    CredentialStore,
+    Principal,
+    StaticCredentialStore,
+)
+from .broker import Broker, PublishTap
+from .connection import ClientConnection
+from .limits import Limits
+from .sigv4 import SigV4Error, verify_presigned_request
+
+log = logging.getLogger("iotchat.gateway")
+
+MQTT_WS_PATH = "/mqtt"
+
+
+@dataclass
+class GatewayConfig:
+    """Where to listen. A port of ``None`` disables that listener; ``0`` picks a free port."""
+
+    host: str = "127.0.0.1"
+    mqtt_port: int | None = 1883
+    mqtts_port: int | None = None
+    wss_port: int | None = None
+    mtls_context: ssl.SSLContext | None = None  # server context requiring client certificates
+    wss_context: ssl.SSLContext | None = None  # server context for WSS (no client certificate)
+    region: str = LOCAL_REGION
+    limits: Limits = field(default_factory=Limits)
+
+
+def _peer_ip(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return peer[0] if isinstance(peer, tuple) and peer else "127.0.0.1"
+
+
+class _TransportSink:
+    """Sink over a stream transport (plain TCP or TLS)."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class MqttStreamProtocol(asyncio.Protocol):
+    """MQTT directly over TCP or TLS."""
+
+    def __init__(self, gateway: Gateway, listener: str) -> None:
+        self.gateway = gateway
+        self.listener = listener
+        self.conn: ClientConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high_water)
+        principal = None
+        if self.listener == "tls":
+            principal = self.gateway.certificate_principal(transport)
+            if principal is None:
+                transport.close()
+                return
+        self.conn = self.gateway.broker.new_connection(
+            _TransportSink(transport),
+            listener=self.listener,
+            source_ip=_peer_ip(transport),
+            principal=principal,
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.gateway.broker.data_received(self.conn, data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.gateway.broker.connection_lost(self.conn)
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.gateway.broker.writing_paused(self.conn)
+
+    def resume_writing(self) -> None:
+        if self.conn is not None:
+            self.gateway.broker.writing_resumed(self.conn)
+
+
+class _WebSocketSink:
+    """Sink that frames MQTT bytes as binary WebSocket messages."""
+
+    __slots__ = ("transport", "ws")
+
+    def __init__(self, transport: asyncio.Transport, ws: ServerProtocol) -> None:
+        self.transport = transport
+        self.ws = ws
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.ws.send_binary(data)
+        except InvalidState:
+            return
+        self.transport.write(b"".join(self.ws.data_to_send()))
+
+    def close(self) -> None:
+        try:
+            self.ws.send_close(1000)
+            self.transport.write(b"".join(self.ws.data_to_send()))
+        except InvalidState:
+            pass
+        self.transport.close()
+
+
+class MqttWebSocketProtocol(asyncio.Protocol):
+    """MQTT over WebSocket at ``/mqtt``, the handshake authenticated by SigV4 query parameters."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.conn: ClientConnection | None = None
+        self.transport: asyncio.Transport | None = None
+        limits = gateway.config.limits
+        self.ws = ServerProtocol(subprotocols=["mqtt"], max_size=limits.max_packet_bytes + 16)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high_water)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        broker = self.gateway.broker
+        for event in ws.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif isinstance(event, Frame):
+                if event.opcode in (Opcode.BINARY, Opcode.CONT) and self.conn is not None:
+                    broker.data_received(self.conn, event.data)
+                elif event.opcode == Opcode.TEXT and self.conn is not None:
+                    broker.close(self.conn, "CLIENT_ERROR")
+        self._send_pending()
+
+    def _send_pending(self) -> None:
+        assert self.transport is not None
+        chunks = self.ws.data_to_send()
+        if chunks:
+            self.transport.write(b"".join(chunks))
+            if chunks[-1] == b"" or self.ws.close_expected():
+                self.transport.close()
+
+    def _handshake(self, request: Request) -> None:
+        assert self.transport is not None
+        ws = self.ws
+        url = urlsplit(request.path)
+        host = request.headers.get("Host", "")
+        if url.path != MQTT_WS_PATH:
+            ws.send_response(ws.reject(404, "Not Found\n"))
+            return
+        try:
+            credential = verify_presigned_request(
+                url.path,
+                url.query,
+                host,
+                self.gateway.credentials,
+                headers=request.headers,
+                region=self.gateway.config.region,
+            )
+        except SigV4Error as exc:
+            log.info(
+                "WebSocket handshake from %s refused: %s", _peer_ip(self.transport), exc.reason
+            )
+            ws.send_response(ws.reject(403, f"Forbidden: {exc.reason}\n"))
+            return
+        response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code != 101:
+            return
+        self.conn = self.gateway.broker.new_connection(
+            _WebSocketSink(self.transport, ws),
+            listener="wss",
+            source_ip=_peer_ip(self.transport),
+            principal=credential.principal,
+        )
+
+    def eof_received(self) -> bool:
+        self.ws.receive_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.gateway.broker.connection_lost(self.conn)
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.gateway.broker.writing_paused(self.conn)
+
+    def resume_writing(self) -> None:
+        if self.conn is not None:
+            self.gateway.broker.writing_resumed(self.conn)
+
+
+class Gateway:
+    """The device gateway: listeners plus the broker, with the seams later issues plug into."""
+
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        *,
+        credentials: CredentialStore | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.credentials: CredentialStore = credentials or StaticCredentialStore()
+        self.authorizer: Authorizer = authorizer or AdminOnlyAuthorizer()
+        self._broker: Broker | None = None
+        self._servers: dict[str, asyncio.Server] = {}
+        self.ports: dict[str, int] = {}
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            raise RuntimeError("gateway not started")
+        return self._broker
+
+    def certificate_principal(self, transport: asyncio.Transport) -> Principal | None:
+        from ..ca import certificate_id  # the local CA module owns certificate ids
+
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not der:
+            return None
+        cert_id = certificate_id(der)
+        return self.credentials.lookup_certificate(cert_id) or Principal("certificate", cert_id)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._broker = Broker(
+            limits=self.config.limits,
+            authorizer=self.authorizer,
+            credentials=self.credentials,
+            loop=loop,
+        )
+        cfg = self.config
+        host = cfg.host
+        if cfg.mqtt_port is not None:
+            await self._listen("mqtt", lambda: MqttStreamProtocol(self, "tcp"), host, cfg.mqtt_port)
+        if cfg.mqtts_port is not None:
+            if cfg.mtls_context is None:
+                raise ValueError("the mutual-TLS listener needs mtls_context")
+            await self._listen(
+                "mqtts",
+                lambda: MqttStreamProtocol(self, "tls"),
+                host,
+                cfg.mqtts_port,
+                cfg.mtls_context,
+            )
+        if cfg.wss_port is not None:
+            await self._listen(
+                "wss", lambda: MqttWebSocketProtocol(self), host, cfg.wss_port, cfg.wss_context
+            )
+
+    async def _listen(
+        self,
+        name: str,
+        factory: object,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            factory,
+            host,
+            port,
+            ssl=context,
+            backlog=4096,  # type: ignore[arg-type]
+            ssl_handshake_timeout=10 if context else None,
+        )
+        self._servers[name] = server
+        self.ports[name] = server.sockets[0].getsockname()[1]
+        log.info("%s listener on %s:%d", name, host, self.ports[name])
+
+    def add_tap(self, tap: PublishTap) -> None:
+        self.broker.taps.append(tap)
+
+    def publish(self, topic: str, payload: bytes, **kwargs: object) -> None:
+        """Internal publish (iot-data HTTP, rule republish); see :meth:`Broker.publish`."""
+        self.broker.publish(topic, payload, **kwargs)  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        if self._broker is not None:
+            self._broker.shutdown()
+            self._broker.flusher.flush()
+        for server in self._servers.values():
+            await server.wait_closed()
+        self._servers.clear()

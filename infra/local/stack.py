@@ -1,0 +1,158 @@
+"""The local stack: every component of the chat's cloud side on one machine.
+
+``iotchat up`` builds a :class:`LocalStack`, starts it, writes ``stack.json`` once every
+component is ready and stops it cleanly on SIGINT or SIGTERM. Tests start the same object
+in-process or as a subprocess, always with port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .ca import LocalCA
+from .gateway import (
+    ADMIN_ACCESS_KEY_ID,
+    ADMIN_SECRET_ACCESS_KEY,
+    Gateway,
+    GatewayConfig,
+    Limits,
+    StaticCredentialStore,
+)
+from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION
+
+log = logging.getLogger("iotchat.stack")
+
+DEFAULT_STATE_DIR = Path(".iotchat")
+STACK_FILE_NAME = "stack.json"
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path = DEFAULT_STATE_DIR
+    host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtts_port: int = 8883
+    wss_port: int = 8443
+    api_port: int = 4566
+    web_port: int = 8080
+    region: str = LOCAL_REGION
+    limits: Limits = field(default_factory=Limits)
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.state_dir = options.state_dir.resolve()
+        self.credentials = StaticCredentialStore()
+        self.gateway: Gateway | None = None
+        self.ca: LocalCA | None = None
+        self._api_runner: web.AppRunner | None = None
+        self.api_port: int | None = None
+        self.ready = False
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / STACK_FILE_NAME
+
+    async def start(self) -> None:
+        opts = self.options
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # A stale file from a previous run must not look like a ready stack.
+        self.stack_file.unlink(missing_ok=True)
+        self.ca = LocalCA.load_or_create(self.state_dir / "ca")
+        self.ca.server_certificate(hostnames=("localhost",), ips=("127.0.0.1",))
+        config = GatewayConfig(
+            host=opts.host,
+            mqtt_port=opts.mqtt_port,
+            mqtts_port=opts.mqtts_port,
+            wss_port=opts.wss_port,
+            mtls_context=self.ca.server_ssl_context(require_client_cert=True),
+            wss_context=self.ca.server_ssl_context(require_client_cert=False),
+            region=opts.region,
+            limits=opts.limits,
+        )
+        self.gateway = Gateway(config, credentials=self.credentials)
+        await self.gateway.start()
+        await self._start_api()
+        self.ready = True
+        self._write_stack_file()
+        log.info("local stack ready; stack file %s", self.stack_file)
+
+    async def _start_api(self) -> None:
+        app = web.Application()
+        app.router.add_get("/_iotchat/health", self._health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.options.host, self.options.api_port)
+        await site.start()
+        self._api_runner = runner
+        server = site._server  # aiohttp exposes the bound port only here
+        assert server is not None
+        self.api_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _health(self, request: web.Request) -> web.Response:
+        components = {"gateway": "ok" if self.gateway is not None else "starting"}
+        status = 200 if self.ready else 503
+        return web.json_response(
+            {"status": "ok" if self.ready else "starting", "components": components}, status=status
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The stack file's content (the same shape ``iotchat deploy`` writes for AWS)."""
+        assert self.gateway is not None and self.ca is not None
+        ports = self.gateway.ports
+        host = self.options.host
+        return {
+            "kind": "local",
+            "region": self.options.region,
+            "accountId": LOCAL_ACCOUNT_ID,
+            "iot": {
+                "host": host,
+                "wssPort": ports["wss"],
+                "mqttsPort": ports["mqtts"],
+                "mqttPort": ports["mqtt"],
+                "caFile": str(self.ca.ca_path),
+            },
+            "api": {"endpoint": f"http://{host}:{self.api_port}"},
+            "admin": {
+                "accessKeyId": ADMIN_ACCESS_KEY_ID,
+                "secretAccessKey": ADMIN_SECRET_ACCESS_KEY,
+            },
+        }
+
+    def _write_stack_file(self) -> None:
+        tmp = self.stack_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.describe(), indent=2) + "\n")
+        os.replace(tmp, self.stack_file)
+
+    async def stop(self) -> None:
+        self.ready = False
+        self.stack_file.unlink(missing_ok=True)
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+
+
+async def run_until_signalled(options: StackOptions) -> None:
+    """Run the stack in the foreground until SIGINT or SIGTERM."""
+    stack = LocalStack(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stack.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await stack.stop()
