@@ -41,6 +41,10 @@ def up(
         int, typer.Option(help="Edge API (AWS_ENDPOINT_URL); 0 picks a free port.")
     ] = 4566,
     web_port: Annotated[int, typer.Option(help="Web client; 0 picks a free port.")] = 8080,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(help="Override an AWS limit, e.g. --limit publishes_per_second=5000."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""

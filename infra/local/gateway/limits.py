@@ -6,7 +6,7 @@ publish rate, a test shortens the minimum keep-alive) without touching gateway c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +34,19 @@ class Limits:
         if requested == 0:
             return self.keepalive_default
         return max(self.keepalive_min, min(self.keepalive_max, requested))
+
+    @classmethod
+    def from_overrides(cls, items: list[str]) -> Limits:
+        """Build limits from ``name=value`` strings (the ``--limit`` option)."""
+        known = {f.name: f.type for f in fields(cls)}
+        changes: dict[str, float | int] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in known:
+                raise ValueError(f"unknown limit {item!r}; known: {', '.join(sorted(known))}")
+            try:
+                changes[name] = float(value) if known[name] == "float" else int(value)
+            except ValueError:
+                raise ValueError(f"limit {name} needs a number, not {value!r}") from None
+        return replace(cls(), **changes)
