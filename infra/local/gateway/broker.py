@@ -189,6 +189,12 @@ class Broker:
             except MalformedPacket as exc:
                 self.stats["malformed"] += 1
                 self._on_malformed(conn, exc)
+            except Exception:
+                # A gateway bug must cost one connection, never the process or other clients.
+                log.exception("internal error handling %s from %r", type(packet).__name__, conn)
+                self.close(
+                    conn, DisconnectReason.SERVER_ERROR, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
+                )
 
     def connection_lost(self, conn: ClientConnection) -> None:
         """The transport is gone (peer closed, socket error, or we closed it)."""
@@ -460,12 +466,11 @@ class Broker:
                 DisconnectReason.CLIENT_ERROR, ReasonCode.TOPIC_NAME_INVALID, str(exc)
             ) from None
         if len(packet.payload) > limits.max_payload_bytes:
-            if not v5:
-                raise Refusal(DisconnectReason.CLIENT_ERROR, None, "payload too large")
-            self._reject_publish(
-                conn, packet, ReasonCode.PACKET_TOO_LARGE, "payload exceeds 128 KB"
+            # AWS disconnects (CLIENT_ERROR) whatever the version; 0x95 is not a valid PUBACK
+            # reason code (MQTT 5 3.4.2.1), so MQTT 5 clients get it in a DISCONNECT.
+            raise Refusal(
+                DisconnectReason.CLIENT_ERROR, ReasonCode.PACKET_TOO_LARGE, "payload exceeds 128 KB"
             )
-            return
         if not self._take_rate_token(conn):
             if not v5:
                 raise Refusal(DisconnectReason.THROTTLED, None, "publish rate exceeded")

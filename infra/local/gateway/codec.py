@@ -519,7 +519,8 @@ def _decode_properties(cur: _Cursor, packet_kind: int | str) -> Properties:
         pid = sub.varint()
         kind = _PROPERTY_TYPES.get(pid)
         if kind is None or pid not in allowed:
-            raise ProtocolError(f"property 0x{pid:02x} not allowed here")
+            # MQTT 5 2.2.2.2: an identifier not valid for the packet type is a Malformed Packet.
+            raise MalformedPacket(f"property 0x{pid:02x} not allowed here")
         if kind == "byte":
             value: Any = sub.byte()
         elif kind == "u16":
@@ -751,6 +752,8 @@ def _decode_suback(cur: _Cursor, ptype: int, version: int) -> Suback | Unsuback:
     codes = list(cur.rest())
     if ptype == SUBACK:
         return Suback(packet_id, codes, props)
+    if codes and version != MQTT_5:
+        raise MalformedPacket("MQTT 3.1.1 UNSUBACK carries only a packet identifier")
     return Unsuback(packet_id, codes, props)
 
 
@@ -838,6 +841,12 @@ class PacketReader:
             ptype = first >> 4
             if ptype == 0:
                 raise MalformedPacket("reserved packet type 0")
+            if first == 0x40 and length == 2:
+                # Fast path for the commonest packet under fan-out load: a bare PUBACK.
+                packet_id = (buf[i] << 8) | buf[i + 1]
+                pos = i + 2
+                packets.append(Ack(PUBACK, packet_id))
+                continue
             body = bytes(buf[i : i + length])
             pos = i + length
             packet = decode_packet(ptype, first & 0x0F, body, self.version)
