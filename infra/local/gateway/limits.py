@@ -27,6 +27,7 @@ class Limits:
     session_expiry_default: int = 3600  # MQTT 3.1.1 persistent sessions
     session_expiry_max: int = 3600  # account setting; AWS allows raising it to 7 days
     topic_alias_max: int = 8
+    websocket_ttl_seconds: int = 24 * 3600
     write_buffer_high_water: int = 1024 * 1024  # bytes pending to one client before QoS 0 drops
 
     def clamp_keepalive(self, requested: int) -> int:

@@ -28,6 +28,7 @@ from .auth import (
 )
 from .broker import Broker, PublishTap
 from .connection import ClientConnection
+from .lifecycle import DisconnectReason
 from .limits import Limits
 from .sigv4 import SigV4Error, verify_presigned_request
 
@@ -146,6 +147,7 @@ class MqttWebSocketProtocol(asyncio.Protocol):
         self.gateway = gateway
         self.conn: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
+        self.ttl_handle: asyncio.TimerHandle | None = None
         limits = gateway.config.limits
         self.ws = ServerProtocol(subprotocols=["mqtt"], max_size=limits.max_packet_bytes + 16)
 
@@ -165,7 +167,7 @@ class MqttWebSocketProtocol(asyncio.Protocol):
                 if event.opcode in (Opcode.BINARY, Opcode.CONT) and self.conn is not None:
                     broker.data_received(self.conn, event.data)
                 elif event.opcode == Opcode.TEXT and self.conn is not None:
-                    broker.close(self.conn, "CLIENT_ERROR")
+                    broker.close(self.conn, DisconnectReason.CLIENT_ERROR)
         self._send_pending()
 
     def _send_pending(self) -> None:
@@ -209,12 +211,22 @@ class MqttWebSocketProtocol(asyncio.Protocol):
             source_ip=_peer_ip(self.transport),
             principal=credential.principal,
         )
+        # AWS ends a WebSocket connection after 24 hours, whatever the client does.
+        broker = self.gateway.broker
+        self.ttl_handle = broker.loop.call_later(
+            self.gateway.config.limits.websocket_ttl_seconds,
+            broker.close,
+            self.conn,
+            DisconnectReason.WEBSOCKET_TTL_EXPIRATION,
+        )
 
     def eof_received(self) -> bool:
         self.ws.receive_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.ttl_handle is not None:
+            self.ttl_handle.cancel()
         if self.conn is not None:
             self.gateway.broker.connection_lost(self.conn)
 
