@@ -303,7 +303,7 @@ class Broker:
         if principal is None and conn.listener == "tcp":
             principal = check_password(self.credentials, packet.username, packet.password)
         if principal is None:
-            self._connect_failed(conn, client_id, session_id, "", "AUTHENTICATION_FAILED")
+            self._connect_failed(conn, client_id, session_id, "", "AUTHORIZATION_FAILED")
             self._refuse_connect(
                 conn,
                 ConnackCode311.BAD_USERNAME_OR_PASSWORD,
@@ -489,7 +489,7 @@ class Broker:
         if not allowed:
             if not v5:
                 raise Refusal(
-                    DisconnectReason.FORBIDDEN_ACCESS, None, f"publish to {topic!r} denied"
+                    DisconnectReason.AUTH_ERROR, None, f"publish to {topic!r} denied"
                 )
             self._reject_publish(conn, packet, ReasonCode.NOT_AUTHORIZED, "not authorized")
             return
