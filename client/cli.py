@@ -48,9 +48,14 @@ def up(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
+    from infra.local.gateway import Limits
     from infra.local.stack import StackOptions, run_until_signalled
 
     _setup_logging(verbose)
+    try:
+        limits = Limits.from_overrides(limit or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--limit") from exc
     options = StackOptions(
         state_dir=state_dir,
         mqtt_port=mqtt_port,
@@ -58,6 +63,7 @@ def up(
         wss_port=wss_port,
         api_port=api_port,
         web_port=web_port,
+        limits=limits,
     )
     try:
         asyncio.run(run_until_signalled(options))

@@ -488,9 +488,7 @@ class Broker:
             allowed = self.authorizer.can_publish(principal, conn.client_id, topic, packet.retain)
         if not allowed:
             if not v5:
-                raise Refusal(
-                    DisconnectReason.AUTH_ERROR, None, f"publish to {topic!r} denied"
-                )
+                raise Refusal(DisconnectReason.AUTH_ERROR, None, f"publish to {topic!r} denied")
             self._reject_publish(conn, packet, ReasonCode.NOT_AUTHORIZED, "not authorized")
             return
         if props:
