@@ -820,3 +820,15 @@ def test_index_agrees_with_filter_matches(topic_filters: list[str], topic_list: 
         assert index.remove(topic_filter, number)
     assert len(index) == 0
     assert all(not list(index.match(t)) for t in topic_list)
+
+
+def test_packets_before_garbage_are_still_returned_with_the_error() -> None:
+    """A good PUBLISH and garbage in one read: the PUBLISH must not be lost with the garbage."""
+    reader = PacketReader()
+    reader.feed(encode(Connect("c1"), MQTT_311))
+    good = encode(Publish("a/b", b"kept", 1, packet_id=7), MQTT_311)
+    with pytest.raises(MalformedPacket) as info:
+        reader.feed(good + b"\x00\x00")
+    [packet] = info.value.decoded
+    assert isinstance(packet, Publish)
+    assert (packet.topic, packet.payload, packet.packet_id) == ("a/b", b"kept", 7)

@@ -29,6 +29,7 @@ from infra.local.gateway.codec import (
     MQTT_311,
     Connect,
     PacketReader,
+    Publish,
     Subscribe,
     SubscriptionOptions,
     encode,
@@ -630,3 +631,19 @@ def test_slow_consumer_memory_is_bounded(start_gateway, peers):
     finally:
         slow.close()
         by.peer.close()
+
+
+def test_publish_followed_by_garbage_in_one_write_is_still_delivered(gateway, bystander):
+    """Bad input loses nothing: the valid PUBLISH ahead of the garbage reaches subscribers."""
+    client_id = uid("garbage")
+    connect = encode(Connect(client_id, username="test", password=b"test"))
+    publish = encode(Publish(bystander.topic, b"before-garbage", 0))
+    with socket.create_connection((gateway.host, gateway.mqtt_port), timeout=5) as sock:
+        sock.sendall(connect)
+        assert sock.recv(4) == b"\x20\x02\x00\x00"
+        sock.sendall(publish + b"\x00\x00\xff\xff")
+        while sock.recv(65536):
+            pass  # the gateway closes the connection after the garbage
+    wait_for(lambda: b"before-garbage" in bystander.peer.payloads(bystander.topic))
+    assert disconnect_reason(gateway, client_id) == "CLIENT_ERROR"
+    bystander.roundtrip()

@@ -157,12 +157,17 @@ class Broker:
         if conn.closed:
             return
         conn.last_seen = self.loop.time()
+        error: MalformedPacket | None = None
         try:
             packets = conn.reader.feed(data)
         except MalformedPacket as exc:
+            packets, error = exc.decoded, exc
+        self._dispatch(conn, packets)
+        if error is not None and not conn.closed:
             self.stats["malformed"] += 1
-            self._on_malformed(conn, exc)
-            return
+            self._on_malformed(conn, error)
+
+    def _dispatch(self, conn: ClientConnection, packets: list[Packet]) -> None:
         handlers = self._handlers
         for packet in packets:
             if conn.closed:

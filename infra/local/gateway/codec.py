@@ -256,6 +256,8 @@ class MalformedPacket(Exception):
     def __init__(self, message: str, reason_code: int = ReasonCode.MALFORMED_PACKET) -> None:
         super().__init__(message)
         self.reason_code = reason_code
+        # Whole packets that arrived before the bad bytes; the broker still handles them.
+        self.decoded: list[Packet] = []
 
 
 class ProtocolError(MalformedPacket):
@@ -807,10 +809,21 @@ class PacketReader:
         self.version = version
 
     def feed(self, data: bytes) -> list[Packet]:
-        """Return every whole packet now available; raise MalformedPacket on garbage."""
+        """Return every whole packet now available; raise MalformedPacket on garbage.
+
+        The exception's ``decoded`` holds the packets that preceded the garbage.
+        """
+        packets: list[Packet] = []
+        try:
+            self._feed(data, packets)
+        except MalformedPacket as exc:
+            exc.decoded = packets
+            raise
+        return packets
+
+    def _feed(self, data: bytes, packets: list[Packet]) -> None:
         buf = self._buf
         buf += data
-        packets: list[Packet] = []
         pos = 0
         n = len(buf)
         while n - pos >= 2:
@@ -855,7 +868,6 @@ class PacketReader:
             packets.append(packet)
         if pos:
             del buf[:pos]
-        return packets
 
     @property
     def buffered(self) -> int:
