@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 
 BENCHMARKS = {
@@ -13,7 +14,12 @@ BENCHMARKS = {
 }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so every benchmark's cleanup (finally blocks) runs on SIGTERM too
+
+
 def run_benchmark(name: str, *, quick: bool = False) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     names = list(BENCHMARKS) if name == "all" else [name]
     for bench in names:
         if bench not in BENCHMARKS:

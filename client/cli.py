@@ -21,6 +21,8 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # One line per WebSocket open/close is noise at INFO, and costs CPU under connect load.
+    logging.getLogger("websockets").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @app.command()

@@ -1,0 +1,201 @@
+"""The benchmarks, run at a tiny size: they start, measure, report well-formed lines, clean up.
+
+No timing threshold is asserted anywhere: this machine's speed is not under test here. The
+figures only have to be sane (positive, ordered percentiles, ratio = value / baseline).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import _harness as h
+from benchmarks import gateway_connections, gateway_fanout, gateway_latency
+from infra.local.gateway.codec import Connect, PacketReader
+
+needs_mosquitto = pytest.mark.skipif(
+    any(h.find_tool(t) is None for t in ("mosquitto", "mosquitto_pub", "mosquitto_sub")),
+    reason="mosquitto/mosquitto-clients not installed (scripts/setup installs them)",
+)
+
+COMMON_KEYS = {"name", "metric", "unit", "value", "baseline", "ratio"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes (its parent has not reaped it yet).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+_children_before: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _remember_children() -> None:
+    """Children that other tests left behind are not this file's business."""
+    _children_before.clear()
+    _children_before.update(h.process_tree(os.getpid()))
+
+
+def _no_children_left() -> bool:
+    """Every process the benchmark started (gateway, mosquitto, load clients) is gone."""
+    return set(h.process_tree(os.getpid())) <= _children_before
+
+
+def _check_ratio(line: dict[str, Any]) -> None:
+    value, baseline, ratio = line["value"], line["baseline"], line["ratio"]
+    assert isinstance(value, int | float) and math.isfinite(value)
+    assert isinstance(baseline, int | float) and baseline > 0
+    # Value and baseline are rounded for display, the ratio is computed before rounding.
+    assert ratio == pytest.approx(value / baseline, rel=0.02, abs=0.01)
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def test_mqtt_connect_is_what_the_gateway_codec_decodes() -> None:
+    packet = h.mqtt_connect("bench-1", username="test", password="test", keep_alive=600)
+    [decoded] = PacketReader(1 << 20).feed(packet)
+    assert isinstance(decoded, Connect)
+    assert (decoded.client_id, decoded.username, decoded.keep_alive) == ("bench-1", "test", 600)
+    assert decoded.password == b"test"
+    assert decoded.clean_start
+    assert h.connack_ok(b"\x20\x02\x00\x00")
+    assert not h.connack_ok(b"\x20\x02\x00\x05")
+
+
+def test_percentile_interpolates() -> None:
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert h.percentile(values, 0) == 1.0
+    assert h.percentile(values, 50) == 3.0
+    assert h.percentile(values, 100) == 5.0
+    assert h.percentile(values, 90) == pytest.approx(4.6)
+
+
+def test_payload_lines_publish_as_exact_payloads(tmp_path: Path) -> None:
+    path = tmp_path / "p.txt"
+    gateway_fanout.write_payload_file(path, 2500, 200)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # every line, the last one included, ends in \n
+    assert len(lines) - 1 == 2500
+    assert {len(line) for line in lines[:-1]} == {200}
+    assert b"\r" not in path.read_bytes()  # mosquitto_pub -l would keep a CR in the payload
+
+
+def test_publishers_never_send_more_message_ids_than_fit_in_16_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gateway_fanout.PUBLISHER_CHUNK < 65535  # mosquitto_pub -l quits early past a wrap
+    monkeypatch.setattr(gateway_fanout, "PUBLISHER_CHUNK", 1000)
+    files = gateway_fanout.write_payload_chunks(tmp_path, 2500, 200)
+    assert [f.read_bytes().count(b"\n") for f in files] == [1000, 1000, 500]
+
+
+@pytest.mark.timeout(60)
+def test_gateway_process_is_stopped_even_when_the_benchmark_fails() -> None:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        h.temp_dir("smoke") as workdir,
+        h.gateway(workdir) as gw,
+    ):
+        pid = gw.pid
+        assert gw.port > 0 and Path(gw.extra["ca_file"]).exists()
+        assert gw.rss_bytes() > 0
+        raise RuntimeError("boom")
+    assert not _alive(pid)
+    assert not workdir.exists()
+
+
+@pytest.mark.timeout(60)
+def test_wss_sigv4_connects_against_the_gateway_alone() -> None:
+    with h.temp_dir("smoke") as workdir, h.gateway(workdir) as gw:
+        result = gateway_connections.wss_once(gw, count=20, workers=4)
+    assert result["connects"] == 20 and result["failed"] == 0
+    assert result["seconds"] > 0
+    assert result["gateway_cpu_seconds"] >= 0
+    assert _no_children_left()
+
+
+# --------------------------------------------------------------------------- against mosquitto
+
+
+@needs_mosquitto
+@pytest.mark.timeout(120)
+def test_fanout_reports_throughput_and_cpu_against_mosquitto() -> None:
+    lines = gateway_fanout.measure(messages=2000, repetitions=1)
+    assert _no_children_left()
+    assert [(x["qos"], x["metric"]) for x in lines] == [
+        (0, "throughput"),
+        (0, "cpu_us_per_delivery"),
+        (1, "throughput"),
+        (1, "cpu_us_per_delivery"),
+    ]
+    for line in lines:
+        assert line.keys() >= COMMON_KEYS
+        assert line["name"] == "gateway-fanout"
+        assert line["baseline_name"] == "mosquitto"
+        assert (line["subscribers"], line["messages"], line["payload_bytes"]) == (10, 2000, 200)
+        assert 0 < line["delivered_fraction"] <= 1
+        assert 0 < line["baseline_delivered_fraction"] <= 1
+        if line["metric"] == "throughput":
+            assert line["value"] > 0
+            _check_ratio(line)
+        else:
+            # 10 ms clock ticks: a tiny run may round the gateway's CPU down to zero.
+            assert line["value"] >= 0 and line["baseline"] >= 0
+            assert 0 <= line["kernel_cpu_share"] <= 1
+            if line["baseline"] > 0:
+                _check_ratio(line)
+
+
+@needs_mosquitto
+@pytest.mark.timeout(120)
+def test_latency_reports_ordered_percentiles_against_mosquitto() -> None:
+    lines = gateway_latency.measure(seconds=1)
+    assert _no_children_left()
+    assert [x["metric"] for x in lines] == ["p50", "p90", "p99", "max"]
+    for line in lines:
+        assert line.keys() >= COMMON_KEYS
+        assert line["name"] == "gateway-latency" and line["unit"] == "ms"
+        assert (line["qos"], line["subscribers"], line["rate_per_s"]) == (1, 10, 500)
+        assert line["payload_bytes"] == 200
+        assert line["value"] > 0 and line["baseline"] > 0
+        assert line["delivered_fraction"] == 1.0 and line["baseline_delivered_fraction"] == 1.0
+        # 500 messages minus the warm-up, to each of 10 subscribers
+        assert line["samples_count"] == line["baseline_samples_count"] == 10 * (500 - 50)
+        _check_ratio(line)
+    values = [x["value"] for x in lines]
+    baselines = [x["baseline"] for x in lines]
+    assert values == sorted(values) and baselines == sorted(baselines)
+
+
+@needs_mosquitto
+@pytest.mark.timeout(120)
+def test_connections_reports_memory_and_wss_rate() -> None:
+    lines = gateway_connections.measure(idle_connections=300, wss_connects=30)
+    assert _no_children_left()
+    by_metric = {x["metric"]: x for x in lines}
+    assert set(by_metric) == {"rss_mib", "rss_kib_per_connection", "wss_sigv4_connects_per_s"}
+    for line in lines:
+        assert line.keys() >= COMMON_KEYS
+        assert line["name"] == "gateway-connections"
+    rss = by_metric["rss_mib"]
+    assert rss["connections"] == 300
+    assert rss["value"] > 0 and rss["idle_rss_mib"] > 0
+    assert rss["baseline"] > 0 and rss["baseline_idle_rss_mib"] > 0
+    _check_ratio(rss)
+    per_connection = by_metric["rss_kib_per_connection"]
+    assert math.isfinite(per_connection["value"]) and math.isfinite(per_connection["baseline"])
+    wss = by_metric["wss_sigv4_connects_per_s"]
+    assert wss["connects"] == 30 and wss["value"] > 0
+    assert wss["baseline"] is None and wss["ratio"] is None and wss["baseline_note"]
