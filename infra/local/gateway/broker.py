@@ -593,8 +593,8 @@ class Broker:
     def deliver(self, session: Session, msg: Message, qos: int, retain: bool) -> None:
         conn: ClientConnection | None = session.connection  # type: ignore[assignment]
         if conn is None:
-            if qos == 1:
-                session.enqueue(Delivery(msg, qos, retain))
+            if qos == 1 and not session.enqueue(Delivery(msg, qos, retain)):
+                self.stats["dropped_qos1"] += 1
             return
         if not self.authorizer.can_receive(conn.principal, conn.client_id, msg.topic):  # type: ignore[arg-type]
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PRESENCE_PREFIX = "$aws/events/presence/"
 SUBSCRIPTIONS_PREFIX = "$aws/events/subscriptions/"
@@ -39,7 +39,6 @@ class ConnectionIdentity:
     principal_identifier: str
     ip_address: str
     version_number: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _dump(body: dict[str, object]) -> bytes:
