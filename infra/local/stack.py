@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from .ca import LocalCA
+from .dynamodb import DynamoDBLocal
+from .edge import EdgeAPI
 from .gateway import (
     ADMIN_ACCESS_KEY_ID,
     ADMIN_SECRET_ACCESS_KEY,
@@ -33,6 +33,8 @@ log = logging.getLogger("iotchat.stack")
 
 DEFAULT_STATE_DIR = Path(".iotchat")
 STACK_FILE_NAME = "stack.json"
+DYNAMODB_DATA_DIR = "dynamodb"
+DYNAMODB_LOG_FILE = "dynamodb.log"
 
 
 @dataclass
@@ -55,7 +57,12 @@ class LocalStack:
         self.credentials = StaticCredentialStore()
         self.gateway: Gateway | None = None
         self.ca: LocalCA | None = None
-        self._api_runner: web.AppRunner | None = None
+        self.dynamodb = DynamoDBLocal(
+            self.state_dir / DYNAMODB_DATA_DIR,
+            self.state_dir / DYNAMODB_LOG_FILE,
+            host=options.host,
+        )
+        self.edge: EdgeAPI | None = None
         self.api_port: int | None = None
         self.ready = False
 
@@ -64,10 +71,21 @@ class LocalStack:
         return self.state_dir / STACK_FILE_NAME
 
     async def start(self) -> None:
-        opts = self.options
+        """Start every component; on any failure stop what did start, then re-raise."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # A stale file from a previous run must not look like a ready stack.
         self.stack_file.unlink(missing_ok=True)
+        try:
+            await self._start_components()
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready = True
+        self._write_stack_file()
+        log.info("local stack ready; stack file %s", self.stack_file)
+
+    async def _start_components(self) -> None:
+        opts = self.options
         self.ca = LocalCA.load_or_create(self.state_dir / "ca")
         self.ca.server_certificate(hostnames=("localhost",), ips=("127.0.0.1",))
         config = GatewayConfig(
@@ -81,30 +99,33 @@ class LocalStack:
             limits=opts.limits,
         )
         self.gateway = Gateway(config, credentials=self.credentials)
-        await self.gateway.start()
-        await self._start_api()
-        self.ready = True
-        self._write_stack_file()
-        log.info("local stack ready; stack file %s", self.stack_file)
+        # dynalite (a Node process) takes the longest to come up: start it alongside the rest.
+        dynamodb_started = asyncio.ensure_future(self.dynamodb.start())
+        try:
+            await self.gateway.start()
+            self.edge = EdgeAPI(
+                gateway=self.gateway,
+                credentials=self.credentials,
+                region=opts.region,
+                health=self._health_status,
+                dynamodb_endpoint=self._dynamodb_endpoint,
+            )
+            self.api_port = await self.edge.start(opts.host, opts.api_port)
+        finally:
+            # Never leave the child starting unobserved, whether or not the rest succeeded.
+            await asyncio.gather(dynamodb_started, return_exceptions=True)
+        dynamodb_started.result()
 
-    async def _start_api(self) -> None:
-        app = web.Application()
-        app.router.add_get("/_iotchat/health", self._health)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.options.host, self.options.api_port)
-        await site.start()
-        self._api_runner = runner
-        server = site._server  # aiohttp exposes the bound port only here
-        assert server is not None
-        self.api_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    def _dynamodb_endpoint(self) -> str | None:
+        return self.dynamodb.endpoint if self.dynamodb.running else None
 
-    async def _health(self, request: web.Request) -> web.Response:
-        components = {"gateway": "ok" if self.gateway is not None else "starting"}
-        status = 200 if self.ready else 503
-        return web.json_response(
-            {"status": "ok" if self.ready else "starting", "components": components}, status=status
-        )
+    def _health_status(self) -> tuple[bool, dict[str, str]]:
+        components = {
+            "gateway": "ok" if self.gateway is not None else "starting",
+            "dynamodb": "ok" if self.dynamodb.running else "down",
+        }
+        healthy = self.ready and all(state == "ok" for state in components.values())
+        return healthy, components
 
     def describe(self) -> dict[str, Any]:
         """The stack file's content (the same shape ``iotchat deploy`` writes for AWS)."""
@@ -123,6 +144,8 @@ class LocalStack:
                 "caFile": str(self.ca.ca_path),
             },
             "api": {"endpoint": f"http://{host}:{self.api_port}"},
+            # DynamoDB is served through the edge API, like every other AWS API of the stack.
+            "dynamodb": {"endpoint": f"http://{host}:{self.api_port}"},
             "admin": {
                 "accessKeyId": ADMIN_ACCESS_KEY_ID,
                 "secretAccessKey": ADMIN_SECRET_ACCESS_KEY,
@@ -137,10 +160,11 @@ class LocalStack:
     async def stop(self) -> None:
         self.ready = False
         self.stack_file.unlink(missing_ok=True)
+        if self.edge is not None:
+            await self.edge.stop()
         if self.gateway is not None:
             await self.gateway.stop()
-        if self._api_runner is not None:
-            await self._api_runner.cleanup()
+        await self.dynamodb.stop()
 
 
 async def run_until_signalled(options: StackOptions) -> None:

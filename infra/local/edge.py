@@ -1,0 +1,371 @@
+"""The edge API: the one HTTP port that ``AWS_ENDPOINT_URL`` points at.
+
+AWS SDK clients of every service the stack emulates share this port, as with LocalStack. A
+request is routed the way AWS's front ends tell services apart:
+
+* JSON-protocol services (DynamoDB, Cognito) name the operation in ``X-Amz-Target``; a
+  middleware hands the request to the handler registered for the target's prefix
+  (:meth:`EdgeAPI.add_target`). ``DynamoDB_20120810.*`` is forwarded verbatim to dynalite.
+* REST services (iot-data, iot) are told apart by path: ``POST /topics/{topic}`` is
+  iot-data publish; others add routes to :attr:`EdgeAPI.app`.
+* ``GET /_iotchat/health`` answers 200 once every component is ready.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+from aiohttp import web
+
+from .edge_sigv4 import verify_authorization_header
+from .gateway import Authorizer, CredentialStore, Gateway, Principal
+from .gateway.codec import Prop, Properties
+from .gateway.sigv4 import SigV4Error
+from .gateway.topics import InvalidTopic, is_reserved, validate_topic_name
+
+log = logging.getLogger("iotchat.edge")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HealthStatus = Callable[[], tuple[bool, dict[str, str]]]
+
+DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
+IOT_DATA_SIGNING_NAME = "iotdata"  # botocore's iot-data model: signingName
+TOPICS_PREFIX = "/topics/"
+MAX_REQUEST_BYTES = 20 * 1024 * 1024  # above DynamoDB's 16 MB BatchWriteItem request
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
+_PAYLOAD_FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
+_U32_MAX = 2**32 - 1
+
+
+class ApiError(Exception):
+    """An AWS-style error: HTTP status, error code (``x-amzn-ErrorType``) and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def rest_json_error(error: ApiError) -> web.Response:
+    """The error shape of AWS's rest-json services, which botocore parses into the code."""
+    return web.json_response(
+        {"message": error.message},
+        status=error.status,
+        headers={"x-amzn-ErrorType": error.code, "x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+def json_protocol_error(status: int, code: str, message: str) -> web.Response:
+    """The error shape of AWS's JSON-protocol services (``__type``)."""
+    return web.json_response(
+        {"__type": code, "message": message},
+        status=status,
+        content_type="application/x-amz-json-1.0",
+        headers={"x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+class EdgeAPI:
+    """The aiohttp application behind ``AWS_ENDPOINT_URL``; start once, stop once."""
+
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        credentials: CredentialStore,
+        region: str,
+        health: HealthStatus,
+        dynamodb_endpoint: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.credentials = credentials
+        self.region = region
+        self._health_status = health
+        self._dynamodb_endpoint = dynamodb_endpoint or (lambda: None)
+        self.targets: dict[str, Handler] = {DYNAMODB_TARGET_PREFIX: self._dynamodb}
+        self.app = web.Application(
+            middlewares=[self._route_by_target], client_max_size=MAX_REQUEST_BYTES
+        )
+        self.app.router.add_get("/_iotchat/health", self._health)
+        self.app.router.add_post(TOPICS_PREFIX + "{topic:.*}", self._publish)
+        self._runner: web.AppRunner | None = None
+        self._client: aiohttp.ClientSession | None = None
+        self.port: int | None = None
+
+    @property
+    def authorizer(self) -> Authorizer:
+        return self.gateway.authorizer
+
+    def add_target(self, prefix: str, handler: Handler) -> None:
+        """Serve every request whose ``X-Amz-Target`` starts with ``prefix`` (e.g. Cognito's)."""
+        self.targets[prefix] = handler
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (0 picks a free port) and return the bound port."""
+        self._client = aiohttp.ClientSession(
+            # dynalite (Node) closes idle connections after 5 s: never reuse one that old.
+            connector=aiohttp.TCPConnector(keepalive_timeout=3),
+            auto_decompress=False,
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            await self._client.close()
+            raise
+        self._runner = runner
+        server = site._server  # aiohttp exposes the bound port only here
+        assert server is not None
+        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # ------------------------------------------------------------------ routing
+
+    @web.middleware
+    async def _route_by_target(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        target = request.headers.get("X-Amz-Target")
+        if target is None:
+            return await handler(request)
+        for prefix, target_handler in self.targets.items():
+            if target.startswith(prefix):
+                return await target_handler(request)
+        return json_protocol_error(400, "UnknownOperationException", f"unknown target {target}")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        ready, components = self._health_status()
+        return web.json_response(
+            {"status": "ok" if ready else "starting", "components": components},
+            status=200 if ready else 503,
+        )
+
+    # ------------------------------------------------------------------ DynamoDB
+
+    async def _dynamodb(self, request: web.Request) -> web.StreamResponse:
+        """Forward verbatim to dynalite (which validates requests but not signatures)."""
+        endpoint = self._dynamodb_endpoint()
+        if endpoint is None or self._client is None:
+            return json_protocol_error(
+                503,
+                "com.amazonaws.dynamodb.v20120810#ServiceUnavailableException",
+                "DynamoDB is not running",
+            )
+        body = await request.read()
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        url = endpoint + request.rel_url.raw_path_qs
+        try:
+            async with self._client.request(
+                request.method, url, data=body, headers=headers
+            ) as upstream:
+                payload = await upstream.read()
+                out_headers = [
+                    (k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
+                ]
+                response = web.Response(status=upstream.status, body=payload)
+                for key, value in out_headers:
+                    response.headers.add(key, value)
+                return response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("DynamoDB request failed: %s", exc)
+            return json_protocol_error(
+                500, "com.amazonaws.dynamodb.v20120810#InternalServerError", "DynamoDB failed"
+            )
+
+    # ------------------------------------------------------------------ iot-data
+
+    async def _publish(self, request: web.Request) -> web.Response:
+        try:
+            await self._do_publish(request)
+        except ApiError as error:
+            return rest_json_error(error)
+        return web.json_response({}, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    def _authenticate(self, request: web.Request, body: bytes) -> Principal:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        try:
+            credential = verify_authorization_header(
+                request.method,
+                raw_path,
+                raw_query,
+                request.headers,
+                body,
+                self.credentials,
+                service=IOT_DATA_SIGNING_NAME,
+                region=self.region,
+            )
+        except SigV4Error as exc:
+            log.info("iot-data request refused: %s", exc.reason)
+            raise ApiError(403, "ForbiddenException", _forbidden_message(exc.reason)) from None
+        return credential.principal
+
+    async def _do_publish(self, request: web.Request) -> None:
+        body = await request.read()
+        principal = self._authenticate(request, body)
+        raw_path = request.raw_path.partition("?")[0]
+        try:
+            topic = unquote(raw_path[len(TOPICS_PREFIX) :], errors="strict")
+        except UnicodeDecodeError:
+            raise _invalid("Invalid topic: not UTF-8") from None
+        limits = self.gateway.broker.limits
+        try:
+            validate_topic_name(topic, limits.max_topic_bytes, limits.max_topic_slashes)
+        except InvalidTopic as exc:
+            raise ApiError(400, "InvalidRequestException", f"Invalid topic: {exc}") from None
+        query = request.rel_url.query
+        qos = _qos(query.get("qos"))
+        retain = _boolean(query.get("retain"), "retain")
+        properties = _properties(request, body)
+        if len(body) > limits.max_payload_bytes:
+            raise ApiError(
+                413,
+                "RequestEntityTooLargeException",
+                f"Payload exceeds the maximum size of {limits.max_payload_bytes} bytes",
+            )
+        if is_reserved(topic) or not self.authorizer.can_publish(principal, "n/a", topic, retain):
+            raise ApiError(403, "ForbiddenException", "Forbidden")
+        try:
+            self.gateway.publish(
+                topic,
+                body,
+                qos=qos,
+                retain=retain,
+                properties=properties,
+                client_id="n/a",
+                principal=principal,
+            )
+        except ValueError as exc:  # the broker's own checks; InvalidTopic is one
+            raise ApiError(400, "InvalidRequestException", str(exc)) from None
+
+
+def _forbidden_message(reason: str) -> str:
+    if reason == "SignatureMismatch":
+        return (
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method."
+        )
+    if reason in ("UnknownAccessKey", "TokenMismatch", "CredentialExpired"):
+        return "The security token included in the request is invalid."
+    if reason in ("Expired", "NotYetValid"):
+        return "Signature expired or not yet current."
+    return "Forbidden"
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "InvalidRequestException", message)
+
+
+def _qos(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if value not in ("0", "1"):
+        raise _invalid("qos must be 0 or 1")
+    return int(value)
+
+
+def _boolean(value: str | None, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    if value.lower() not in ("true", "false"):
+        raise _invalid(f"{name} must be true or false")
+    return value.lower() == "true"
+
+
+def _user_properties(header: str) -> list[tuple[str, str]]:
+    """``x-amz-mqtt5-user-properties``: base64 of ``[{"key": "value"}, ...]`` as JSON.
+
+    botocore serialises the (string) parameter with ``json.dumps`` before base64, so the
+    decoded value may be a JSON string holding the array; both forms are accepted.
+    """
+    try:
+        value: Any = json.loads(base64.b64decode(header, validate=True))
+        if isinstance(value, str):
+            value = json.loads(value)
+    except (binascii.Error, ValueError):
+        raise _invalid("userProperties must be base64-encoded JSON") from None
+    if not isinstance(value, list):
+        raise _invalid("userProperties must be a JSON array of objects")
+    pairs: list[tuple[str, str]] = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise _invalid("userProperties must be a JSON array of objects")
+        for key, val in item.items():
+            if not isinstance(val, str):
+                raise _invalid("userProperties values must be strings")
+            pairs.append((key, val))
+    return pairs
+
+
+def _properties(request: web.Request, body: bytes) -> Properties:
+    """The MQTT 5 properties an iot-data publish carries, from its query and headers."""
+    query = request.rel_url.query
+    headers = request.headers
+    props: Properties = {}
+    fmt = headers.get("x-amz-mqtt5-payload-format-indicator")
+    if fmt is not None:
+        if fmt not in _PAYLOAD_FORMATS:
+            raise _invalid("payloadFormatIndicator must be UNSPECIFIED_BYTES or UTF8_DATA")
+        props[Prop.PAYLOAD_FORMAT_INDICATOR] = _PAYLOAD_FORMATS[fmt]
+        if fmt == "UTF8_DATA":
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _invalid("payload is not UTF-8 but payloadFormatIndicator says so") from None
+    expiry = query.get("messageExpiry")
+    if expiry is not None:
+        if not expiry.isascii() or not expiry.isdigit() or int(expiry) > _U32_MAX:
+            raise _invalid("messageExpiry must be a whole number of seconds")
+        props[Prop.MESSAGE_EXPIRY_INTERVAL] = int(expiry)
+    content_type = query.get("contentType")
+    if content_type is not None:
+        props[Prop.CONTENT_TYPE] = content_type
+    response_topic = query.get("responseTopic")
+    if response_topic is not None:
+        try:
+            validate_topic_name(response_topic)
+        except InvalidTopic as exc:
+            raise _invalid(f"Invalid responseTopic: {exc}") from None
+        props[Prop.RESPONSE_TOPIC] = response_topic
+    correlation = headers.get("x-amz-mqtt5-correlation-data")
+    if correlation is not None:
+        try:
+            props[Prop.CORRELATION_DATA] = base64.b64decode(correlation, validate=True)
+        except binascii.Error:
+            raise _invalid("correlationData must be base64") from None
+    user = headers.get("x-amz-mqtt5-user-properties")
+    if user is not None:
+        props[Prop.USER_PROPERTY] = _user_properties(user)
+    return props
