@@ -85,6 +85,31 @@ def bench(
     raise typer.Exit(run_benchmark(name, quick=quick))
 
 
+@app.command()
+def logs(
+    function: Annotated[str, typer.Argument(help="The Lambda function's name.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    state_dir: Annotated[Path, typer.Option(help="The stack's state directory.")] = Path(
+        ".iotchat"
+    ),
+) -> None:
+    """Print a Lambda function's log (handler output and START/END/REPORT lines)."""
+    import sys
+
+    from infra.local.lambda_runtime.logtail import copy_log, is_known, known_functions
+
+    if not is_known(state_dir, function):
+        known = ", ".join(known_functions(state_dir)) or "none"
+        typer.echo(f"iotchat logs: no function named {function!r} (known: {known})", err=True)
+        raise typer.Exit(1)
+    try:
+        copy_log(state_dir, function, sys.stdout.buffer, follow=follow)
+    except KeyboardInterrupt:
+        return
+
+
 def main() -> None:
     app()
 

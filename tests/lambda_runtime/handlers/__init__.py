@@ -1,0 +1,1 @@
+"""Handler fixtures that the runtime's tests invoke in real worker processes."""

@@ -1,0 +1,89 @@
+"""Small handlers, each exercising one behaviour of the runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+ENV_KEYS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_TIMEOUT",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "GREETING",
+    "HOME_SECRET",
+)
+
+
+def echo(event, context):
+    return {
+        "event": event,
+        "pid": os.getpid(),
+        "env": {key: os.environ.get(key) for key in ENV_KEYS},
+        "context": {
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "invoked_function_arn": context.invoked_function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "aws_request_id": context.aws_request_id,
+            "log_group_name": context.log_group_name,
+            "log_stream_name": context.log_stream_name,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+        },
+    }
+
+
+def noop(event, context):
+    return None
+
+
+def fail(event, context):
+    with Path(os.environ["COUNT_FILE"]).open("a") as out:
+        out.write(context.aws_request_id + "\n")
+    raise ValueError(f"boom: {event.get('why')}")
+
+
+def sleep(event, context):
+    if "pidFile" in event:
+        Path(event["pidFile"]).write_text(str(os.getpid()))
+    time.sleep(event["seconds"])
+    return {"slept": event["seconds"], "pid": os.getpid()}
+
+
+def interval(event, context):
+    """Record when this invocation ran and in which process, for the concurrency test."""
+    began = time.time()
+    time.sleep(event["seconds"])
+    with Path(event["file"]).open("a") as out:
+        out.write(json.dumps({"pid": os.getpid(), "start": began, "end": time.time()}) + "\n")
+    return "ok"
+
+
+def chatty(event, context):
+    print("hello from the handler, not JSON {")
+    os.write(1, b"raw bytes on fd 1\n")
+    logging.getLogger("chatty").warning("a warning with the request id")
+    return {"said": "hello"}
+
+
+def unserializable(event, context):
+    return {"when": object()}
+
+
+def crash(event, context):
+    os._exit(3)
+
+
+def list_tables(event, context):
+    """boto3 with no endpoint configured in code: AWS_ENDPOINT_URL must lead to the local stack."""
+    import boto3
+
+    return boto3.client("dynamodb").list_tables()["TableNames"]
