@@ -47,6 +47,14 @@ def up(
         list[str] | None,
         typer.Option(help="Override an AWS limit, e.g. --limit publishes_per_second=5000."),
     ] = None,
+    rules_dir: Annotated[
+        Path | None,
+        typer.Option(help="Topic rules to run (default: the project's iot_rules/rules)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="Lambda manifest (default: the project's lambdas/manifest.json)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
@@ -67,6 +75,10 @@ def up(
         web_port=web_port,
         limits=limits,
     )
+    if rules_dir is not None:
+        options.rules_dir = rules_dir
+    if manifest is not None:
+        options.manifest = manifest
     try:
         asyncio.run(run_until_signalled(options))
     except OSError as exc:
@@ -108,6 +120,60 @@ def logs(
         copy_log(state_dir, function, sys.stdout.buffer, follow=follow)
     except KeyboardInterrupt:
         return
+
+
+rules_app = typer.Typer(no_args_is_help=True, help="Check and try out topic rules.")
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("check")
+def rules_check(
+    rules_dir: Annotated[Path | None, typer.Option(help="Rule files to check.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Lambda manifest to check against.")] = None,
+) -> None:
+    """Validate every rule file; print each problem and exit 1 if there is any."""
+    from iot_rules.check import check_rules
+    from iot_rules.loader import RULES_DIR
+    from lambdas.manifest import MANIFEST_PATH, Manifest
+
+    directory = rules_dir or RULES_DIR
+    try:
+        loaded = Manifest.load(manifest or MANIFEST_PATH)
+    except ValueError as exc:
+        typer.echo(f"manifest: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    problems = check_rules(directory, functions=set(loaded.names()), tables=set(loaded.table_names))
+    for problem in problems:
+        typer.echo(problem, err=True)
+    count = len(list(directory.glob("*.json")))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {count} rule file(s)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{count} rule file(s) OK")
+
+
+@rules_app.command("eval")
+def rules_eval(
+    sql: Annotated[str, typer.Option(help="The rule's SQL statement.")],
+    topic: Annotated[str, typer.Option(help="The topic the message arrives on.")],
+    payload: Annotated[str, typer.Option(help="The message payload (JSON or any text).")],
+    client_id: Annotated[str, typer.Option(help="What clientid() returns.")] = "n/a",
+    sql_version: Annotated[
+        str | None, typer.Option(help="2015-10-08 (default) or 2016-03-23.")
+    ] = None,
+) -> None:
+    """Evaluate SQL against one message, like the AWS console's SQL tester."""
+    import json
+
+    from iot_rules.check import evaluate
+    from iot_rules.sql import SqlError
+
+    try:
+        outcome = evaluate(sql, topic, payload.encode(), client_id, sql_version)
+    except SqlError as exc:
+        typer.echo(f"sql: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(outcome))
 
 
 def main() -> None:

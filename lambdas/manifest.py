@@ -33,6 +33,11 @@ Fields of a function (AWS names and limits, as ``lambda.create_function`` takes 
   (AWS's 0, "throttle everything", is not supported).
 
 Unknown keys are an error, so a typo never silently falls back to a default.
+
+The manifest also declares the backend's DynamoDB tables, under ``"tables"``: each entry is a
+``dynamodb.create_table`` request (``TableName``, ``KeySchema``, ``AttributeDefinitions``,
+indexes, ...), checked against botocore's model. ``iotchat up`` creates the missing ones in
+the local DynamoDB, and rule checks refuse actions that name a table not declared here.
 """
 
 from __future__ import annotations
@@ -155,6 +160,11 @@ class Manifest:
     """Every function of the project, by name."""
 
     functions: tuple[FunctionSpec, ...] = ()
+    tables: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def table_names(self) -> list[str]:
+        return [table["TableName"] for table in self.tables]
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -176,14 +186,23 @@ class Manifest:
     def from_dict(cls, data: Any) -> Manifest:
         if not isinstance(data, dict) or not isinstance(data.get("functions"), list):
             raise ManifestError('manifest: must be an object with a "functions" list')
-        unknown = sorted(set(data) - {"functions"})
+        unknown = sorted(set(data) - {"functions", "tables"})
         if unknown:
             raise ManifestError(f"manifest: unknown field(s) {', '.join(unknown)}")
+        tables = data.get("tables", [])
+        if not isinstance(tables, list):
+            raise ManifestError('manifest: "tables" must be a list')
+        for index, table in enumerate(tables):
+            _check_table(table, f"tables[{index}]")
+        names = [t["TableName"] for t in tables]
+        if len(set(names)) != len(names):
+            raise ManifestError("manifest: a table is declared twice")
         return cls(
             tuple(
                 FunctionSpec.from_dict(item, f"functions[{index}]")
                 for index, item in enumerate(data["functions"])
-            )
+            ),
+            tuple(tables),
         )
 
     @classmethod
@@ -193,3 +212,21 @@ class Manifest:
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{path.name}: not JSON ({exc})") from exc
         return cls.from_dict(data)
+
+
+def _check_table(table: Any, where: str) -> None:
+    """A table entry must be a valid ``CreateTable`` request, per botocore's own model."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    if not isinstance(table, dict):
+        raise ManifestError(f"{where}: a table is a CreateTable request object")
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    report = ParamValidator().validate(table, model.operation_model("CreateTable").input_shape)
+    if report.has_errors():
+        details = "; ".join(
+            line.strip()
+            for line in report.generate_report().splitlines()
+            if line.strip() and not line.startswith("Parameter validation failed")
+        )
+        raise ManifestError(f"{where}: {details}")

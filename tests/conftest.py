@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from infra.local.gateway import (
     PublishEvent,
     StaticCredentialStore,
 )
+from infra.local.stack import LocalStack, StackOptions
 
 
 @dataclass
@@ -148,3 +150,98 @@ def gateway(start_gateway: Callable[..., GatewayHandle]) -> GatewayHandle:
 @pytest.fixture
 def tmp_state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
+
+
+@dataclass
+class InProcessStack:
+    """A whole local stack on its own thread and loop; clients still use loopback sockets."""
+
+    stack: LocalStack
+    loop: asyncio.AbstractEventLoop
+    info: dict[str, Any]
+    tapped: list[PublishEvent] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return self.info["api"]["endpoint"]
+
+    def taps_on(self, topic: str) -> list[PublishEvent]:
+        return [event for event in list(self.tapped) if event.topic == topic]
+
+    def client(
+        self, service: str, key: str = "test", secret: str = "test", token: str | None = None
+    ) -> Any:
+        """A boto3 client for the edge API, as any AWS SDK user of the stack makes one."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.info["region"],
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+        )
+
+    def iot_data(self, key: str = "test", secret: str = "test", token: str | None = None) -> Any:
+        return self.client("iot-data", key, secret, token)
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` on the stack's loop; a coroutine result is awaited there."""
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                value = fn()
+            except BaseException as exc:  # pragma: no cover - re-raised in the caller
+                future.set_exception(exc)
+                return
+            if asyncio.iscoroutine(value):
+                task = asyncio.ensure_future(value)
+                task.add_done_callback(
+                    lambda t: (
+                        future.set_exception(t.exception())
+                        if t.exception()
+                        else future.set_result(t.result())
+                    )
+                )
+            else:
+                future.set_result(value)
+
+        self.loop.call_soon_threadsafe(run)
+        return future.result(timeout)
+
+
+def stack_options(state_dir: Path, **overrides: Any) -> StackOptions:
+    """Options for a test stack: every port ephemeral."""
+    ports = dict(mqtt_port=0, mqtts_port=0, wss_port=0, api_port=0, web_port=0)
+    return StackOptions(state_dir=state_dir, **{**ports, **overrides})
+
+
+@contextmanager
+def run_stack_in_thread(options: StackOptions) -> Iterator[InProcessStack]:
+    stack = LocalStack(options)
+    ready: Future[InProcessStack] = Future()
+    stop = threading.Event()
+
+    async def main() -> None:
+        try:
+            await stack.start()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        handle = InProcessStack(stack, asyncio.get_running_loop(), stack.describe())
+        assert stack.gateway is not None
+        stack.gateway.add_tap(handle.tapped.append)
+        ready.set_result(handle)
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await stack.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.result(30)
+    finally:
+        stop.set()
+        thread.join(15)

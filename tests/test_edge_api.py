@@ -7,7 +7,6 @@ boto3 or from a hand-signed HTTP request, and every delivery to a real paho subs
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
@@ -15,12 +14,9 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.exceptions
 import paho.mqtt.client as mqtt
 import pytest
@@ -33,80 +29,22 @@ from infra.local.edge_sigv4 import canonical_path, verify_authorization_header
 from infra.local.gateway import (
     ADMIN_PRINCIPAL,
     Credential,
-    Limits,
     Principal,
-    PublishEvent,
     StaticCredentialStore,
 )
 from infra.local.gateway.sigv4 import SigV4Error
-from infra.local.stack import LocalStack, StackOptions
-from tests.conftest import wait_for
+from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 
 REGION = "us-east-1"
 MAX_PAYLOAD = 128 * 1024
 
 
-@dataclass
-class InProcessStack:
-    stack: LocalStack
-    loop: asyncio.AbstractEventLoop
-    info: dict[str, Any]
-    tapped: list[PublishEvent] = field(default_factory=list)
-
-    @property
-    def endpoint(self) -> str:
-        return self.info["api"]["endpoint"]
-
-    def iot_data(self, key: str = "test", secret: str = "test", token: str | None = None) -> Any:
-        return boto3.client(
-            "iot-data",
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=key,
-            aws_secret_access_key=secret,
-            aws_session_token=token,
-        )
-
-    def taps_on(self, topic: str) -> list[PublishEvent]:
-        return [event for event in list(self.tapped) if event.topic == topic]
-
-
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
-    options = StackOptions(
-        state_dir=tmp_path_factory.mktemp("edge") / "state",
-        mqtt_port=0,
-        mqtts_port=0,
-        wss_port=0,
-        api_port=0,
-        web_port=0,
-        limits=Limits(),
-    )
-    stack = LocalStack(options)
-    ready: Future[InProcessStack] = Future()
-    stop = threading.Event()
-
-    async def main() -> None:
-        try:
-            await stack.start()
-        except BaseException as exc:
-            ready.set_exception(exc)
-            return
-        handle = InProcessStack(stack, asyncio.get_running_loop(), stack.describe())
-        assert stack.gateway is not None
-        stack.gateway.add_tap(handle.tapped.append)
-        ready.set_result(handle)
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await stack.stop()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        yield ready.result(30)
-    finally:
-        stop.set()
-        thread.join(15)
+    options = stack_options(tmp_path_factory.mktemp("edge") / "state")
+    with run_stack_in_thread(options) as handle:
+        yield handle
+        stack = handle.stack
     assert not stack.dynamodb.running
 
 

@@ -20,7 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -188,3 +190,19 @@ class DynamoDBLocal:
             log.warning("dynalite (pid %d) ignored SIGTERM; killing it", proc.pid)
             proc.kill()
             await asyncio.to_thread(proc.wait, timeout)
+
+
+def ensure_tables(client: Any, tables: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Create each declared table that does not exist yet; return the names created."""
+    existing: set[str] = set()
+    for page in client.get_paginator("list_tables").paginate():
+        existing.update(page.get("TableNames", []))
+    created = []
+    for table in tables:
+        if table["TableName"] not in existing:
+            request = dict(table)
+            if "BillingMode" not in request and "ProvisionedThroughput" not in request:
+                request["BillingMode"] = "PAY_PER_REQUEST"
+            client.create_table(**request)
+            created.append(table["TableName"])
+    return created

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iot_rules.engine import RulesEngine
+from iot_rules.loader import RULES_DIR, load_rules
+from lambdas.manifest import MANIFEST_PATH, Manifest
+
 from .ca import LocalCA
-from .dynamodb import DynamoDBLocal
+from .dynamodb import DynamoDBLocal, ensure_tables
 from .edge import EdgeAPI
 from .gateway import (
     ADMIN_ACCESS_KEY_ID,
@@ -28,6 +32,8 @@ from .gateway import (
     StaticCredentialStore,
 )
 from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from .lambda_runtime import LambdaRuntime
+from .rules_host import aws_client_factory, rule_services
 
 log = logging.getLogger("iotchat.stack")
 
@@ -48,6 +54,10 @@ class StackOptions:
     web_port: int = 8080
     region: str = LOCAL_REGION
     limits: Limits = field(default_factory=Limits)
+    rules_dir: Path = RULES_DIR
+    manifest: Path = MANIFEST_PATH
+    # Lambda's asynchronous retry delays; AWS waits about 1 and 2 minutes, locally seconds.
+    lambda_retry_delays: tuple[float, float] = (1.0, 2.0)
 
 
 class LocalStack:
@@ -64,6 +74,8 @@ class LocalStack:
         )
         self.edge: EdgeAPI | None = None
         self.api_port: int | None = None
+        self.lambdas: LambdaRuntime | None = None
+        self.rules: RulesEngine | None = None
         self.ready = False
 
     @property
@@ -115,6 +127,43 @@ class LocalStack:
             # Never leave the child starting unobserved, whether or not the rest succeeded.
             await asyncio.gather(dynamodb_started, return_exceptions=True)
         dynamodb_started.result()
+        await self._start_backend()
+
+    async def _start_backend(self) -> None:
+        """Lambda runtime and rules engine: they reach the rest through the edge API."""
+        opts = self.options
+        assert self.gateway is not None
+        endpoint = f"http://{opts.host}:{self.api_port}"
+        # Rule and manifest files are checked before anything runs, so a broken rule stops
+        # `iotchat up` with the file and the problem named.
+        manifest = Manifest.load(opts.manifest)
+        rules = load_rules(opts.rules_dir)
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": ADMIN_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET_ACCESS_KEY,
+            "AWS_REGION": opts.region,
+            "AWS_DEFAULT_REGION": opts.region,
+        }
+        if manifest.tables:
+            dynamodb = aws_client_factory(endpoint, opts.region)("dynamodb")
+            created = await asyncio.to_thread(ensure_tables, dynamodb, manifest.tables)
+            if created:
+                log.info("created DynamoDB tables: %s", ", ".join(created))
+        self.lambdas = LambdaRuntime(
+            manifest,
+            self.state_dir,
+            env,
+            retry_delays=opts.lambda_retry_delays,
+            region=opts.region,
+            account_id=LOCAL_ACCOUNT_ID,
+        )
+        await self.lambdas.start()
+        self.rules = RulesEngine(
+            rule_services(self.gateway, self.lambdas, endpoint, opts.region, LOCAL_ACCOUNT_ID)
+        )
+        self.rules.load(rules)
+        self.gateway.add_tap(self.rules.on_publish)
 
     def _dynamodb_endpoint(self) -> str | None:
         return self.dynamodb.endpoint if self.dynamodb.running else None
@@ -123,6 +172,8 @@ class LocalStack:
         components = {
             "gateway": "ok" if self.gateway is not None else "starting",
             "dynamodb": "ok" if self.dynamodb.running else "down",
+            "lambda": "ok" if self.lambdas is not None else "starting",
+            "rules": "ok" if self.rules is not None else "starting",
         }
         healthy = self.ready and all(state == "ok" for state in components.values())
         return healthy, components
@@ -162,6 +213,10 @@ class LocalStack:
         self.stack_file.unlink(missing_ok=True)
         if self.edge is not None:
             await self.edge.stop()
+        if self.rules is not None:
+            await self.rules.drain(timeout=5)
+        if self.lambdas is not None:
+            await self.lambdas.stop()
         if self.gateway is not None:
             await self.gateway.stop()
         await self.dynamodb.stop()

@@ -1,0 +1,101 @@
+"""Wires the rules engine into the local stack: what its actions and SQL functions reach.
+
+Rule actions and ``aws_lambda()``/``get_dynamodb()`` talk to the same services a deployed rule
+talks to on AWS: the gateway (republish), the Lambda runtime, and AWS APIs through the edge API
+with the admin credentials, exactly as any boto3 user of the stack would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from iot_rules.actions import RuleServices
+from iot_rules.sql import SqlContext
+
+from .gateway import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, Gateway
+from .lambda_runtime import LambdaRuntime
+
+
+def aws_client_factory(endpoint: str, region: str) -> Callable[[str], Any]:
+    """boto3 clients for the edge API, one per service and thread (boto3 clients are not
+    safe to create concurrently, and actions run in worker threads)."""
+    import boto3
+
+    session_lock = threading.Lock()
+    local = threading.local()
+
+    def client(service: str) -> Any:
+        cache = getattr(local, "clients", None)
+        if cache is None:
+            cache = local.clients = {}
+        if service not in cache:
+            with session_lock:
+                session = boto3.session.Session(
+                    aws_access_key_id=ADMIN_ACCESS_KEY_ID,
+                    aws_secret_access_key=ADMIN_SECRET_ACCESS_KEY,
+                    region_name=region,
+                )
+                cache[service] = session.client(service, endpoint_url=endpoint)
+        return cache[service]
+
+    return client
+
+
+def _get_dynamodb(client: Callable[[str], Any]) -> Callable[..., object]:
+    def get_item(
+        table: str,
+        key_name: str,
+        key_value: object,
+        range_name: str | None,
+        range_value: object | None,
+        role_arn: str,
+    ) -> object:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        serializer = TypeSerializer()
+        key = {key_name: serializer.serialize(key_value)}
+        if range_name is not None:
+            key[range_name] = serializer.serialize(range_value)
+        item = client("dynamodb").get_item(TableName=table, Key=key).get("Item")
+        if item is None:
+            return None
+        deserializer = TypeDeserializer()
+        return {k: deserializer.deserialize(v) for k, v in item.items()}
+
+    return get_item
+
+
+def _invoke_lambda(runtime: LambdaRuntime) -> Callable[[str, object], object]:
+    def invoke(arn: str, payload: object) -> object:
+        result = runtime.invoke_blocking(arn, payload)
+        if not result.ok:
+            raise RuntimeError(f"aws_lambda({arn}) failed: {result.error}")
+        return result.payload
+
+    return invoke
+
+
+def rule_services(
+    gateway: Gateway, runtime: LambdaRuntime | None, endpoint: str, region: str, account_id: str
+) -> RuleServices:
+    client = aws_client_factory(endpoint, region)
+
+    def publish(topic: str, payload: bytes, **kwargs: Any) -> None:
+        gateway.publish(topic, payload, **kwargs)
+
+    context = SqlContext(
+        account_id=account_id,
+        region=region,
+        invoke_lambda=_invoke_lambda(runtime) if runtime is not None else None,
+        get_dynamodb=_get_dynamodb(client),
+    )
+    return RuleServices(
+        publish=publish,
+        invoke_async=runtime.invoke_async if runtime is not None else None,
+        aws_client=client,
+        account_id=account_id,
+        region=region,
+        sql_context=context,
+    )

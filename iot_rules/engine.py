@@ -1,0 +1,229 @@
+"""The local rules engine: every accepted publish, matched against every enabled rule.
+
+The gateway's publish tap calls :meth:`RulesEngine.on_publish` for each accepted message
+(MQTT, iot-data HTTP, lifecycle events, Basic Ingest). For each rule whose FROM filter matches,
+the engine evaluates the compiled SQL and runs the rule's actions. Republish runs at once, so
+room messages keep their order; the other actions run concurrently as tasks. When any action
+fails, the rule's errorAction gets one message listing every failure, in AWS's format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.local.gateway.broker import PublishEvent
+
+from .actions import Action, ActionFailed, RepublishAction, RuleServices, build_action
+from .loader import RuleDefinition
+from .sql import Result, SqlMessage, Statement, compile_sql
+
+log = logging.getLogger("iotchat.rules")
+
+# How many republish hops a message may take through rules before the engine stops it. AWS has
+# no such limit, but a rule republishing to a topic it reads would otherwise loop forever here.
+MAX_REPUBLISH_HOPS = 8
+_hops: contextvars.ContextVar[int] = contextvars.ContextVar("republish_hops", default=0)
+
+# Functions that call other services; statements using them are evaluated off the event loop.
+_BLOCKING_FUNCTIONS = frozenset({"aws_lambda", "get_dynamodb"})
+
+
+@dataclass
+class CompiledRule:
+    definition: RuleDefinition
+    statement: Statement
+    republish: list[RepublishAction]
+    other_actions: list[Action]
+    error_action: Action | None
+    blocking: bool
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+
+def compile_rule(definition: RuleDefinition) -> CompiledRule:
+    """Compile SQL and templates once; raises SqlError or KeyError for a broken rule."""
+    version = definition.sql_version
+    statement = compile_sql(definition.sql, version)
+    actions = [build_action(spec, version) for spec in definition.actions]
+    error_spec = definition.error_action
+    return CompiledRule(
+        definition=definition,
+        statement=statement,
+        republish=[a for a in actions if isinstance(a, RepublishAction)],
+        other_actions=[a for a in actions if not isinstance(a, RepublishAction)],
+        error_action=build_action(error_spec, version) if error_spec else None,
+        blocking=bool(statement.functions_used & _BLOCKING_FUNCTIONS),
+    )
+
+
+@dataclass
+class RuleStats:
+    matched: int = 0
+    actions_failed: int = 0
+    error_actions_failed: int = 0
+
+
+@dataclass
+class RulesEngine:
+    services: RuleServices
+    rules: list[CompiledRule] = field(default_factory=list)
+    stats: dict[str, RuleStats] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def load(self, definitions: list[RuleDefinition]) -> None:
+        self.rules = [compile_rule(d) for d in definitions if not d.disabled]
+        self.stats = {rule.name: RuleStats() for rule in self.rules}
+        log.info("rules loaded: %s", ", ".join(r.name for r in self.rules) or "none")
+
+    # ------------------------------------------------------------------ feeding
+
+    def on_publish(self, event: PublishEvent) -> None:
+        """The gateway's publish tap: runs on the gateway's loop, must not block."""
+        hops = _hops.get()
+        if hops >= MAX_REPUBLISH_HOPS:
+            log.warning("dropping %r: more than %d republish hops", event.topic, hops)
+            return
+        msg = None
+        topic = _rule_topic(event)
+        for rule in self.rules:
+            if event.rule_name is not None and event.rule_name != rule.name:
+                continue  # Basic Ingest goes to the named rule only
+            if not rule.statement.matches(topic):
+                continue
+            if msg is None:
+                msg = _sql_message(event, topic)
+            self._spawn(self._process(rule, msg))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for every in-progress rule execution (tests, shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+
+    # ------------------------------------------------------------------ running a rule
+
+    async def _process(self, rule: CompiledRule, msg: SqlMessage) -> None:
+        ctx = self.services.sql_context
+        try:
+            if rule.blocking:
+                result = await asyncio.to_thread(rule.statement.evaluate, msg, ctx)
+            else:
+                result = rule.statement.evaluate(msg, ctx)
+        except Exception:
+            log.exception("rule %s: SQL evaluation failed for %r", rule.name, msg.topic)
+            return
+        if result is None:
+            return
+        self.stats[rule.name].matched += 1
+        failures: list[ActionFailed] = []
+        token = _hops.set(_hops.get() + 1)
+        try:
+            for action in rule.republish:
+                try:
+                    action.publish_now(result, msg, self.services)
+                except ActionFailed as failure:
+                    failures.append(failure)
+        finally:
+            _hops.reset(token)
+        if rule.other_actions:
+            outcomes = await asyncio.gather(
+                *(a.run(result, msg, self.services) for a in rule.other_actions),
+                return_exceptions=True,
+            )
+            for action, outcome in zip(rule.other_actions, outcomes, strict=True):
+                if isinstance(outcome, ActionFailed):
+                    failures.append(outcome)
+                elif isinstance(outcome, BaseException):
+                    failures.append(action.fail(f"{type(outcome).__name__}: {outcome}"))
+        if failures:
+            self.stats[rule.name].actions_failed += len(failures)
+            for failure in failures:
+                log.warning(
+                    "rule %s: %s on %s failed: %s",
+                    rule.name,
+                    failure.action,
+                    failure.resource,
+                    failure.message,
+                )
+            await self._error_action(rule, msg, failures)
+
+    async def _error_action(
+        self, rule: CompiledRule, msg: SqlMessage, failures: list[ActionFailed]
+    ) -> None:
+        if rule.error_action is None:
+            return
+        body = error_payload(rule.name, msg, failures)
+        result = Result(value=body, raw=None)
+        try:
+            if isinstance(rule.error_action, RepublishAction):
+                rule.error_action.publish_now(result, msg, self.services)
+            else:
+                await rule.error_action.run(result, msg, self.services)
+        except ActionFailed as failure:
+            self.stats[rule.name].error_actions_failed += 1
+            log.error(
+                "rule %s: errorAction %s failed too: %s", rule.name, failure.action, failure.message
+            )
+
+
+def error_payload(rule_name: str, msg: SqlMessage, failures: list[ActionFailed]) -> dict[str, Any]:
+    """AWS's error action message: one per rule and message, listing every failed action."""
+    return {
+        "ruleName": rule_name,
+        "topic": msg.topic,
+        "cloudwatchTraceId": str(uuid.uuid4()),
+        "clientId": msg.client_id,
+        "base64OriginalPayload": base64.b64encode(msg.payload).decode(),
+        "failures": [
+            {"failedAction": f.action, "failedResource": f.resource, "errorMessage": f.message}
+            for f in failures
+        ],
+    }
+
+
+def _rule_topic(event: PublishEvent) -> str:
+    """Basic Ingest: the rule sees the topic without its ``$aws/rules/<rule>/`` prefix."""
+    return event.topic.split("/", 3)[3] if event.rule_name is not None else event.topic
+
+
+def _sql_message(event: PublishEvent, topic: str) -> SqlMessage:
+    props = event.properties or {}
+    from infra.local.gateway.codec import Prop
+
+    named: dict[str, object] = {}
+    for key, name in (
+        (Prop.CONTENT_TYPE, "content_type"),
+        (Prop.RESPONSE_TOPIC, "response_topic"),
+        (Prop.PAYLOAD_FORMAT_INDICATOR, "format_indicator"),
+        (Prop.MESSAGE_EXPIRY_INTERVAL, "message_expiry"),
+    ):
+        if key in props:
+            named[name] = props[key]
+    if Prop.CORRELATION_DATA in props:
+        named["correlation_data"] = base64.b64encode(props[Prop.CORRELATION_DATA]).decode()
+    return SqlMessage(
+        topic=topic,
+        payload=event.payload,
+        client_id=event.client_id,
+        principal=event.principal.identifier if event.principal else None,
+        timestamp_ms=event.timestamp_ms,
+        trace_id=str(uuid.uuid4()) if event.source == "mqtt" else None,
+        user_properties=tuple(props.get(Prop.USER_PROPERTY, ())),
+        properties=named,
+    )

@@ -1,0 +1,115 @@
+"""Topic rules as data: ``iot_rules/rules/<RuleName>.json``, each a ``TopicRulePayload``.
+
+A rule file is exactly what ``boto3.client('iot').create_topic_rule(ruleName=...,
+topicRulePayload=...)`` takes, so the local engine and the CloudFormation template read the same
+file. Validation uses botocore's own service model, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+RULES_DIR = Path(__file__).resolve().parent / "rules"
+RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
+
+# The actions the local engine runs; any other action type is valid on AWS but not here.
+LOCAL_ACTIONS = ("republish", "lambda", "dynamoDBv2", "dynamoDB", "kinesis")
+
+
+class RuleFileError(ValueError):
+    """A rule file that AWS would refuse, or the local engine cannot run; names file and problem."""
+
+
+@dataclass(frozen=True)
+class RuleDefinition:
+    name: str
+    payload: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def sql(self) -> str:
+        return self.payload["sql"]
+
+    @property
+    def sql_version(self) -> str | None:
+        return self.payload.get("awsIotSqlVersion")
+
+    @property
+    def disabled(self) -> bool:
+        return bool(self.payload.get("ruleDisabled", False))
+
+    @property
+    def actions(self) -> list[dict[str, Any]]:
+        return list(self.payload.get("actions", []))
+
+    @property
+    def error_action(self) -> dict[str, Any] | None:
+        return self.payload.get("errorAction")
+
+
+@cache
+def _payload_shape() -> Any:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("iot")
+    return model.shape_for("TopicRulePayload")
+
+
+def validate_payload(name: str, payload: Any, where: str) -> list[str]:
+    """Problems with one rule against botocore's model and the local engine; empty when fine."""
+    from botocore.validate import ParamValidator
+
+    problems: list[str] = []
+    if not RULE_NAME.match(name):
+        problems.append(f"{where}: rule name {name!r} must match [a-zA-Z0-9_]{{1,128}}")
+    if not isinstance(payload, dict):
+        return [*problems, f"{where}: a rule file must hold a JSON object (a TopicRulePayload)"]
+    report = ParamValidator().validate(payload, _payload_shape())
+    if report.has_errors():
+        for line in report.generate_report().splitlines():
+            if line.strip() and not line.startswith("Parameter validation failed"):
+                problems.append(f"{where}: {line.strip()}")
+    actions = payload.get("actions")
+    if isinstance(actions, list):
+        for index, action in enumerate(actions):
+            problems += _local_action_problems(action, f"{where}: actions[{index}]")
+    error_action = payload.get("errorAction")
+    if error_action is not None:
+        problems += _local_action_problems(error_action, f"{where}: errorAction")
+    return problems
+
+
+def _local_action_problems(action: Any, where: str) -> list[str]:
+    if not isinstance(action, dict) or len(action) != 1:
+        return [f"{where}: an action holds exactly one action type"]
+    (kind,) = action
+    if kind not in LOCAL_ACTIONS:
+        return [
+            f"{where}: action type {kind!r} is not supported by the local stack "
+            f"(supported: {', '.join(LOCAL_ACTIONS)})"
+        ]
+    return []
+
+
+def load_rule_file(path: Path) -> RuleDefinition:
+    where = path.name
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RuleFileError(f"{where}: not valid JSON: {exc}") from None
+    problems = validate_payload(path.stem, payload, where)
+    if problems:
+        raise RuleFileError("\n".join(problems))
+    return RuleDefinition(path.stem, payload, path)
+
+
+def load_rules(directory: Path = RULES_DIR) -> list[RuleDefinition]:
+    """Every ``*.json`` rule in ``directory``, sorted by name; raises on the first bad file."""
+    if not directory.is_dir():
+        return []
+    return [load_rule_file(path) for path in sorted(directory.glob("*.json"))]

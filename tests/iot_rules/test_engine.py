@@ -1,0 +1,260 @@
+"""The rules engine on a live gateway: real MQTT clients publish, rules republish and fail.
+
+Lambda, DynamoDB and Kinesis actions are driven against the full local stack in
+``test_rules_stack.py``; this file covers the engine's own behaviour with the gateway alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from iot_rules.actions import RuleServices
+from iot_rules.engine import RulesEngine
+from iot_rules.loader import RuleDefinition
+from tests.conftest import GatewayHandle, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Client:
+    """An admin paho client recording every message it receives."""
+
+    def __init__(self, gateway: GatewayHandle, version: int = mqtt.MQTTv5) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.subacks: list[int] = []
+        self.client_id = f"rules-{uuid.uuid4().hex[:8]}"
+        self.mqtt = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=version
+        )
+        self.mqtt.username_pw_set("test", "test")
+        self.mqtt.on_message = lambda c, u, m: self.messages.append(m)
+        self.mqtt.on_subscribe = lambda c, u, mid, codes, props: self.subacks.append(mid)
+        self.mqtt.connect(gateway.host, gateway.mqtt_port)
+        self.mqtt.loop_start()
+        wait_for(self.mqtt.is_connected)
+
+    def subscribe(self, topic: str) -> None:
+        _, mid = self.mqtt.subscribe(topic, qos=1)
+        wait_for(lambda: mid in self.subacks)
+
+    def publish(self, topic: str, payload: Any, **kwargs: Any) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.mqtt.publish(topic, data, qos=1, **kwargs).wait_for_publish(5)
+
+    def on(self, topic: str) -> list[mqtt.MQTTMessage]:
+        return [m for m in list(self.messages) if m.topic == topic]
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+@pytest.fixture
+def client(gateway):
+    c = Client(gateway)
+    yield c
+    c.close()
+
+
+def attach(gateway: GatewayHandle, *rules: tuple[str, dict[str, Any]]) -> RulesEngine:
+    """Run a rules engine on the gateway's loop, fed by its publish tap."""
+
+    def publish(topic: str, payload: bytes, **kwargs: Any) -> None:
+        gateway.gateway.publish(topic, payload, **kwargs)
+
+    engine = RulesEngine(RuleServices(publish=publish))
+    engine.load([RuleDefinition(name, payload) for name, payload in rules])
+    gateway.call(lambda: gateway.gateway.add_tap(engine.on_publish))
+    return engine
+
+
+ROOM_RULE = {
+    "sql": "SELECT *, clientid() AS sender, timestamp() AS ts FROM 'chat/out' "
+    "WHERE type = 'message' AND regexp_matches(room, '^[A-Za-z0-9_-]{1,64}$')",
+    "awsIotSqlVersion": "2016-03-23",
+    "actions": [
+        {
+            "republish": {
+                "roleArn": "arn:aws:iam::000000000000:role/r",
+                "topic": "chat/pub/${room}",
+                "qos": 1,
+            }
+        }
+    ],
+}
+
+
+def test_republish_rule_delivers_to_the_room_with_sender_and_timestamp(gateway, client):
+    attach(gateway, ("RoomRule", ROOM_RULE))
+    client.subscribe("chat/pub/lobby")
+    message = {"type": "message", "id": str(uuid.uuid4()), "room": "lobby", "text": "hi"}
+    client.publish("chat/out", message)
+    wait_for(lambda: client.on("chat/pub/lobby"))
+    [delivered] = client.on("chat/pub/lobby")
+    body = json.loads(delivered.payload)
+    assert body["text"] == "hi" and body["id"] == message["id"]
+    assert body["sender"] == client.client_id
+    assert isinstance(body["ts"], int) and body["ts"] > 1_600_000_000_000
+    assert delivered.qos == 1
+
+
+def test_where_clause_blocks_invalid_rooms(gateway, client):
+    attach(gateway, ("RoomRule", ROOM_RULE))
+    client.subscribe("chat/pub/#")
+    client.publish("chat/out", {"type": "message", "room": "bad room!", "text": "x"})
+    client.publish("chat/out", {"type": "message", "room": "good", "text": "after"})
+    wait_for(lambda: client.on("chat/pub/good"))
+    assert [m.topic for m in client.messages] == ["chat/pub/good"]
+
+
+def test_failed_action_fires_error_action_with_aws_error_payload(gateway, client):
+    rule = {
+        "sql": "SELECT * FROM 'in/+'",
+        "actions": [
+            # The template renders a topic with a wildcard, which cannot be published.
+            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "out/${bad}"}},
+            {
+                "republish": {
+                    "roleArn": "arn:aws:iam::000000000000:role/r",
+                    "topic": "ok/${topic()}",
+                }
+            },
+        ],
+        "errorAction": {
+            "republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "errors/BadRule"}
+        },
+    }
+    attach(gateway, ("BadRule", rule))
+    client.subscribe("errors/BadRule")
+    client.subscribe("ok/#")
+    client.publish("in/x", {"bad": "a/#"})
+    wait_for(lambda: client.on("errors/BadRule"))
+    [error] = client.on("errors/BadRule")
+    body = json.loads(error.payload)
+    assert set(body) == {
+        "ruleName",
+        "topic",
+        "cloudwatchTraceId",
+        "clientId",
+        "base64OriginalPayload",
+        "failures",
+    }
+    assert body["ruleName"] == "BadRule"
+    assert body["topic"] == "in/x"
+    assert body["clientId"] == client.client_id
+    assert json.loads(base64.b64decode(body["base64OriginalPayload"])) == {"bad": "a/#"}
+    assert len(body["failures"]) == 1
+    failure = body["failures"][0]
+    assert failure["failedAction"] == "RepublishAction"
+    assert failure["failedResource"] == "out/a/#"
+    assert failure["errorMessage"]
+    # The action that did not fail still ran.
+    wait_for(lambda: client.on("ok/in/x"))
+
+
+def test_dollar_dollar_republishes_to_a_reserved_topic(gateway, client):
+    rule = {
+        "sql": "SELECT * FROM 'shadowish/+'",
+        "actions": [
+            {
+                "republish": {
+                    "roleArn": "arn:aws:iam::000000000000:role/r",
+                    "topic": "$$aws/rules_out/${topic(2)}",
+                }
+            }
+        ],
+    }
+    attach(gateway, ("Escaped", rule))
+    client.subscribe("$aws/rules_out/#")
+    client.publish("shadowish/abc", {"v": 1})
+    wait_for(lambda: client.on("$aws/rules_out/abc"))
+
+
+def test_republish_loop_is_cut_off(gateway, client):
+    rule = {
+        "sql": "SELECT * FROM 'loop/#'",
+        "actions": [
+            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "loop/again"}}
+        ],
+    }
+    engine = attach(gateway, ("Loop", rule))
+    client.subscribe("loop/again")
+    client.subscribe("after/loop")
+    client.publish("loop/start", {"n": 1})
+    wait_for(lambda: len(client.on("loop/again")) >= 8)
+    # A later message through the same gateway: by then the cut-off loop has settled.
+    client.publish("after/loop", {"ok": True})
+    wait_for(lambda: client.on("after/loop"))
+    assert len(client.on("loop/again")) == 8
+    assert engine.stats["Loop"].matched == 8
+
+
+def test_lifecycle_events_reach_rules(gateway, client):
+    rule = {
+        "sql": "SELECT clientId, eventType FROM '$aws/events/presence/+/+'",
+        "actions": [
+            {
+                "republish": {
+                    "roleArn": "arn:aws:iam::000000000000:role/r",
+                    "topic": "presence/${clientId}",
+                }
+            }
+        ],
+    }
+    attach(gateway, ("Presence", rule))
+    client.subscribe("presence/#")
+    other = Client(gateway)
+    other.close()
+    wait_for(lambda: len(client.on(f"presence/{other.client_id}")) == 2)
+    kinds = [json.loads(m.payload)["eventType"] for m in client.on(f"presence/{other.client_id}")]
+    assert kinds == ["connected", "disconnected"]
+
+
+def test_internal_publish_reaches_rules_with_client_id_na(gateway, client):
+    rule = {
+        "sql": "SELECT clientid() AS who FROM 'http/in'",
+        "actions": [
+            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "http/out"}}
+        ],
+    }
+    attach(gateway, ("Http", rule))
+    client.subscribe("http/out")
+    gateway.call(lambda: gateway.gateway.publish("http/in", b"{}"))
+    wait_for(lambda: client.on("http/out"))
+    assert json.loads(client.on("http/out")[0].payload) == {"who": "n/a"}
+
+
+def test_basic_ingest_reaches_only_the_named_rule_without_the_prefix(gateway, client):
+    rule = {
+        "sql": "SELECT topic() AS t FROM 'ingest/+'",
+        "actions": [
+            {
+                "republish": {
+                    "roleArn": "arn:aws:iam::000000000000:role/r",
+                    "topic": "ingested/${topic(2)}",
+                }
+            }
+        ],
+    }
+    other = {
+        "sql": "SELECT * FROM 'ingest/+'",
+        "actions": [
+            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "wrong/rule"}}
+        ],
+    }
+    attach(gateway, ("Ingest", rule), ("Other", other))
+    client.subscribe("ingested/#")
+    client.subscribe("wrong/rule")
+    client.subscribe("ingest/+")
+    client.publish("$aws/rules/Ingest/ingest/dev1", {"v": 1})
+    wait_for(lambda: client.on("ingested/dev1"))
+    assert json.loads(client.on("ingested/dev1")[0].payload) == {"t": "ingest/dev1"}
+    # Basic Ingest skips subscribers and every other rule.
+    assert not client.on("wrong/rule") and not client.on("ingest/dev1")
