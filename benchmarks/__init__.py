@@ -11,6 +11,9 @@ BENCHMARKS = {
     "gateway-fanout": "benchmarks.gateway_fanout",
     "gateway-latency": "benchmarks.gateway_latency",
     "gateway-connections": "benchmarks.gateway_connections",
+    "rules-eval": "benchmarks.rules_eval",
+    "rules-republish-latency": "benchmarks.rules_republish_latency",
+    "lambda-invoke": "benchmarks.lambda_invoke",
 }
 
 

@@ -299,7 +299,9 @@ class BrokerProcess:
             raise BenchmarkError(f"{self.name} exited with code {self.proc.returncode}")
 
 
-def gateway_command(state_dir: Path, limits: Sequence[str] = ()) -> list[str]:
+def gateway_command(
+    state_dir: Path, limits: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[str]:
     args = [
         sys.executable,
         "-m",
@@ -322,16 +324,18 @@ def gateway_command(state_dir: Path, limits: Sequence[str] = ()) -> list[str]:
     ]
     for item in limits:
         args += ["--limit", item]
-    return args
+    return [*args, *extra]
 
 
 @contextlib.contextmanager
-def gateway(workdir: Path, limits: Sequence[str] = ()) -> Iterator[BrokerProcess]:
+def gateway(
+    workdir: Path, limits: Sequence[str] = (), extra: Sequence[str] = ()
+) -> Iterator[BrokerProcess]:
     """``iotchat up`` in its own process; ready once it has written stack.json."""
     state_dir = workdir / "gateway-state"
     log_path = workdir / "gateway.log"
     with open(log_path, "wb") as log:
-        proc = spawn(gateway_command(state_dir, limits), stdout=log, stderr=log)
+        proc = spawn(gateway_command(state_dir, limits, extra), stdout=log, stderr=log)
     stack_file = state_dir / "stack.json"
     try:
 

@@ -66,21 +66,40 @@ def publisher_main(config: dict[str, Any]) -> None:
         raise SystemExit("publisher could not connect")
     print("connected", flush=True)
     sys.stdin.readline()  # "go"
-    topic, count = config["topic"], config["count"]
+    topic, count = config.get("publish_topic", config["topic"]), config["count"]
     interval_ns = 1_000_000_000 // config["rate"]
     padding = b"\0" * (config["payload_bytes"] - _HEADER.size)
+    chat = config.get("chat_room")
     start = time.monotonic_ns() + 1_000_000
     for seq in range(count):
         target = start + seq * interval_ns
         while (now := time.monotonic_ns()) < target:
             client.loop(timeout=min((target - now) / 1e9, 0.005))
-        payload = _HEADER.pack(time.monotonic_ns(), seq) + padding
+        if chat:
+            payload = chat_message(chat, time.monotonic_ns(), seq, config["payload_bytes"])
+        else:
+            payload = _HEADER.pack(time.monotonic_ns(), seq) + padding
         client.publish(topic, payload, qos=QOS)
     # Let the last PUBACKs arrive so nothing is cut off before it left.
     drain_until = time.monotonic() + 5
     while client.want_write() or (time.monotonic() < drain_until and _inflight(client)):
         client.loop(timeout=0.01)
     client.disconnect()
+
+
+def chat_message(room: str, sent_ns: int, seq: int, size: int) -> bytes:
+    """A chat envelope (JSON, as rules need) carrying the send time, padded to ``size``."""
+    body = {"type": "message", "id": f"{seq:08d}", "room": room, "sent": sent_ns, "seq": seq}
+    base = len(json.dumps({**body, "text": ""}, separators=(",", ":")))
+    body["text"] = "x" * max(size - base, 0)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _sent_and_seq(payload: bytes) -> tuple[int, int]:
+    if payload[:1] == b"{":
+        body = json.loads(payload)
+        return body["sent"], body["seq"]
+    return _HEADER.unpack_from(payload)
 
 
 def _inflight(client: Any) -> int:
@@ -108,7 +127,7 @@ def subscribers_main(config: dict[str, Any]) -> None:
 
         def on_message(_c: Any, _u: Any, msg: Any, k: int = k) -> None:
             received = read_at[0]
-            sent, seq = _HEADER.unpack_from(msg.payload)
+            sent, seq = _sent_and_seq(msg.payload)
             if seq >= WARMUP_MESSAGES:
                 latencies[k].append(received - sent)
             else:
@@ -193,15 +212,21 @@ def latency_once(
     rate: int = RATE,
     subscribers: int = SUBSCRIBERS,
     payload_bytes: int = PAYLOAD_BYTES,
+    through_rule: bool = False,
 ) -> dict[str, Any]:
+    """One timed run. ``through_rule``: publish chat envelopes on ``chat/out`` and listen on
+    ``chat/pub/<room>``, so every message crosses the rules engine's republish."""
     run = uuid.uuid4().hex[:8]
     count = max(int(seconds * rate), WARMUP_MESSAGES + 1)
-    common = {
+    common: dict[str, Any] = {
         "port": broker.port,
         "username": broker.username,
         "password": broker.password,
         "topic": f"bench/latency/{run}",
     }
+    if through_rule:
+        room = f"bench-{run}"
+        common.update(topic=f"chat/pub/{room}", publish_topic="chat/out", chat_room=room)
     out = workdir / f"latency-{run}.json"
     with h.processes() as procs:
         subs = _child(

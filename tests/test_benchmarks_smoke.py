@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from benchmarks import _harness as h
-from benchmarks import gateway_connections, gateway_fanout, gateway_latency
+from benchmarks import (
+    gateway_connections,
+    gateway_fanout,
+    gateway_latency,
+    lambda_invoke,
+    rules_eval,
+    rules_republish_latency,
+)
 from infra.local.gateway.codec import Connect, PacketReader
 
 needs_mosquitto = pytest.mark.skipif(
@@ -199,3 +206,33 @@ def test_connections_reports_memory_and_wss_rate() -> None:
     wss = by_metric["wss_sigv4_connects_per_s"]
     assert wss["connects"] == 30 and wss["value"] > 0
     assert wss["baseline"] is None and wss["ratio"] is None and wss["baseline_note"]
+
+
+def test_rules_eval_reports_rate_against_plain_json() -> None:
+    [line] = rules_eval.measure(seconds=0.3)
+    assert set(line) >= COMMON_KEYS
+    assert line["name"] == "rules-eval" and line["value"] > 0
+    _check_ratio(line)
+
+
+def test_rules_republish_latency_reports_ordered_percentiles() -> None:
+    lines = rules_republish_latency.measure(seconds=0.3)
+    assert [line["metric"] for line in lines] == ["p50", "p90", "p99", "max"]
+    for line in lines:
+        assert set(line) >= COMMON_KEYS
+        assert line["delivered_fraction"] > 0 and line["baseline_delivered_fraction"] > 0
+        _check_ratio(line)
+    values = [line["value"] for line in lines]
+    assert values == sorted(values)
+    assert _no_children_left()
+
+
+def test_lambda_invoke_reports_warm_async_and_cold() -> None:
+    lines = lambda_invoke.measure(count=20, cold_starts=1)
+    metrics = {line["metric"] for line in lines}
+    assert {"request_response_p50", "event_to_handler_start_p50", "cold_start_p50"} <= metrics
+    for line in lines:
+        assert set(line) >= COMMON_KEYS
+        assert line["value"] > 0
+        _check_ratio(line)
+    assert _no_children_left()
