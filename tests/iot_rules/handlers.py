@@ -22,3 +22,8 @@ def always_fail(event: Any, context: Any) -> None:
     """Counts its attempts, then fails, so a test can watch Lambda's retries."""
     _record(event)
     raise RuntimeError("this handler always fails")
+
+
+def echo(event: Any, context: Any) -> Any:
+    """Answers with its input, for aws_lambda() in SQL."""
+    return event

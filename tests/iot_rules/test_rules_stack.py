@@ -51,6 +51,13 @@ RULES: dict[str, dict[str, Any]] = {
         "actions": [{"dynamoDBv2": {"roleArn": ROLE, "putItem": {"tableName": "Messages"}}}],
         "errorAction": _republish("errors/Store"),
     },
+    "Enrich": {
+        "sql": "SELECT aws_lambda('" + FN + "echo', {'n': n}).n AS echoed, "
+        "get_dynamodb('Messages', 'room', room, 'ts', ts, '" + ROLE + "').text AS stored "
+        "FROM 'enrich/in'",
+        "awsIotSqlVersion": "2016-03-23",
+        "actions": [_republish("enrich/out")],
+    },
     "MissingTable": {
         "sql": "SELECT * FROM 'store/missing'",
         "actions": [{"dynamoDBv2": {"roleArn": ROLE, "putItem": {"tableName": "NoSuchTable"}}}],
@@ -75,6 +82,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
                 "handler": "tests.iot_rules.handlers.record_event",
                 "environment": {"RECORD_FILE": str(records / "record.jsonl")},
             },
+            {"name": "echo", "handler": "tests.iot_rules.handlers.echo"},
             {
                 "name": "fail",
                 "handler": "tests.iot_rules.handlers.always_fail",
@@ -239,3 +247,15 @@ def test_iot_data_publish_reaches_rules_with_client_id_na(local, client):
     )
     wait_for(lambda: client.on("chat/pub/http"))
     assert client.on("chat/pub/http")[0]["sender"] == "n/a"
+
+
+def test_aws_lambda_and_get_dynamodb_reach_the_local_stack(local, client):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    local.client("dynamodb").put_item(
+        TableName="Messages",
+        Item={"room": {"S": room}, "ts": {"N": "5"}, "text": {"S": "from the table"}},
+    )
+    client.subscribe("enrich/out")
+    client.publish("enrich/in", {"n": 41, "room": room, "ts": 5})
+    wait_for(lambda: client.on("enrich/out"), 15)
+    assert client.on("enrich/out") == [{"echoed": 41, "stored": "from the table"}]
