@@ -258,3 +258,37 @@ def test_basic_ingest_reaches_only_the_named_rule_without_the_prefix(gateway, cl
     assert json.loads(client.on("ingested/dev1")[0].payload) == {"t": "ingest/dev1"}
     # Basic Ingest skips subscribers and every other rule.
     assert not client.on("wrong/rule") and not client.on("ingest/dev1")
+
+
+def test_republish_sets_mqtt5_headers_from_templates(gateway, client):
+    rule = {
+        "sql": "SELECT * FROM 'hdr/in'",
+        "actions": [
+            {
+                "republish": {
+                    "roleArn": "arn:aws:iam::000000000000:role/r",
+                    "topic": "hdr/out",
+                    "qos": 1,
+                    "headers": {
+                        "contentType": "application/json",
+                        "payloadFormatIndicator": "UTF8_DATA",
+                        "responseTopic": "reply/${who}",
+                        "correlationData": "Y29ycmVsYXRpb24=",
+                        "messageExpiry": "60",
+                        "userProperties": [{"key": "room", "value": "${room}"}],
+                    },
+                }
+            }
+        ],
+    }
+    attach(gateway, ("Headers", rule))
+    client.subscribe("hdr/out")
+    client.publish("hdr/in", {"who": "bob", "room": "lobby"})
+    wait_for(lambda: client.on("hdr/out"))
+    props = client.on("hdr/out")[0].properties
+    assert props.ContentType == "application/json"
+    assert props.PayloadFormatIndicator == 1
+    assert props.ResponseTopic == "reply/bob"
+    assert props.CorrelationData == b"correlation"
+    assert 0 < props.MessageExpiryInterval <= 60
+    assert props.UserProperty == [("room", "lobby")]
