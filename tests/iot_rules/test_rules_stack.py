@@ -58,6 +58,24 @@ RULES: dict[str, dict[str, Any]] = {
         "awsIotSqlVersion": "2016-03-23",
         "actions": [_republish("enrich/out")],
     },
+    "StoreV1": {
+        "sql": "SELECT text, clientid() AS sender FROM 'store/v1'",
+        "actions": [
+            {
+                "dynamoDB": {
+                    "roleArn": ROLE,
+                    "tableName": "Messages",
+                    "hashKeyField": "room",
+                    "hashKeyValue": "${room}",
+                    "rangeKeyField": "ts",
+                    "rangeKeyValue": "${ts}",
+                    "rangeKeyType": "NUMBER",
+                    "payloadField": "message",
+                }
+            }
+        ],
+        "errorAction": _republish("errors/StoreV1"),
+    },
     "MissingTable": {
         "sql": "SELECT * FROM 'store/missing'",
         "actions": [{"dynamoDBv2": {"roleArn": ROLE, "putItem": {"tableName": "NoSuchTable"}}}],
@@ -259,3 +277,16 @@ def test_aws_lambda_and_get_dynamodb_reach_the_local_stack(local, client):
     client.publish("enrich/in", {"n": 41, "room": room, "ts": 5})
     wait_for(lambda: client.on("enrich/out"), 15)
     assert client.on("enrich/out") == [{"echoed": 41, "stored": "from the table"}]
+
+
+def test_dynamodb_v1_action_writes_keys_and_payload_column(local, client):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    client.publish("store/v1", {"room": room, "ts": 42, "text": "v1"})
+    dynamodb = local.client("dynamodb")
+
+    def stored() -> dict[str, Any] | None:
+        key = {"room": {"S": room}, "ts": {"N": "42"}}
+        return dynamodb.get_item(TableName="Messages", Key=key).get("Item")
+
+    item = wait_for(stored, 10)
+    assert item["message"] == {"M": {"text": {"S": "v1"}, "sender": {"S": client.client_id}}}
