@@ -1,0 +1,627 @@
+"""The local AWS IoT registry: device certificates, things and who is attached to what.
+
+AWS IoT refuses a device certificate that is not registered and ACTIVE, even when a trusted
+CA signed it, and it resolves ``${iot:Connection.Thing.ThingName}`` only when the client id
+names a thing attached to the certificate. The local CA alone cannot decide either, so the
+stack keeps this registry under its state dir: one JSON document, written atomically and
+under a file lock, because ``iotchat device create`` runs in another process than the
+running gateway. Readers on the connect path call :meth:`Registry.refresh` (one ``stat``)
+and pick up such changes; ``version`` and ``on_change`` let the policy engine drop cached
+decisions and the gateway disconnect certificates that stopped being ACTIVE, as AWS does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from .ca import LocalCA, certificate_id
+from .gateway.auth import (
+    LOCAL_ACCOUNT_ID,
+    LOCAL_REGION,
+    Credential,
+    Principal,
+    StaticCredentialStore,
+)
+
+try:  # POSIX: serialise writers in different processes (the stack and the CLI)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+REGISTRY_DIR = "registry"
+REGISTRY_FILE = "registry.json"
+FORMAT_VERSION = 1
+
+ACTIVE, INACTIVE, REVOKED = "ACTIVE", "INACTIVE", "REVOKED"
+STATUSES = frozenset({ACTIVE, INACTIVE, REVOKED})
+DEVICE_POLICY = "iotchat-device"
+
+# Policy variables (AWS names) this registry provides values for.
+CERTIFICATE_ID_VARIABLE = "iot:CertificateId"
+THING_NAME_VARIABLE = "iot:Connection.Thing.ThingName"
+THING_ATTACHED_VARIABLE = "iot:Connection.Thing.IsAttached"
+THING_ATTRIBUTE_VARIABLE = "iot:Connection.Thing.Attributes[{}]"
+
+THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
+ATTRIBUTE_NAME = re.compile(r"[a-zA-Z0-9_.,@/:#=\[\]-]{1,128}")
+ATTRIBUTE_VALUE = re.compile(r"[a-zA-Z0-9_.,@/:#=\[\]-]{0,800}")
+POLICY_NAME = re.compile(r"[\w+=,.@-]{1,128}")
+COGNITO_IDENTITY_ID = re.compile(r"[\w-]+:[0-9a-f-]+")
+CERT_ID = re.compile(r"[0-9a-f]{64}")
+MAX_ATTRIBUTES = 3  # AWS's limit for a thing without a thing type (types are not modelled)
+MAX_POLICIES_PER_TARGET = 10  # AWS: policies attached to one certificate or identity
+
+_NAME_PARTS = {
+    NameOID.COUNTRY_NAME: "Country",
+    NameOID.ORGANIZATION_NAME: "Organization",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OrganizationalUnit",
+    NameOID.STATE_OR_PROVINCE_NAME: "State",
+    NameOID.COMMON_NAME: "CommonName",
+    NameOID.SERIAL_NUMBER: "SerialNumber",
+    NameOID.TITLE: "Title",
+    NameOID.SURNAME: "Surname",
+    NameOID.GIVEN_NAME: "GivenName",
+    NameOID.INITIALS: "Initials",
+    NameOID.PSEUDONYM: "Pseudonym",
+    NameOID.GENERATION_QUALIFIER: "GenerationQualifier",
+    NameOID.DN_QUALIFIER: "DistinguishedNameQualifier",
+}
+
+
+class RegistryError(Exception):
+    """A refused registry call; ``code`` is the AWS IoT error the same call would return."""
+
+    code = "InvalidRequestException"
+
+
+class InvalidRequest(RegistryError):
+    code = "InvalidRequestException"
+
+
+class ResourceNotFound(RegistryError):
+    code = "ResourceNotFoundException"
+
+
+class ResourceAlreadyExists(RegistryError):
+    code = "ResourceAlreadyExistsException"
+
+
+class CertificateState(RegistryError):
+    code = "CertificateStateException"
+
+
+class LimitExceeded(RegistryError):
+    code = "LimitExceededException"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    certificate_id: str
+    certificate_arn: str
+    status: str
+    certificate_pem: str
+    creation_date: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThingRecord:
+    thing_name: str
+    thing_arn: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    """What a change did: the new ``version`` and the certificates that left ACTIVE
+    (whose live connections AWS closes within minutes)."""
+
+    version: int
+    deactivated: tuple[str, ...] = ()
+
+
+def _empty() -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "version": 0,
+        "certificates": {},
+        "things": {},
+        "thingPrincipals": [],
+        "policyAttachments": [],
+    }
+
+
+def _name_attributes(prefix: str, name: x509.Name) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for oid, part in _NAME_PARTS.items():
+        values = name.get_attributes_for_oid(oid)
+        if values:
+            found.append((f"iot:Certificate.{prefix}.{part}", str(values[0].value)))
+    return found
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class Registry:
+    """Certificates, things, thing-principal and policy attachments of one local account."""
+
+    directory: Path
+    region: str = LOCAL_REGION
+    account_id: str = LOCAL_ACCOUNT_ID
+    on_change: list[Callable[[RegistryChange], None]] = field(default_factory=list)
+    _data: dict[str, Any] = field(default_factory=_empty, repr=False)
+    _stamp: tuple[int, int, int] | None = field(default=None, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _depth: int = field(default=0, repr=False)
+    _principals: dict[str, Principal | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        region: str = LOCAL_REGION,
+        account_id: str = LOCAL_ACCOUNT_ID,
+    ) -> Registry:
+        """Open (creating on first use) the registry in ``state_dir/registry``."""
+        directory = Path(state_dir) / REGISTRY_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        registry = cls(directory, region, account_id)
+        registry.refresh()
+        return registry
+
+    # ------------------------------------------------------------------ persistence
+
+    @property
+    def path(self) -> Path:
+        return self.directory / REGISTRY_FILE
+
+    @property
+    def version(self) -> int:
+        """Bumps on every change, here or in another process once seen by :meth:`refresh`."""
+        return int(self._data["version"])
+
+    def _current_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Reload if another process changed the file; True when something was reloaded."""
+        with self._lock:
+            if self._depth:
+                return False
+            stamp = self._current_stamp()
+            if stamp == self._stamp:
+                return False
+            before = self._active_ids()
+            self._data = self._read() if stamp is not None else _empty()
+            self._stamp = stamp
+            self._principals.clear()
+            change = RegistryChange(self.version, tuple(sorted(before - self._active_ids())))
+        self._notify(change)
+        return True
+
+    def _read(self) -> dict[str, Any]:
+        data = json.loads(self.path.read_text(encoding="utf-8"))
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{self.path.name}: unsupported format {data.get('format')!r}")
+        return data
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        with open(self.directory / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group changes into one write and one version bump; all or nothing on error."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self._file_lock():
+                self.refresh()
+                snapshot = copy.deepcopy(self._data)
+                before = self._active_ids()
+                self._depth = 1
+                try:
+                    yield
+                except BaseException:
+                    self._data = snapshot
+                    raise
+                finally:
+                    self._depth = 0
+                if self._data == snapshot:
+                    return
+                self._data["version"] = snapshot["version"] + 1
+                _write_atomic(self.path, json.dumps(self._data, indent=1).encode())
+                self._stamp = self._current_stamp()
+                self._principals.clear()
+                change = RegistryChange(self.version, tuple(sorted(before - self._active_ids())))
+        self._notify(change)
+
+    def _notify(self, change: RegistryChange) -> None:
+        for callback in list(self.on_change):
+            try:
+                callback(change)
+            except Exception:  # one faulty listener must not break the registry
+                log.exception("registry change listener failed")
+
+    def _active_ids(self) -> set[str]:
+        return {cid for cid, c in self._data["certificates"].items() if c["status"] == ACTIVE}
+
+    # ------------------------------------------------------------------ certificates
+
+    def certificate_arn(self, cert_id: str) -> str:
+        return f"arn:aws:iot:{self.region}:{self.account_id}:cert/{cert_id}"
+
+    def register_certificate(self, certificate_pem: str, status: str = ACTIVE) -> CertificateRecord:
+        """Register a PEM certificate (AWS ``RegisterCertificateWithoutCA``)."""
+        _check_status(status)
+        try:
+            cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+        except ValueError as exc:
+            raise InvalidRequest("the certificate is not a valid PEM X.509 certificate") from exc
+        cert_id = certificate_id(cert.public_bytes(serialization.Encoding.DER))
+        with self.batch():
+            if cert_id in self._data["certificates"]:
+                raise ResourceAlreadyExists(f"certificate {cert_id} is already registered")
+            self._data["certificates"][cert_id] = {
+                "certificateId": cert_id,
+                "certificateArn": self.certificate_arn(cert_id),
+                "status": status,
+                "certificatePem": cert.public_bytes(serialization.Encoding.PEM).decode(),
+                "creationDate": datetime.datetime.now(datetime.UTC).isoformat(),
+            }
+        return self.describe_certificate(cert_id)
+
+    def describe_certificate(self, cert_id: str) -> CertificateRecord:
+        self.refresh()
+        raw = self._data["certificates"].get(cert_id)
+        if raw is None:
+            raise ResourceNotFound(f"certificate {cert_id} is not registered")
+        return CertificateRecord(
+            raw["certificateId"],
+            raw["certificateArn"],
+            raw["status"],
+            raw["certificatePem"],
+            raw["creationDate"],
+        )
+
+    def list_certificates(self) -> list[CertificateRecord]:
+        self.refresh()
+        return [self.describe_certificate(cid) for cid in sorted(self._data["certificates"])]
+
+    def update_certificate(self, certificate_id: str, status: str) -> None:
+        """Change a status; as on AWS a REVOKED certificate can never change again."""
+        _check_status(status)
+        with self.batch():
+            raw = self._data["certificates"].get(certificate_id)
+            if raw is None:
+                raise ResourceNotFound(f"certificate {certificate_id} is not registered")
+            if raw["status"] == REVOKED and status != REVOKED:
+                raise CertificateState("a revoked certificate cannot change status")
+            raw["status"] = status
+
+    def certificate_principal(self, certificate_id: str) -> Principal | None:
+        """The principal for a certificate presented over mutual TLS, or None to refuse it
+        (unknown, INACTIVE or REVOKED: the CA's signature alone is not enough)."""
+        self.refresh()
+        with self._lock:
+            if certificate_id in self._principals:
+                return self._principals[certificate_id]
+            raw = self._data["certificates"].get(certificate_id)
+            principal = None
+            if raw is not None and raw["status"] == ACTIVE:
+                cert = x509.load_pem_x509_certificate(raw["certificatePem"].encode())
+                attributes = [(CERTIFICATE_ID_VARIABLE, certificate_id)]
+                attributes += _name_attributes("Subject", cert.subject)
+                attributes += _name_attributes("Issuer", cert.issuer)
+                principal = Principal("certificate", certificate_id, tuple(attributes))
+            self._principals[certificate_id] = principal
+            return principal
+
+    # ------------------------------------------------------------------ things
+
+    def thing_arn(self, name: str) -> str:
+        return f"arn:aws:iot:{self.region}:{self.account_id}:thing/{name}"
+
+    def create_thing(self, name: str, attributes: dict[str, str] | None = None) -> ThingRecord:
+        """Create a thing; as on AWS, creating it again with the same attributes is a no-op."""
+        _check(THING_NAME, name, "thing name")
+        attributes = dict(attributes or {})
+        if len(attributes) > MAX_ATTRIBUTES:
+            raise InvalidRequest(f"a thing without a type has at most {MAX_ATTRIBUTES} attributes")
+        for key, value in attributes.items():
+            _check(ATTRIBUTE_NAME, key, "attribute name")
+            _check(ATTRIBUTE_VALUE, value, "attribute value")
+        with self.batch():
+            existing = self._data["things"].get(name)
+            if existing is not None:
+                if existing["attributes"] != attributes:
+                    raise ResourceAlreadyExists(f"thing {name} exists with other attributes")
+            else:
+                self._data["things"][name] = {
+                    "thingName": name,
+                    "thingArn": self.thing_arn(name),
+                    "attributes": attributes,
+                }
+        return self.describe_thing(name)
+
+    def describe_thing(self, name: str) -> ThingRecord:
+        self.refresh()
+        raw = self._data["things"].get(name)
+        if raw is None:
+            raise ResourceNotFound(f"thing {name} does not exist")
+        return ThingRecord(raw["thingName"], raw["thingArn"], dict(raw["attributes"]))
+
+    def has_thing(self, name: str) -> bool:
+        self.refresh()
+        return name in self._data["things"]
+
+    def list_things(self) -> list[str]:
+        self.refresh()
+        return sorted(self._data["things"])
+
+    # ------------------------------------------------------------------ attachments
+
+    def _check_principal(self, principal: str) -> None:
+        """A certificate ARN of this account (registered) or a Cognito identity id."""
+        prefix = self.certificate_arn("")
+        if principal.startswith(prefix):
+            cert_id = principal[len(prefix) :]
+            if cert_id not in self._data["certificates"]:
+                raise ResourceNotFound(f"certificate {cert_id} is not registered")
+        elif not COGNITO_IDENTITY_ID.fullmatch(principal):
+            raise InvalidRequest(f"{principal!r} is neither a certificate ARN nor an identity id")
+
+    def attach_thing_principal(self, thing: str, principal_arn: str) -> None:
+        with self.batch():
+            if thing not in self._data["things"]:
+                raise ResourceNotFound(f"thing {thing} does not exist")
+            self._check_principal(principal_arn)
+            pair = [thing, principal_arn]
+            if pair not in self._data["thingPrincipals"]:
+                self._data["thingPrincipals"].append(pair)
+
+    def detach_thing_principal(self, thing: str, principal_arn: str) -> None:
+        with self.batch():
+            pair = [thing, principal_arn]
+            if pair not in self._data["thingPrincipals"]:
+                raise ResourceNotFound(f"{principal_arn} is not attached to thing {thing}")
+            self._data["thingPrincipals"].remove(pair)
+
+    def thing_principals(self, thing: str) -> list[str]:
+        self.refresh()
+        return [p for t, p in self._data["thingPrincipals"] if t == thing]
+
+    def things_for_certificate(self, certificate_id: str) -> list[str]:
+        return self.principal_things(self.certificate_arn(certificate_id))
+
+    def principal_things(self, principal_arn: str) -> list[str]:
+        self.refresh()
+        return sorted(t for t, p in self._data["thingPrincipals"] if p == principal_arn)
+
+    def attach_policy(self, policy_name: str, target: str) -> None:
+        """Attach an IoT policy to a certificate ARN or a Cognito identity id (idempotent).
+
+        Whether the policy exists is the policy store's business, not the registry's."""
+        _check(POLICY_NAME, policy_name, "policy name")
+        with self.batch():
+            self._check_principal(target)
+            pair = [policy_name, target]
+            if pair in self._data["policyAttachments"]:
+                return
+            if len(self.attached_policies(target)) >= MAX_POLICIES_PER_TARGET:
+                raise LimitExceeded(f"at most {MAX_POLICIES_PER_TARGET} policies per target")
+            self._data["policyAttachments"].append(pair)
+
+    def detach_policy(self, policy_name: str, target: str) -> None:
+        with self.batch():
+            pair = [policy_name, target]
+            if pair not in self._data["policyAttachments"]:
+                raise ResourceNotFound(f"policy {policy_name} is not attached to {target}")
+            self._data["policyAttachments"].remove(pair)
+
+    def attached_policies(self, target: str) -> list[str]:
+        self.refresh()
+        return sorted(p for p, t in self._data["policyAttachments"] if t == target)
+
+    def policy_targets(self, policy_name: str) -> list[str]:
+        self.refresh()
+        return sorted(t for p, t in self._data["policyAttachments"] if p == policy_name)
+
+    # ------------------------------------------------------------------ policy variables
+
+    def connection_attributes(self, certificate_id: str, client_id: str) -> dict[str, str]:
+        """Thing policy variables for a connection (non-exclusive association, AWS's default):
+        they resolve only when ``client_id`` names a thing attached to the certificate."""
+        return self.principal_connection_attributes(self.certificate_arn(certificate_id), client_id)
+
+    def principal_connection_attributes(self, principal: str, client_id: str) -> dict[str, str]:
+        self.refresh()
+        with self._lock:
+            thing = self._data["things"].get(client_id)
+            if thing is None or [client_id, principal] not in self._data["thingPrincipals"]:
+                return {THING_ATTACHED_VARIABLE: "false"}
+            values = {THING_NAME_VARIABLE: client_id, THING_ATTACHED_VARIABLE: "true"}
+            for key, value in thing["attributes"].items():
+                values[THING_ATTRIBUTE_VARIABLE.format(key)] = value
+            return values
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> None:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidRequest(f"invalid {what}: {value!r}")
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(sorted(STATUSES))}")
+
+
+@dataclass
+class RegistryCredentialStore:
+    """The gateway's credential store: access keys from ``static``, certificates only from
+    the registry, so an unregistered or non-ACTIVE certificate has no principal."""
+
+    static: StaticCredentialStore
+    registry: Registry
+
+    def lookup_access_key(self, access_key_id: str) -> Credential | None:
+        return self.static.lookup_access_key(access_key_id)
+
+    def lookup_certificate(self, certificate_id: str) -> Principal | None:
+        if not CERT_ID.fullmatch(certificate_id):
+            return None
+        try:
+            return self.registry.certificate_principal(certificate_id)
+        except (OSError, ValueError):  # an unreadable registry fails closed, loudly
+            log.exception("device registry unreadable; refusing certificate %s", certificate_id)
+            return None
+
+
+# ---------------------------------------------------------------------- device flows
+
+CERT_FILE = "device.pem.crt"
+KEY_FILE = "private.pem.key"
+CA_FILE = "ca.pem"
+CONFIG_FILE = "device.json"
+
+
+@dataclass(frozen=True)
+class DeviceFiles:
+    """What ``create_device`` wrote: the files a device needs to connect over mutual TLS."""
+
+    thing_name: str
+    certificate_id: str
+    certificate_arn: str
+    directory: Path
+    cert_path: Path
+    key_path: Path
+    ca_path: Path
+    config_path: Path
+
+
+def create_device(
+    registry: Registry,
+    ca: LocalCA,
+    name: str,
+    out_dir: Path,
+    policy_name: str = DEVICE_POLICY,
+) -> DeviceFiles:
+    """The local ``create_keys_and_certificate`` + ``create_thing`` + ``attach_policy`` +
+    ``attach_thing_principal``: issue a key and certificate, register them ACTIVE and write
+    the device's files. ``device.json`` leaves the endpoint for the CLI to fill in."""
+    _check(THING_NAME, name, "thing name")
+    _check(POLICY_NAME, policy_name, "policy name")
+    if registry.has_thing(name):
+        raise ResourceAlreadyExists(f"thing {name} already exists")
+    out_dir = Path(out_dir)
+    key_path, cert_path = out_dir / KEY_FILE, out_dir / CERT_FILE
+    if key_path.exists() or cert_path.exists():
+        raise ResourceAlreadyExists(f"{out_dir.name} already holds device credentials")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    issued = ca.issue_client_certificate(name, out_dir)
+    os.replace(issued.key_path, key_path)  # keeps the 0600 the CA wrote it with
+    os.replace(issued.cert_path, cert_path)
+    try:
+        with registry.batch():
+            if registry.has_thing(name):  # created meanwhile by another process
+                raise ResourceAlreadyExists(f"thing {name} already exists")
+            record = registry.register_certificate(issued.certificate_pem, ACTIVE)
+            registry.create_thing(name)
+            registry.attach_thing_principal(name, record.certificate_arn)
+            registry.attach_policy(policy_name, record.certificate_arn)
+    except BaseException:
+        for path in (key_path, cert_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise
+    ca_path = out_dir / CA_FILE
+    _write_atomic(ca_path, ca.certificate_pem.encode())
+    os.chmod(ca_path, 0o644)
+    config_path = out_dir / CONFIG_FILE
+    config = {
+        "thingName": name,
+        "clientId": name,
+        "certificateId": record.certificate_id,
+        "certificateArn": record.certificate_arn,
+        "policyName": policy_name,
+        "region": registry.region,
+        "accountId": registry.account_id,
+        "certificateFile": CERT_FILE,
+        "privateKeyFile": KEY_FILE,
+        "caFile": CA_FILE,
+        "endpoint": {"host": None, "mqttsPort": None},
+    }
+    _write_atomic(config_path, (json.dumps(config, indent=2) + "\n").encode())
+    os.chmod(config_path, 0o644)
+    return DeviceFiles(
+        name,
+        record.certificate_id,
+        record.certificate_arn,
+        out_dir,
+        cert_path,
+        key_path,
+        ca_path,
+        config_path,
+    )
+
+
+def revoke_device(registry: Registry, name: str) -> list[str]:
+    """Mark every certificate attached to thing ``name`` REVOKED; returns their ids."""
+    prefix = registry.certificate_arn("")
+    with registry.batch():
+        registry.describe_thing(name)  # ResourceNotFound for an unknown thing
+        revoked = [
+            arn[len(prefix) :] for arn in registry.thing_principals(name) if arn.startswith(prefix)
+        ]
+        for cert_id in revoked:
+            registry.update_certificate(cert_id, REVOKED)
+    return revoked
