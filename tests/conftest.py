@@ -28,6 +28,7 @@ from infra.local.gateway import (
     PublishEvent,
     StaticCredentialStore,
 )
+from infra.local.registry import Registry, RegistryCredentialStore
 from infra.local.stack import LocalStack, StackOptions
 
 
@@ -36,8 +37,9 @@ class GatewayHandle:
     gateway: Gateway
     loop: asyncio.AbstractEventLoop
     ca: LocalCA
-    credentials: StaticCredentialStore
+    credentials: RegistryCredentialStore
     authorizer: Any  # AdminOnlyAuthorizer unless a test passes another
+    registry: Registry
     tapped: list[PublishEvent] = field(default_factory=list)
 
     @property
@@ -94,12 +96,15 @@ def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
 
 
 @pytest.fixture
-def start_gateway(local_ca: LocalCA) -> Iterator[Callable[..., GatewayHandle]]:
+def start_gateway(
+    local_ca: LocalCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., GatewayHandle]]:
     """Factory: ``start_gateway(limits=Limits(...))`` runs a gateway with all three listeners."""
     started: list[tuple[GatewayHandle, threading.Thread]] = []
 
     def start(limits: Limits | None = None, authorizer: Any = None) -> GatewayHandle:
-        credentials = StaticCredentialStore()
+        registry = Registry.open(tmp_path_factory.mktemp("registry"))
+        credentials = RegistryCredentialStore(StaticCredentialStore(), registry)
         authorizer = authorizer or AdminOnlyAuthorizer()
         config = GatewayConfig(
             mqtt_port=0,
@@ -120,7 +125,7 @@ def start_gateway(local_ca: LocalCA) -> Iterator[Callable[..., GatewayHandle]]:
                 ready.set_exception(exc)
                 return
             handle = GatewayHandle(
-                gateway, asyncio.get_running_loop(), local_ca, credentials, authorizer
+                gateway, asyncio.get_running_loop(), local_ca, credentials, authorizer, registry
             )
             gateway.add_tap(handle.tapped.append)
             stop_event.append(asyncio.Event())

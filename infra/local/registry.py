@@ -513,6 +513,9 @@ class RegistryCredentialStore:
     static: StaticCredentialStore
     registry: Registry
 
+    def add(self, credential: Credential) -> None:
+        self.static.add(credential)
+
     def lookup_access_key(self, access_key_id: str) -> Credential | None:
         return self.static.lookup_access_key(access_key_id)
 

@@ -368,6 +368,7 @@ def mtls_mqtt5(
 
 def test_mqtt3_mtls_with_local_ca_certificate(gateway: GatewayHandle, tmp_path: Path) -> None:
     cert = gateway.ca.issue_client_certificate("device-1", tmp_path)
+    gateway.registry.register_certificate(cert.certificate_pem)
     gateway.authorizer.trusted.add(cert.certificate_id)  # stands in for a policy attachment
     with mqtt3(mtls_mqtt3(gateway, cert.cert_path, cert.key_path, "device-1")) as connection:
         exchange_mqtt3(connection, "sdk/mtls/device-1")
@@ -377,6 +378,7 @@ def test_mqtt3_mtls_with_local_ca_certificate(gateway: GatewayHandle, tmp_path: 
 
 def test_mqtt5_mtls_with_local_ca_certificate(gateway: GatewayHandle, tmp_path: Path) -> None:
     cert = gateway.ca.issue_client_certificate("device-2", tmp_path)
+    gateway.registry.register_certificate(cert.certificate_pem)
     gateway.authorizer.trusted.add(cert.certificate_id)
     events = Mqtt5Events()
     client = mtls_mqtt5(gateway, cert.cert_path, cert.key_path, "device-2", events)
@@ -420,6 +422,7 @@ def test_mqtt3_mtls_untrusted_certificate_cannot_connect(
 ) -> None:
     """TLS succeeds (the CA is right) but no policy allows iot:Connect: AWS just closes 3.1.1."""
     cert = gateway.ca.issue_client_certificate("orphan", tmp_path)
+    gateway.registry.register_certificate(cert.certificate_pem)
     error = connect_fails(mtls_mqtt3(gateway, cert.cert_path, cert.key_path, "orphan"))
     assert isinstance(error, awscrt.exceptions.AwsCrtError)
     assert error.name == "AWS_ERROR_MQTT_UNEXPECTED_HANGUP"  # closed without a CONNACK
@@ -433,6 +436,7 @@ def test_mqtt5_mtls_untrusted_certificate_gets_not_authorized(
     gateway: GatewayHandle, tmp_path: Path
 ) -> None:
     cert = gateway.ca.issue_client_certificate("orphan5", tmp_path)
+    gateway.registry.register_certificate(cert.certificate_pem)
     events = Mqtt5Events()
     client = mtls_mqtt5(gateway, cert.cert_path, cert.key_path, "orphan5", events)
     with running(client, events):

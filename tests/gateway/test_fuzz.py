@@ -55,6 +55,7 @@ from infra.local.gateway.codec import (
     encode,
 )
 from infra.local.gateway.sigv4 import presign_url
+from infra.local.registry import Registry, RegistryCredentialStore
 from tests.conftest import GatewayHandle
 from tests.gateway.test_codec import packets, properties, publishes, subscribes
 from tests.gateway.test_limits import Bystander
@@ -211,10 +212,11 @@ class _ErrorLog(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def live(local_ca: LocalCA) -> Iterator[LiveGateway]:
+def live(local_ca: LocalCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     """One gateway for the whole module, whose event loop records every unhandled error."""
     errors: list[Any] = []
-    credentials = StaticCredentialStore()
+    registry = Registry.open(tmp_path_factory.mktemp("registry"))
+    credentials = RegistryCredentialStore(StaticCredentialStore(), registry)
     authorizer = AdminOnlyAuthorizer()
     config = GatewayConfig(
         mqtt_port=0,
@@ -231,7 +233,7 @@ def live(local_ca: LocalCA) -> Iterator[LiveGateway]:
         loop.set_exception_handler(lambda _loop, context: errors.append(context))
         await gateway.start()
         stop.append(asyncio.Event())
-        ready.set_result(GatewayHandle(gateway, loop, local_ca, credentials, authorizer))
+        ready.set_result(GatewayHandle(gateway, loop, local_ca, credentials, authorizer, registry))
         await stop[0].wait()
         await gateway.stop()
 

@@ -269,8 +269,8 @@ class Gateway:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         if not der:
             return None
-        cert_id = certificate_id(der)
-        return self.credentials.lookup_certificate(cert_id) or Principal("certificate", cert_id)
+        # Only a registered, ACTIVE certificate has a principal, even when our CA signed it.
+        return self.credentials.lookup_certificate(certificate_id(der))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
