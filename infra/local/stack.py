@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from iot_rules.loader import RULES_DIR, load_rules
 from lambdas.manifest import MANIFEST_PATH, Manifest
 
 from .ca import LocalCA
+from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
+from .cognito.identity_pool import CREDENTIAL_LIFETIME
 from .dynamodb import DynamoDBLocal, ensure_tables
 from .edge import EdgeAPI
 from .gateway import (
@@ -31,7 +34,7 @@ from .gateway import (
     Limits,
     StaticCredentialStore,
 )
-from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
 from .lambda_runtime import LambdaRuntime
 from .rules_host import aws_client_factory, rule_services
 
@@ -41,6 +44,11 @@ DEFAULT_STATE_DIR = Path(".iotchat")
 STACK_FILE_NAME = "stack.json"
 DYNAMODB_DATA_DIR = "dynamodb"
 DYNAMODB_LOG_FILE = "dynamodb.log"
+COGNITO_DIR = "cognito"
+# Expired Cognito keys stay known this long (so a late handshake reads "expired", not
+# "unknown"), then are dropped so a long-running stack does not keep every key it issued.
+EXPIRED_CREDENTIAL_GRACE = 3600.0
+PRUNE_EVERY = 1000
 
 
 @dataclass
@@ -58,6 +66,8 @@ class StackOptions:
     manifest: Path = MANIFEST_PATH
     # Lambda's asynchronous retry delays; AWS waits about 1 and 2 minutes, locally seconds.
     lambda_retry_delays: tuple[float, float] = (1.0, 2.0)
+    # Lifetime of the temporary credentials GetCredentialsForIdentity issues (AWS: 1 hour).
+    cognito_credential_lifetime: float = CREDENTIAL_LIFETIME
 
 
 class LocalStack:
@@ -76,6 +86,8 @@ class LocalStack:
         self.api_port: int | None = None
         self.lambdas: LambdaRuntime | None = None
         self.rules: RulesEngine | None = None
+        self.cognito: LocalCognito | None = None
+        self._cognito_issued = 0
         self.ready = False
 
     @property
@@ -100,6 +112,13 @@ class LocalStack:
         opts = self.options
         self.ca = LocalCA.load_or_create(self.state_dir / "ca")
         self.ca.server_certificate(hostnames=("localhost",), ips=("127.0.0.1",))
+        # Credentials issued before a restart and not yet expired are registered again here.
+        self.cognito = LocalCognito.load_or_create(
+            self.state_dir / COGNITO_DIR,
+            opts.region,
+            self._add_cognito_credential,
+            credential_lifetime=opts.cognito_credential_lifetime,
+        )
         config = GatewayConfig(
             host=opts.host,
             mqtt_port=opts.mqtt_port,
@@ -122,6 +141,9 @@ class LocalStack:
                 health=self._health_status,
                 dynamodb_endpoint=self._dynamodb_endpoint,
             )
+            cognito_api = CognitoAPI(self.cognito)
+            self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
+            self.edge.add_target(IDP_TARGET_PREFIX, cognito_api.idp)
             self.api_port = await self.edge.start(opts.host, opts.api_port)
         finally:
             # Never leave the child starting unobserved, whether or not the rest succeeded.
@@ -165,6 +187,22 @@ class LocalStack:
         self.rules.load(rules)
         self.gateway.add_tap(self.rules.on_publish)
 
+    def _add_cognito_credential(self, credential: Credential) -> None:
+        """Register a key GetCredentialsForIdentity issued; now and then drop long-expired ones."""
+        self.credentials.add(credential)
+        self._cognito_issued += 1
+        if self._cognito_issued % PRUNE_EVERY == 0:
+            cutoff = time.time() - EXPIRED_CREDENTIAL_GRACE
+            stale = [
+                key
+                for key, held in self.credentials.credentials.items()
+                if held.principal.kind == "cognito"
+                and held.expires_at is not None
+                and held.expires_at < cutoff
+            ]
+            for key in stale:
+                del self.credentials.credentials[key]
+
     def _dynamodb_endpoint(self) -> str | None:
         return self.dynamodb.endpoint if self.dynamodb.running else None
 
@@ -180,7 +218,7 @@ class LocalStack:
 
     def describe(self) -> dict[str, Any]:
         """The stack file's content (the same shape ``iotchat deploy`` writes for AWS)."""
-        assert self.gateway is not None and self.ca is not None
+        assert self.gateway is not None and self.ca is not None and self.cognito is not None
         ports = self.gateway.ports
         host = self.options.host
         return {
@@ -197,6 +235,7 @@ class LocalStack:
             "api": {"endpoint": f"http://{host}:{self.api_port}"},
             # DynamoDB is served through the edge API, like every other AWS API of the stack.
             "dynamodb": {"endpoint": f"http://{host}:{self.api_port}"},
+            "cognito": self.cognito.describe(),
             "admin": {
                 "accessKeyId": ADMIN_ACCESS_KEY_ID,
                 "secretAccessKey": ADMIN_SECRET_ACCESS_KEY,

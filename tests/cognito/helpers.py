@@ -1,0 +1,98 @@
+"""Shared helpers for the local Cognito tests: boto3 clients, the outbox, a signed-in user."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from tests.conftest import InProcessStack
+
+PASSWORD = "Correct-horse-9"
+
+
+def unsigned_client(stack: InProcessStack, service: str) -> Any:
+    """Cognito's sign-up, sign-in and GetId calls are unsigned in AWS: so are these."""
+    return boto3.client(
+        service,
+        endpoint_url=stack.endpoint,
+        region_name=stack.info["region"],
+        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
+    )
+
+
+def outbox_codes(state_dir: Path, username: str) -> list[str]:
+    """Every verification code "mailed" to ``username``, oldest first."""
+    path = state_dir / "cognito" / "outbox.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["code"] for r in records if r["username"] == username]
+
+
+@dataclass
+class User:
+    username: str
+    email: str
+    tokens: dict[str, Any]
+
+    @property
+    def id_token(self) -> str:
+        return self.tokens["IdToken"]
+
+
+def sign_up(stack: InProcessStack, username: str | None = None) -> tuple[str, str]:
+    idp = unsigned_client(stack, "cognito-idp")
+    username = username or f"user-{uuid.uuid4().hex[:8]}"
+    email = f"{username}@example.com"
+    idp.sign_up(
+        ClientId=stack.info["cognito"]["userPoolClientId"],
+        Username=username,
+        Password=PASSWORD,
+        UserAttributes=[{"Name": "email", "Value": email}],
+    )
+    return username, email
+
+
+def confirm(stack: InProcessStack, username: str) -> None:
+    idp = unsigned_client(stack, "cognito-idp")
+    (code,) = outbox_codes(stack.stack.state_dir, username)[-1:]
+    idp.confirm_sign_up(
+        ClientId=stack.info["cognito"]["userPoolClientId"], Username=username, ConfirmationCode=code
+    )
+
+
+def sign_in(stack: InProcessStack, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    idp = unsigned_client(stack, "cognito-idp")
+    response = idp.initiate_auth(
+        ClientId=stack.info["cognito"]["userPoolClientId"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": username, "PASSWORD": password},
+    )
+    return response["AuthenticationResult"]
+
+
+def new_user(stack: InProcessStack) -> User:
+    username, email = sign_up(stack)
+    confirm(stack, username)
+    return User(username, email, sign_in(stack, username))
+
+
+def logins(stack: InProcessStack, id_token: str) -> dict[str, str]:
+    pool = stack.info["cognito"]["userPoolId"]
+    return {f"cognito-idp.{stack.info['region']}.amazonaws.com/{pool}": id_token}
+
+
+def guest_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
+    identity = unsigned_client(stack, "cognito-identity")
+    identity_id = identity.get_id(IdentityPoolId=stack.info["cognito"]["identityPoolId"])[
+        "IdentityId"
+    ]
+    creds = identity.get_credentials_for_identity(IdentityId=identity_id)
+    return identity_id, creds["Credentials"]
