@@ -36,6 +36,8 @@ from .gateway import (
 )
 from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
 from .lambda_runtime import LambdaRuntime
+from .policy_authorizer import PolicyAuthorizer
+from .registry import Registry, RegistryCredentialStore
 from .rules_host import aws_client_factory, rule_services
 
 log = logging.getLogger("iotchat.stack")
@@ -74,7 +76,13 @@ class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.state_dir = options.state_dir.resolve()
-        self.credentials = StaticCredentialStore()
+        self.static_credentials = StaticCredentialStore()
+        self.registry = Registry.open(
+            self.state_dir, region=options.region, account_id=LOCAL_ACCOUNT_ID
+        )
+        # Access keys (admin, Cognito) from the static store, certificates from the registry.
+        self.credentials = RegistryCredentialStore(self.static_credentials, self.registry)
+        self.authorizer: PolicyAuthorizer | None = None
         self.gateway: Gateway | None = None
         self.ca: LocalCA | None = None
         self.dynamodb = DynamoDBLocal(
@@ -129,7 +137,8 @@ class LocalStack:
             region=opts.region,
             limits=opts.limits,
         )
-        self.gateway = Gateway(config, credentials=self.credentials)
+        self.authorizer = self._policy_authorizer()
+        self.gateway = Gateway(config, credentials=self.credentials, authorizer=self.authorizer)
         # dynalite (a Node process) takes the longest to come up: start it alongside the rest.
         dynamodb_started = asyncio.ensure_future(self.dynamodb.start())
         try:
@@ -187,21 +196,48 @@ class LocalStack:
         self.rules.load(rules)
         self.gateway.add_tap(self.rules.on_publish)
 
+    def _policy_authorizer(self) -> PolicyAuthorizer:
+        """Policy files decide; attachments come from Cognito (identities) and the registry
+        (certificates), and any change to them drops the cached decisions."""
+        assert self.cognito is not None
+        attachments = self.cognito.attachments
+        registry = self.registry
+
+        def attached(target: str) -> list[str]:
+            return [*attachments.list_attached(target), *registry.attached_policies(target)]
+
+        authorizer = PolicyAuthorizer(
+            region=self.options.region,
+            account=LOCAL_ACCOUNT_ID,
+            attached_policies=attached,
+            connection_attributes=lambda principal, client_id: registry.connection_attributes(
+                principal.identifier, client_id
+            ),
+        )
+        loop = asyncio.get_running_loop()
+
+        def invalidate(*_: object) -> None:
+            loop.call_soon_threadsafe(authorizer.invalidate)
+
+        attachments.on_change(invalidate)
+        registry.on_change.append(invalidate)
+        return authorizer
+
     def _add_cognito_credential(self, credential: Credential) -> None:
         """Register a key GetCredentialsForIdentity issued; now and then drop long-expired ones."""
-        self.credentials.add(credential)
+        self.static_credentials.add(credential)
         self._cognito_issued += 1
         if self._cognito_issued % PRUNE_EVERY == 0:
             cutoff = time.time() - EXPIRED_CREDENTIAL_GRACE
             stale = [
                 key
-                for key, held in self.credentials.credentials.items()
+                for key, held in self.static_credentials.credentials.items()
                 if held.principal.kind == "cognito"
                 and held.expires_at is not None
                 and held.expires_at < cutoff
             ]
             for key in stale:
-                del self.credentials.credentials[key]
+                del self.static_credentials.credentials[key]
 
     def _dynamodb_endpoint(self) -> str | None:
         return self.dynamodb.endpoint if self.dynamodb.running else None

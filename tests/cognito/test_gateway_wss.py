@@ -77,8 +77,6 @@ def test_cognito_credentials_sign_a_wss_connect_as_the_identity(
 ) -> None:
     obtain = guest_credentials if who == "guest" else signed_in_credentials
     identity_id, creds = obtain(stack)
-    # The policy engine will decide this; until then the identity is trusted explicitly.
-    stack.call(lambda: stack.stack.gateway.authorizer.trusted.add(identity_id))
     provider = awscrt.auth.AwsCredentialsProvider.new_static(
         creds["AccessKeyId"], creds["SecretKey"], creds["SessionToken"]
     )
@@ -103,19 +101,19 @@ def test_cognito_credentials_sign_a_wss_connect_as_the_identity(
         connection.disconnect().result(TIMEOUT)
 
 
-def test_untrusted_identity_passes_sigv4_but_is_refused_at_connect(
+def test_identity_passes_sigv4_but_another_client_id_is_refused_at_connect(
     stack: InProcessStack,
 ) -> None:
-    identity_id, creds = guest_credentials(stack)
+    _, creds = guest_credentials(stack)
+    other_id, _ = guest_credentials(stack)
     with ws_connect(
         signed_url(stack, creds), ssl=tls(stack), subprotocols=["mqtt"], open_timeout=TIMEOUT
     ) as ws:
         assert ws.response.status_code == 101  # the signature is good
-        ws.send(mqtt5_connect(identity_id))
+        ws.send(mqtt5_connect(other_id))
         connack = ws.recv(timeout=TIMEOUT)
         assert connack[0] == 0x20 and connack[3] == NOT_AUTHORIZED  # authorization says no
-    topic = f"$aws/events/presence/connected/{identity_id}"
-    assert not stack.taps_on(topic)
+    assert not stack.taps_on(f"$aws/events/presence/connected/{other_id}")
 
 
 def test_expired_cognito_credentials_are_refused_at_the_handshake(stack: InProcessStack) -> None:
