@@ -14,6 +14,8 @@ BENCHMARKS = {
     "rules-eval": "benchmarks.rules_eval",
     "rules-republish-latency": "benchmarks.rules_republish_latency",
     "lambda-invoke": "benchmarks.lambda_invoke",
+    "authz": "benchmarks.authz",
+    "sigv4-connect": "benchmarks.sigv4_connect",
 }
 
 

@@ -176,6 +176,61 @@ def rules_eval(
     typer.echo(json.dumps(outcome))
 
 
+device_app = typer.Typer(no_args_is_help=True, help="Give devices their own X.509 identity.")
+app.add_typer(device_app, name="device")
+
+StackFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--stack-file", help="Stack file (default: $IOTCHAT_STACK_FILE, else .iotchat/stack.json)."
+    ),
+]
+
+
+@device_app.command("create")
+def device_create(
+    name: Annotated[
+        str, typer.Argument(help="Thing name; the device connects with it as client id.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the files (default: ./NAME).")
+    ] = None,
+    stack_file: StackFileOption = None,
+) -> None:
+    """Register a device (thing + ACTIVE certificate + device policy) and write its files."""
+    from client.devices import DeviceError, create_device
+
+    try:
+        result = create_device(name, out, stack_file)
+    except DeviceError as exc:
+        typer.echo(f"iotchat device create: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"device {result.name}: certificate {result.certificate_id} ACTIVE")
+    typer.echo(f"  certificate: {result.cert_path}")
+    typer.echo(f"  private key: {result.key_path} (mode 0600)")
+    if result.ca_path is not None:
+        typer.echo(f"  CA:          {result.ca_path}")
+    else:
+        typer.echo("  CA:          not written; supply Amazon Root CA 1 yourself")
+    typer.echo(f"  settings:    {result.config_path}")
+
+
+@device_app.command("revoke")
+def device_revoke(
+    name: Annotated[str, typer.Argument(help="The device's thing name.")],
+    stack_file: StackFileOption = None,
+) -> None:
+    """Mark the device's certificates REVOKED: the gateway refuses them from now on."""
+    from client.devices import DeviceError, revoke_device
+
+    try:
+        revoked = revoke_device(name, stack_file)
+    except DeviceError as exc:
+        typer.echo(f"iotchat device revoke: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"device {name}: {len(revoked)} certificate(s) REVOKED")
+
+
 def main() -> None:
     app()
 

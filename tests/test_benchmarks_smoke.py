@@ -236,3 +236,44 @@ def test_lambda_invoke_reports_warm_async_and_cold() -> None:
         assert line["value"] > 0
         _check_ratio(line)
     assert _no_children_left()
+
+
+# --------------------------------------------------------------------------- issue 4: authz
+
+
+def test_authz_reports_cached_and_uncached_decisions_against_a_dict_lookup() -> None:
+    from benchmarks import authz
+
+    lines = authz.measure(decisions=300, uncached_decisions=30, rounds=2)
+    assert [line["metric"] for line in lines] == ["cached_decision_us", "uncached_decision_us"]
+    for line in lines:
+        assert set(line) >= COMMON_KEYS
+        assert line["name"] == "authz" and line["value"] > 0
+        _check_ratio(line)
+
+
+@pytest.mark.timeout(60)
+def test_sigv4_connect_uses_distinct_guest_identities_and_cleans_up() -> None:
+    from benchmarks import sigv4_connect
+
+    [line] = sigv4_connect.measure(connects=12, workers=3)
+    assert set(line) >= COMMON_KEYS
+    assert line["connects"] == 12 and line["identities"] == 12
+    _check_ratio(line)
+    assert _no_children_left()
+
+
+@pytest.mark.timeout(60)
+def test_sigv4_connect_guests_are_held_to_the_policy() -> None:
+    """A guest may connect only as its own identity id: the benchmark's connects are checked."""
+    import json
+
+    from benchmarks import sigv4_connect
+
+    with h.temp_dir("smoke-sigv4") as workdir, h.gateway(workdir) as gw:
+        stack = json.loads((workdir / "gateway-state" / "stack.json").read_text())
+        [guest] = sigv4_connect.guest_identities(stack, 1)
+        assert sigv4_connect.connect_once(gw, [guest], workers=1)["connects"] == 1
+        with pytest.raises(h.BenchmarkError, match="1 of 1 WSS connects failed"):
+            sigv4_connect.connect_once(gw, [{**guest, "clientId": "someone-else"}], workers=1)
+    assert _no_children_left()

@@ -1,0 +1,118 @@
+"""authz: what one authorization decision costs the gateway, cached and uncached.
+
+Every PUBLISH, SUBSCRIBE and delivery (Receive) asks :class:`PolicyAuthorizer`; with the
+decision cached that must stay a few microseconds (goal <= 5 µs), or policy enforcement
+would show in the fan-out figures. The uncached figure is what the first message after a
+policy or attachment change costs (``invalidate()`` before every decision). The baseline is
+the floor any cache can reach: one dict lookup of a precomputed decision, in the same loop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from infra.local.gateway.auth import Principal
+from infra.local.policy_authorizer import AMR, SUB, PolicyAuthorizer
+
+from . import _harness as h
+
+NAME = "authz"
+REGION, ACCOUNT = "us-east-1", "000000000000"
+ROOM = "chat/pub/lobby"
+
+
+def guest() -> Principal:
+    identity_id = f"{REGION}:{uuid.uuid4()}"
+    return Principal("cognito", identity_id, ((SUB, identity_id), (AMR, "unauthenticated")))
+
+
+def _checks(authorizer: PolicyAuthorizer, principal: Principal) -> list[Callable[[], bool]]:
+    """The three decisions a chat message needs: publish, subscribe to a room, receive."""
+    client_id = principal.identifier
+    return [
+        lambda: authorizer.can_publish(principal, client_id, "chat/out", False),
+        lambda: authorizer.can_subscribe(principal, client_id, ROOM),
+        lambda: authorizer.can_receive(principal, client_id, ROOM),
+    ]
+
+
+def _us_per_call(calls: list[Callable[[], Any]], decisions: int, rounds: int) -> float:
+    """Median over ``rounds`` of the time per call, cycling through ``calls``."""
+    per_round = max(decisions // len(calls), 1)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter_ns()
+        for _ in range(per_round):
+            for call in calls:
+                call()
+        samples.append((time.perf_counter_ns() - started) / (per_round * len(calls)) / 1000)
+    return h.median(samples)
+
+
+def measure(*, decisions: int, uncached_decisions: int, rounds: int = 5) -> list[dict[str, Any]]:
+    authorizer = PolicyAuthorizer(region=REGION, account=ACCOUNT)
+    principal = guest()
+    checks = _checks(authorizer, principal)
+    if not all(check() for check in checks):  # also warms the cache
+        raise h.BenchmarkError("the guest role does not allow the benchmarked chat actions")
+    precomputed = {
+        ("publish", "chat/out"): True,
+        ("subscribe", ROOM): True,
+        ("receive", ROOM): True,
+    }
+    keys = list(precomputed)
+    floor = [lambda k=k: precomputed[k] for k in keys]
+
+    cached = _us_per_call(checks, decisions, rounds)
+    baseline = _us_per_call(floor, decisions, rounds)
+
+    def uncached_call(check: Callable[[], bool]) -> Callable[[], bool]:
+        def call() -> bool:
+            authorizer.invalidate()
+            return check()
+
+        return call
+
+    uncached = _us_per_call([uncached_call(c) for c in checks], uncached_decisions, rounds)
+    checks[0]()  # cache it again after the last invalidate()
+    hits_before = authorizer.evaluator.hits
+    checks[0]()
+    if authorizer.evaluator.hits != hits_before + 1:
+        raise h.BenchmarkError("the cached path did not hit the decision cache")
+
+    common = {
+        "name": NAME,
+        "unit": "µs/decision",
+        "principal": "cognito guest (guest role)",
+        "actions": "iot:Publish chat/out, iot:Subscribe + iot:Receive chat/pub/lobby",
+        "rounds": rounds,
+        "baseline": round(baseline, 4),
+        "baseline_name": "dict lookup of a precomputed decision",
+    }
+    return [
+        {
+            **common,
+            "metric": "cached_decision_us",
+            "decisions": max(decisions // 3, 1) * 3,
+            "value": round(cached, 4),
+            "ratio": h.ratio(cached, baseline),
+            "target": "<= 5 µs per decision",
+        },
+        {
+            **common,
+            "metric": "uncached_decision_us",
+            "decisions": max(uncached_decisions // 3, 1) * 3,
+            "value": round(uncached, 4),
+            "ratio": h.ratio(uncached, baseline),
+            "note": "invalidate() before every decision: policy sets resolved and evaluated",
+        },
+    ]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    if quick:
+        return measure(decisions=30_000, uncached_decisions=3_000)
+    return measure(decisions=300_000, uncached_decisions=30_000)

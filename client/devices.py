@@ -1,0 +1,263 @@
+"""``iotchat device create|revoke``: give a device (a Pi, a bot) its own X.509 identity.
+
+A device talks to AWS IoT Core over mutual TLS with a certificate that is registered ACTIVE,
+attached to a thing named like its client id and to the device policy. The same steps run
+against the local stack (its registry and CA in the stack's state dir) or against AWS (the
+``iot`` API through boto3), chosen by the stack file's ``kind``; both write the same files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STACK_FILE = Path(".iotchat") / "stack.json"
+STACK_FILE_ENV = "IOTCHAT_STACK_FILE"
+DEFAULT_DEVICE_POLICY = "iotchat-device"
+CERT_FILE = "device.pem.crt"
+KEY_FILE = "private.pem.key"
+CA_FILE = "ca.pem"
+CONFIG_FILE = "device.json"
+
+
+class DeviceError(Exception):
+    """A refused ``device`` command; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    """What ``create`` wrote; ``ca_path`` is None when the user must supply the root CA."""
+
+    name: str
+    certificate_id: str
+    directory: Path
+    cert_path: Path
+    key_path: Path
+    ca_path: Path | None
+    config_path: Path
+
+
+def stack_file_path(explicit: Path | None = None) -> Path:
+    """``--stack-file``, else ``$IOTCHAT_STACK_FILE``, else ``.iotchat/stack.json``."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(STACK_FILE_ENV)
+    return Path(env) if env else DEFAULT_STACK_FILE
+
+
+def load_stack(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise DeviceError(
+            f"no stack file at {path} (start one with `iotchat up`, or pass --stack-file)"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise DeviceError(f"cannot read stack file {path}: {exc}") from exc
+    if not isinstance(info, dict) or info.get("kind") not in ("local", "aws"):
+        raise DeviceError(f"stack file {path} has no known kind (expected 'local' or 'aws')")
+    return info
+
+
+def _device_policy(info: dict[str, Any]) -> str:
+    return str(info.get("iot", {}).get("devicePolicyName") or DEFAULT_DEVICE_POLICY)
+
+
+def _endpoint(info: dict[str, Any]) -> dict[str, Any]:
+    iot = info.get("iot", {})
+    return {"host": iot.get("host"), "mqttsPort": iot.get("mqttsPort")}
+
+
+def _write(path: Path, data: str, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the start, so a key is never readable by others."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+
+
+def create_device(
+    name: str, out_dir: Path | None = None, stack_file: Path | None = None
+) -> DeviceResult:
+    """Register device ``name`` and write its files to ``out_dir`` (default ``./NAME``)."""
+    path = stack_file_path(stack_file)
+    info = load_stack(path)
+    directory = Path(out_dir) if out_dir is not None else Path(name)
+    if info["kind"] == "local":
+        return _create_local(info, path, name, directory)
+    return _create_aws(info, name, directory)
+
+
+def revoke_device(name: str, stack_file: Path | None = None) -> list[str]:
+    """Mark every certificate of thing ``name`` REVOKED; returns their ids."""
+    path = stack_file_path(stack_file)
+    info = load_stack(path)
+    if info["kind"] == "local":
+        return _revoke_local(info, path, name)
+    return _revoke_aws(info, name)
+
+
+# ---------------------------------------------------------------------------- local stack
+
+
+def _local_registry(info: dict[str, Any], stack_file: Path) -> Any:
+    """The stack's registry: ARNs carry the region, so open it with the stack's."""
+    from infra.local.registry import LOCAL_REGION, Registry
+
+    state_dir = Path(stack_file).resolve().parent
+    return Registry.open(state_dir, region=info.get("region") or LOCAL_REGION)
+
+
+def _create_local(info: dict[str, Any], stack_file: Path, name: str, out: Path) -> DeviceResult:
+    from infra.local import registry as reg
+    from infra.local.ca import LocalCA
+
+    state_dir = Path(stack_file).resolve().parent
+    registry = _local_registry(info, stack_file)
+    ca = LocalCA.load_or_create(state_dir / "ca")
+    try:
+        files = reg.create_device(registry, ca, name, out, policy_name=_device_policy(info))
+    except reg.RegistryError as exc:
+        raise DeviceError(str(exc)) from exc
+    config = json.loads(files.config_path.read_text())
+    config["endpoint"] = _endpoint(info)
+    _write(files.config_path, json.dumps(config, indent=2) + "\n", 0o644)
+    return DeviceResult(
+        name,
+        files.certificate_id,
+        files.directory,
+        files.cert_path,
+        files.key_path,
+        files.ca_path,
+        files.config_path,
+    )
+
+
+def _revoke_local(info: dict[str, Any], stack_file: Path, name: str) -> list[str]:
+    from infra.local import registry as reg
+
+    try:
+        return reg.revoke_device(_local_registry(info, stack_file), name)
+    except reg.ResourceNotFound as exc:
+        raise DeviceError(f"no device named {name!r}") from exc
+    except reg.RegistryError as exc:
+        raise DeviceError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------- AWS
+
+
+def _iot_client(info: dict[str, Any]) -> Any:
+    import boto3
+
+    return boto3.client("iot", region_name=info.get("region"))
+
+
+def _aws_error(exc: Exception) -> DeviceError:
+    response = getattr(exc, "response", {}) or {}
+    code = response.get("Error", {}).get("Code", type(exc).__name__)
+    message = response.get("Error", {}).get("Message", str(exc))
+    return DeviceError(f"{code}: {message}")
+
+
+def _create_aws(info: dict[str, Any], name: str, out: Path) -> DeviceResult:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    policy = _device_policy(info)
+    if (out / KEY_FILE).exists() or (out / CERT_FILE).exists():
+        raise DeviceError(f"{out} already holds device credentials")
+    iot = _iot_client(info)
+    try:
+        try:
+            iot.describe_thing(thingName=name)
+        except iot.exceptions.ResourceNotFoundException:
+            pass
+        else:
+            raise DeviceError(f"thing {name} already exists")
+        iot.create_thing(thingName=name)
+    except (ClientError, BotoCoreError) as exc:
+        raise _aws_error(exc) from exc
+    keys: dict[str, Any] = {}
+    try:
+        keys = iot.create_keys_and_certificate(setAsActive=True)
+        arn = keys["certificateArn"]
+        iot.attach_policy(policyName=policy, target=arn)
+        iot.attach_thing_principal(thingName=name, principal=arn)
+    except (ClientError, BotoCoreError) as exc:
+        _undo_create(iot, name, keys, policy)
+        raise _aws_error(exc) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path, config_path = out / CERT_FILE, out / KEY_FILE, out / CONFIG_FILE
+    _write(key_path, keys["keyPair"]["PrivateKey"], 0o600)
+    _write(cert_path, keys["certificatePem"], 0o644)
+    ca_path: Path | None = None
+    ca_source = info.get("iot", {}).get("caFile")
+    if ca_source and Path(ca_source).is_file():
+        ca_path = out / CA_FILE
+        shutil.copyfile(ca_source, ca_path)
+        os.chmod(ca_path, 0o644)
+    config = {
+        "thingName": name,
+        "clientId": name,
+        "certificateId": keys["certificateId"],
+        "certificateArn": arn,
+        "policyName": policy,
+        "region": info.get("region"),
+        "accountId": info.get("accountId"),
+        "certificateFile": CERT_FILE,
+        "privateKeyFile": KEY_FILE,
+        "caFile": CA_FILE if ca_path else None,
+        "endpoint": _endpoint(info),
+    }
+    _write(config_path, json.dumps(config, indent=2) + "\n", 0o644)
+    return DeviceResult(name, keys["certificateId"], out, cert_path, key_path, ca_path, config_path)
+
+
+def _undo_create(iot: Any, name: str, keys: dict[str, Any], policy: str) -> None:
+    """Best effort: leave no half-made device (an ACTIVE certificate nobody holds the key of)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    arn, cert_id = keys.get("certificateArn"), keys.get("certificateId")
+    steps: list[tuple[Any, dict[str, Any]]] = []
+    if arn and cert_id:
+        steps += [
+            (iot.detach_thing_principal, {"thingName": name, "principal": arn}),
+            (iot.detach_policy, {"policyName": policy, "target": arn}),
+            (iot.update_certificate, {"certificateId": cert_id, "newStatus": "INACTIVE"}),
+            (iot.delete_certificate, {"certificateId": cert_id}),
+        ]
+    steps.append((iot.delete_thing, {"thingName": name}))
+    for call, kwargs in steps:
+        with contextlib.suppress(ClientError, BotoCoreError):
+            call(**kwargs)
+
+
+def _revoke_aws(info: dict[str, Any], name: str) -> list[str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    iot = _iot_client(info)
+    policy = _device_policy(info)
+    revoked: list[str] = []
+    try:
+        try:
+            iot.describe_thing(thingName=name)
+            principals = iot.list_thing_principals(thingName=name)["principals"]
+        except iot.exceptions.ResourceNotFoundException as exc:
+            raise DeviceError(f"no device named {name!r}") from exc
+        for arn in principals:
+            if ":cert/" not in arn:
+                continue
+            cert_id = arn.rsplit("/", 1)[1]
+            iot.update_certificate(certificateId=cert_id, newStatus="REVOKED")
+            iot.detach_thing_principal(thingName=name, principal=arn)
+            with contextlib.suppress(iot.exceptions.ResourceNotFoundException):
+                iot.detach_policy(policyName=policy, target=arn)
+            revoked.append(cert_id)
+    except (ClientError, BotoCoreError) as exc:
+        raise _aws_error(exc) from exc
+    return revoked
