@@ -26,7 +26,7 @@ def save_json(path: Path, document: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=1, sort_keys=True)
+        json.dump(document, handle, separators=(",", ":"))
     os.replace(tmp, path)
 
 
