@@ -455,3 +455,27 @@ MQTT_DISCONNECT = b"\xe0\x00"
 def connack_ok(data: bytes) -> bool:
     """True for an MQTT 3.1.1 CONNACK that accepted the connection."""
     return len(data) >= 4 and data[0] == 0x20 and data[1] == 0x02 and data[3] == 0
+
+
+async def wss_mqtt_session(url: str, context: Any, client_id: str) -> None:
+    """One full SigV4 WebSocket connect: TLS, upgrade, MQTT CONNECT/CONNACK, DISCONNECT."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async with connect(
+        url,
+        ssl=context,
+        subprotocols=["mqtt"],  # type: ignore[list-item]
+        compression=None,
+        proxy=None,
+        ping_interval=None,
+        open_timeout=30,
+        close_timeout=10,
+        user_agent_header=None,
+    ) as ws:
+        await ws.send(mqtt_connect(client_id, keep_alive=60))
+        connack = await asyncio.wait_for(ws.recv(), 30)
+        if not isinstance(connack, bytes) or not connack_ok(connack):
+            raise RuntimeError(f"CONNACK {connack!r}")
+        await ws.send(MQTT_DISCONNECT)

@@ -78,7 +78,6 @@ async def idle_main(config: dict[str, Any]) -> None:
 
 async def wss_main(config: dict[str, Any]) -> None:
     """``count`` full SigV4 WSS connects by ``workers`` concurrent workers, timed."""
-    from websockets.asyncio.client import connect
 
     from infra.local.gateway.sigv4 import presign_url
 
@@ -90,22 +89,7 @@ async def wss_main(config: dict[str, Any]) -> None:
 
     async def connect_once(i: int) -> None:
         url = presign_url(host, config["access_key"], config["secret_key"], region=config["region"])
-        async with connect(
-            url,
-            ssl=context,
-            subprotocols=["mqtt"],  # type: ignore[list-item]
-            compression=None,
-            proxy=None,
-            ping_interval=None,
-            open_timeout=30,
-            close_timeout=10,
-            user_agent_header=None,
-        ) as ws:
-            await ws.send(h.mqtt_connect(f"{prefix}-{i}", keep_alive=60))
-            connack = await asyncio.wait_for(ws.recv(), 30)
-            if not isinstance(connack, bytes) or not h.connack_ok(connack):
-                raise RuntimeError(f"CONNACK {connack!r}")
-            await ws.send(h.MQTT_DISCONNECT)
+        await h.wss_mqtt_session(url, context, f"{prefix}-{i}")
 
     async def worker() -> None:
         while (i := next(numbers)) < total:

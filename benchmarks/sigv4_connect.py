@@ -35,7 +35,6 @@ NAME = "sigv4-connect"
 
 async def connect_main(config: dict[str, Any]) -> None:
     """Connect once per entry of ``config["identities"]``, by ``workers`` workers, timed."""
-    from websockets.asyncio.client import connect
 
     from infra.local.gateway.sigv4 import presign_url
 
@@ -53,22 +52,7 @@ async def connect_main(config: dict[str, Any]) -> None:
             region=config["region"],
             session_token=identity.get("sessionToken"),
         )
-        async with connect(
-            url,
-            ssl=context,
-            subprotocols=["mqtt"],  # type: ignore[list-item]
-            compression=None,
-            proxy=None,
-            ping_interval=None,
-            open_timeout=30,
-            close_timeout=10,
-            user_agent_header=None,
-        ) as ws:
-            await ws.send(h.mqtt_connect(identity["clientId"], keep_alive=60))
-            connack = await asyncio.wait_for(ws.recv(), 30)
-            if not isinstance(connack, bytes) or not h.connack_ok(connack):
-                raise RuntimeError(f"CONNACK {connack!r}")
-            await ws.send(h.MQTT_DISCONNECT)
+        await h.wss_mqtt_session(url, context, identity["clientId"])
 
     async def worker() -> None:
         while (i := next(numbers)) < len(identities):
