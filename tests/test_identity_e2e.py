@@ -21,7 +21,13 @@ import pytest
 from awsiot import mqtt_connection_builder
 
 from infra.local.registry import create_device, revoke_device
-from tests.cognito.helpers import guest_credentials, logins, new_user, unsigned_client
+from tests.cognito.helpers import (
+    guest_credentials,
+    logins,
+    new_user,
+    unsigned_client,
+    wss_connection,
+)
 from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -82,19 +88,7 @@ class Chatter:
 
 
 def _wss(stack: InProcessStack, identity_id: str, creds: dict[str, Any]) -> Chatter:
-    provider = awscrt.auth.AwsCredentialsProvider.new_static(
-        creds["AccessKeyId"], creds["SecretKey"], creds["SessionToken"]
-    )
-    connection = mqtt_connection_builder.websockets_with_default_aws_signing(
-        region=stack.info["region"],
-        credentials_provider=provider,
-        endpoint="localhost",
-        port=stack.info["iot"]["wssPort"],
-        ca_filepath=stack.info["iot"]["caFile"],
-        client_id=identity_id,
-        clean_session=True,
-        keep_alive_secs=30,
-    )
+    connection = wss_connection(stack, identity_id, creds, endpoint="localhost")
     connection.connect().result(TIMEOUT)
     return Chatter(connection, identity_id)
 

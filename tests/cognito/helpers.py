@@ -96,3 +96,26 @@ def guest_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
     ]
     creds = identity.get_credentials_for_identity(IdentityId=identity_id)
     return identity_id, creds["Credentials"]
+
+
+def wss_connection(
+    stack: InProcessStack, client_id: str, creds: dict[str, Any], endpoint: str = "127.0.0.1"
+) -> Any:
+    """An awsiotsdk MQTT 3 connection over SigV4 WebSocket, signed with Cognito credentials
+    (not yet connected)."""
+    import awscrt.auth
+    from awsiot import mqtt_connection_builder
+
+    provider = awscrt.auth.AwsCredentialsProvider.new_static(
+        creds["AccessKeyId"], creds["SecretKey"], creds["SessionToken"]
+    )
+    return mqtt_connection_builder.websockets_with_default_aws_signing(
+        region=stack.info["region"],
+        credentials_provider=provider,
+        endpoint=endpoint,
+        port=stack.info["iot"]["wssPort"],
+        ca_filepath=stack.info["iot"]["caFile"],
+        client_id=client_id,
+        clean_session=True,
+        keep_alive_secs=30,
+    )

@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import awscrt.auth
 import pytest
-from awsiot import mqtt_connection_builder
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from infra.local.gateway.sigv4 import presign_url
-from tests.cognito.helpers import guest_credentials, logins, new_user, unsigned_client
+from tests.cognito.helpers import (
+    guest_credentials,
+    logins,
+    new_user,
+    unsigned_client,
+    wss_connection,
+)
 from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,19 +81,7 @@ def test_cognito_credentials_sign_a_wss_connect_as_the_identity(
 ) -> None:
     obtain = guest_credentials if who == "guest" else signed_in_credentials
     identity_id, creds = obtain(stack)
-    provider = awscrt.auth.AwsCredentialsProvider.new_static(
-        creds["AccessKeyId"], creds["SecretKey"], creds["SessionToken"]
-    )
-    connection = mqtt_connection_builder.websockets_with_default_aws_signing(
-        region=stack.info["region"],
-        credentials_provider=provider,
-        endpoint="127.0.0.1",
-        port=stack.info["iot"]["wssPort"],
-        ca_filepath=stack.info["iot"]["caFile"],
-        client_id=identity_id,
-        clean_session=True,
-        keep_alive_secs=30,
-    )
+    connection = wss_connection(stack, identity_id, creds)
     connection.connect().result(TIMEOUT)
     try:
         topic = f"$aws/events/presence/connected/{identity_id}"
