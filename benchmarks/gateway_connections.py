@@ -187,15 +187,20 @@ def wss_once(gw: h.BrokerProcess, count: int, workers: int) -> dict[str, Any]:
             },
         )
         procs.append(client)
-        if _read_line(client, 60) != "ready":
-            raise h.BenchmarkError("the WSS client did not start")
-        cpu_before = gw.cpu_seconds()
-        assert client.stdin is not None
-        client.stdin.write(b"go\n")
-        client.stdin.flush()
-        report = json.loads(_read_line(client, 120 + count / 10))
-        cpu_after = gw.cpu_seconds()
-        client.wait(30)
+        return timed_wss_run(gw, client, count)
+
+
+def timed_wss_run(gw: h.BrokerProcess, client: subprocess.Popen[bytes], count: int) -> dict:
+    """Start a WSS load process that said ``ready``, read its report, add the gateway's CPU."""
+    if _read_line(client, 60) != "ready":
+        raise h.BenchmarkError("the WSS client did not start")
+    cpu_before = gw.cpu_seconds()
+    assert client.stdin is not None
+    client.stdin.write(b"go\n")
+    client.stdin.flush()
+    report = json.loads(_read_line(client, 120 + count / 10))
+    cpu_after = gw.cpu_seconds()
+    client.wait(30)
     gw.check_alive()
     if report["failed"]:
         raise h.BenchmarkError(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _harness as h
-from .gateway_connections import _read_line
+from .gateway_connections import timed_wss_run
 
 NAME = "sigv4-connect"
 
@@ -137,21 +137,7 @@ def connect_once(
             stderr=None,
         )
         procs.append(client)
-        if _read_line(client, 60) != "ready":
-            raise h.BenchmarkError("the WSS client did not start")
-        cpu_before = gw.cpu_seconds()
-        assert client.stdin is not None
-        client.stdin.write(b"go\n")
-        client.stdin.flush()
-        report = json.loads(_read_line(client, 120 + len(identities) / 10))
-        cpu_after = gw.cpu_seconds()
-        client.wait(30)
-    gw.check_alive()
-    if report["failed"]:
-        raise h.BenchmarkError(
-            f"{report['failed']} of {len(identities)} WSS connects failed: {report['first_error']}"
-        )
-    return {**report, "gateway_cpu_seconds": cpu_after - cpu_before}
+        return timed_wss_run(gw, client, len(identities))
 
 
 def measure(*, connects: int, workers: int = 8) -> list[dict[str, Any]]:
