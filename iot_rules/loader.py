@@ -2,17 +2,22 @@
 
 A rule file is exactly what ``boto3.client('iot').create_topic_rule(ruleName=...,
 topicRulePayload=...)`` takes, so the local engine and the CloudFormation template read the same
-file. Validation uses botocore's own service model, not a copy of it.
+file. Validation uses botocore's own service model, not a copy of it. Like the policy files,
+rules name the stack's resources with ``{stack}``, ``{region}`` and ``{account}``
+(``"tableName": "{stack}-messages"``); ``${...}`` stays IoT's substitution template.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from policies.render import LOCAL_NAMES, RenderError, render
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
@@ -96,20 +101,27 @@ def _local_action_problems(action: Any, where: str) -> list[str]:
     return []
 
 
-def load_rule_file(path: Path) -> RuleDefinition:
+def load_rule_file(path: Path, names: Mapping[str, str] = LOCAL_NAMES) -> RuleDefinition:
+    """One rule, with ``{stack}``/``{region}``/``{account}`` filled in from ``names``."""
     where = path.name
     try:
         payload = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RuleFileError(f"{where}: not valid JSON: {exc}") from None
+    try:
+        payload = render(payload, **names)
+    except RenderError as exc:
+        raise RuleFileError(f"{where}: {exc}") from None
     problems = validate_payload(path.stem, payload, where)
     if problems:
         raise RuleFileError("\n".join(problems))
     return RuleDefinition(path.stem, payload, path)
 
 
-def load_rules(directory: Path = RULES_DIR) -> list[RuleDefinition]:
+def load_rules(
+    directory: Path = RULES_DIR, names: Mapping[str, str] = LOCAL_NAMES
+) -> list[RuleDefinition]:
     """Every ``*.json`` rule in ``directory``, sorted by name; raises on the first bad file."""
     if not directory.is_dir():
         return []
-    return [load_rule_file(path) for path in sorted(directory.glob("*.json"))]
+    return [load_rule_file(path, names) for path in sorted(directory.glob("*.json"))]

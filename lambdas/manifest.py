@@ -34,6 +34,11 @@ Fields of a function (AWS names and limits, as ``lambda.create_function`` takes 
 
 Unknown keys are an error, so a typo never silently falls back to a default.
 
+Names and values may use the ``{stack}``, ``{region}`` and ``{account}`` placeholders of the
+policy files (``"name": "{stack}-commands"``), so several stacks can live in one account:
+:meth:`Manifest.load` fills them in (locally the stack is called ``iotchat``), and the
+CloudFormation builder turns them into ``Fn::Sub``.
+
 The manifest also declares the backend's DynamoDB tables, under ``"tables"``: each entry is a
 ``dynamodb.create_table`` request (``TableName``, ``KeySchema``, ``AttributeDefinitions``,
 indexes, ...), checked against botocore's model. ``iotchat up`` creates the missing ones in
@@ -48,6 +53,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from policies.render import LOCAL_NAMES, RenderError, render
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 
@@ -206,11 +213,23 @@ class Manifest:
         )
 
     @classmethod
-    def load(cls, path: Path = MANIFEST_PATH) -> Manifest:
+    def load(
+        cls,
+        path: Path = MANIFEST_PATH,
+        *,
+        region: str = LOCAL_NAMES["region"],
+        account: str = LOCAL_NAMES["account"],
+        stack: str = LOCAL_NAMES["stack"],
+    ) -> Manifest:
+        """The manifest with its ``{stack}``/``{region}``/``{account}`` placeholders filled."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{path.name}: not JSON ({exc})") from exc
+        try:
+            data = render(data, region=region, account=account, stack=stack)
+        except RenderError as exc:
+            raise ManifestError(f"{path.name}: {exc}") from exc
         return cls.from_dict(data)
 
 

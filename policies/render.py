@@ -14,6 +14,9 @@ import re
 from typing import Any
 
 PLACEHOLDERS = {"region": "AWS::Region", "account": "AWS::AccountId", "stack": "AWS::StackName"}
+
+# What the placeholders mean on the local stack unless told otherwise.
+LOCAL_NAMES = {"region": "us-east-1", "account": "000000000000", "stack": "iotchat"}
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z]+)\}")
 
 

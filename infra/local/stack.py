@@ -20,6 +20,7 @@ from typing import Any
 from iot_rules.engine import RulesEngine
 from iot_rules.loader import RULES_DIR, load_rules
 from lambdas.manifest import MANIFEST_PATH, Manifest
+from policies.render import LOCAL_NAMES
 
 from .ca import LocalCA
 from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
@@ -63,6 +64,8 @@ class StackOptions:
     api_port: int = 4566
     web_port: int = 8080
     region: str = LOCAL_REGION
+    # Fills the {stack} placeholder of rules, policies and the manifest ("iotchat-messages").
+    stack_name: str = LOCAL_NAMES["stack"]
     limits: Limits = field(default_factory=Limits)
     rules_dir: Path = RULES_DIR
     manifest: Path = MANIFEST_PATH
@@ -97,6 +100,15 @@ class LocalStack:
         self.cognito: LocalCognito | None = None
         self._cognito_issued = 0
         self.ready = False
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The values of the ``{region}``, ``{account}`` and ``{stack}`` placeholders."""
+        return {
+            "region": self.options.region,
+            "account": LOCAL_ACCOUNT_ID,
+            "stack": self.options.stack_name,
+        }
 
     @property
     def stack_file(self) -> Path:
@@ -167,8 +179,9 @@ class LocalStack:
         endpoint = f"http://{opts.host}:{self.api_port}"
         # Rule and manifest files are checked before anything runs, so a broken rule stops
         # `iotchat up` with the file and the problem named.
-        manifest = Manifest.load(opts.manifest)
-        rules = load_rules(opts.rules_dir)
+        names = self.names
+        manifest = Manifest.load(opts.manifest, **names)
+        rules = load_rules(opts.rules_dir, names)
         env = {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": ADMIN_ACCESS_KEY_ID,
@@ -209,6 +222,7 @@ class LocalStack:
         authorizer = PolicyAuthorizer(
             region=self.options.region,
             account=LOCAL_ACCOUNT_ID,
+            stack=self.options.stack_name,
             attached_policies=attached,
             connection_attributes=lambda principal, client_id: registry.connection_attributes(
                 principal.identifier, client_id
@@ -259,6 +273,7 @@ class LocalStack:
         host = self.options.host
         return {
             "kind": "local",
+            "stackName": self.options.stack_name,
             "region": self.options.region,
             "accountId": LOCAL_ACCOUNT_ID,
             "iot": {
