@@ -176,6 +176,7 @@ def test_backend_and_rule_roles_are_scoped_to_the_stack():
     assert not evaluate([backend], Request("dynamodb:Query", other)).allowed
     assert not evaluate([backend], Request("dynamodb:DeleteTable", table)).allowed
     assert not evaluate([backend], Request("iot:Publish", topic("chat/pub/x"))).allowed
+    assert evaluate([backend], Request("iot:Publish", topic("chat/events/x"))).allowed
     rule_store = load("iam", "rule-dynamodb")
     assert evaluate([rule_store], Request("dynamodb:PutItem", table)).allowed
     assert not evaluate([rule_store], Request("dynamodb:UpdateItem", table)).allowed

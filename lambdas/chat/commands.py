@@ -1,0 +1,310 @@
+"""What the commands Lambda does with one request from ``chat/out`` (docs/protocol.md).
+
+The rule ``chat_commands`` hands over the raw payload (base64) with the sender and the time the
+rules engine saw it, so nothing a client writes can pose as identity or time. Every rejected
+request answers with one ``error`` on the sender's inbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from . import keys
+from .protocol import (
+    CLIENT_ID,
+    MAX_GROUP_MEMBERS,
+    MAX_ROOMS_PER_CLIENT,
+    VERSION,
+    ProtocolError,
+    error,
+    inbox,
+    optional_name,
+    page_limit,
+    ref_of,
+    require_client_id,
+    require_group,
+    require_id,
+    require_room,
+    require_text,
+    room_events_topic,
+)
+from .publisher import Publisher
+from .store import ChatStore, wire_message
+
+log = logging.getLogger("iotchat.commands")
+
+
+def decode_request(payload_b64: Any) -> dict[str, Any]:
+    """The client's JSON object, or BAD_REQUEST."""
+    bad = ProtocolError("BAD_REQUEST", "the payload must be a JSON object with a string type")
+    try:
+        raw = base64.b64decode(payload_b64, validate=True)
+        request = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+        raise bad
+    return request
+
+
+def presence(room: str, client_id: str, status: str, ts: int, **extra: Any) -> dict[str, Any]:
+    body = {
+        "v": VERSION,
+        "type": "presence",
+        "room": room,
+        "clientId": client_id,
+        "status": status,
+        "ts": ts,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+class Commands:
+    def __init__(
+        self,
+        store: ChatStore,
+        publisher: Publisher,
+        new_group_id: Callable[[], str] = lambda: f"g-{uuid.uuid4().hex}",
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.new_group_id = new_group_id
+        self.handlers: dict[str, Callable[[dict[str, Any], str, int], None]] = {
+            "message": self.message,
+            "join": self.join,
+            "leave": self.leave,
+            "history": self.history,
+            "who": self.who,
+            "create": self.create,
+            "invite": self.invite,
+        }
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """One rule event: ``{"payload": <base64>, "sender": <client id>, "ts": <ms>}``."""
+        sender = event.get("sender")
+        ts = event.get("ts")
+        if not isinstance(sender, str) or not CLIENT_ID.match(sender) or not isinstance(ts, int):
+            # Not from the chat's rule (or from iot-data, whose clientid() is "n/a"): no inbox.
+            log.warning("ignoring an event without a client sender: %r", sorted(event))
+            return
+        request: dict[str, Any] = {}
+        try:
+            request = decode_request(event.get("payload"))
+            handler = self.handlers.get(request["type"])
+            if handler is None:
+                raise ProtocolError(
+                    "UNKNOWN_TYPE", f"unknown type {request['type'][:40]!r}", ref_of(request)
+                )
+            handler(request, sender, ts)
+        except ProtocolError as problem:
+            self.publisher.publish(inbox(sender), problem.envelope())
+        except Exception:
+            # Tell the sender, then fail so the invocation is retried (and recorded if it
+            # keeps failing); every step above is safe to repeat.
+            self.publisher.publish(
+                inbox(sender),
+                error("INTERNAL", "the request failed; it will be retried", ref_of(request)),
+            )
+            raise
+
+    # ------------------------------------------------------------------ messages
+
+    def message(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        targets = [f for f in ("room", "to", "group") if request.get(f) is not None]
+        if len(targets) != 1:
+            raise ProtocolError(
+                "INVALID_TARGET",
+                "a message needs exactly one of room, to, group",
+                ref_of(request),
+            )
+        message_id = require_id(request)
+        text = require_text(request)
+        name = optional_name(request)
+        body: dict[str, Any] = {
+            "v": VERSION,
+            "type": "message",
+            "id": message_id,
+            "text": text,
+            "sender": sender,
+            "ts": ts,
+        }
+        if name is not None:
+            body["name"] = name
+        if targets == ["room"]:
+            # Room messages are the rules' job; one reaching us means a rule let it through.
+            raise ProtocolError(
+                "INVALID_TARGET", "room messages are not sent through commands", message_id
+            )
+        if targets == ["to"]:
+            to = require_client_id(request, "to")
+            body["to"] = to
+            self._deliver(keys.direct_conv(sender, to), body, sorted({sender, to}))
+        else:
+            group = require_group(request)
+            self._require_group_member(group, sender, message_id)
+            body["group"] = group
+            self._deliver(keys.group_conv(group), body, self.store.group_members(group))
+
+    def _deliver(self, conv: str, body: dict[str, Any], recipients: list[str]) -> None:
+        """Store once; deliver what is stored (a redelivery re-sends the first copy, which
+        clients drop by ``id``; this way a retry after a crash still delivers)."""
+        if not self.store.put_message(conv, body):
+            stored = self.store.get_message(conv, keys.mid(body["sender"], body["id"]))
+            if stored is not None:
+                body = wire_message(stored)
+        for client_id in recipients:
+            self.publisher.publish(inbox(client_id), body)
+
+    # ------------------------------------------------------------------ rooms
+
+    def join(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        room = require_room(request)
+        name = optional_name(request)
+        rooms = self.store.rooms_of(sender, limit=MAX_ROOMS_PER_CLIENT + 1)
+        if room not in rooms and len(rooms) >= MAX_ROOMS_PER_CLIENT:
+            raise ProtocolError(
+                "LIMIT_EXCEEDED",
+                f"a client can be in at most {MAX_ROOMS_PER_CLIENT} rooms",
+                ref_of(request),
+            )
+        online = self.store.is_connected(sender)
+        self.store.join(room, sender, name, online, ts)
+        if online:
+            self.publisher.publish(
+                room_events_topic(room), presence(room, sender, "online", ts, name=name)
+            )
+        self._send_history(sender, "room", room, keys.room_conv(room), None, page_limit({}))
+
+    def leave(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        room = require_room(request)
+        if self.store.leave(room, sender):
+            self.publisher.publish(
+                room_events_topic(room), presence(room, sender, "offline", ts, reason="left")
+            )
+
+    def who(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        room = require_room(request)
+        online, more = self.store.online_members(room)
+        body: dict[str, Any] = {"v": VERSION, "type": "who", "room": room, "online": online}
+        if more:
+            body["more"] = True
+        self.publisher.publish(inbox(sender), body)
+
+    def history(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        ref = ref_of(request)
+        targets = [f for f in ("room", "with", "group") if request.get(f) is not None]
+        if len(targets) != 1:
+            raise ProtocolError(
+                "INVALID_REQUEST", "history needs exactly one of room, with, group", ref
+            )
+        limit = page_limit(request)
+        cursor = None
+        if request.get("cursor") is not None:
+            cursor = keys.Cursor.decode(request["cursor"], ref)
+        if targets == ["room"]:
+            room = require_room(request)
+            self._send_history(sender, "room", room, keys.room_conv(room), cursor, limit)
+        elif targets == ["with"]:
+            other = require_client_id(request, "with")
+            conv = keys.direct_conv(sender, other)
+            self._send_history(sender, "with", other, conv, cursor, limit)
+        else:
+            group = require_group(request)
+            self._require_group_member(group, sender, ref)
+            self._send_history(sender, "group", group, keys.group_conv(group), cursor, limit)
+
+    def _send_history(
+        self,
+        client_id: str,
+        field: str,
+        value: str,
+        conv: str,
+        cursor: keys.Cursor | None,
+        limit: int,
+    ) -> None:
+        page = self.store.history_page(conv, limit, cursor)
+        self.publisher.publish(
+            inbox(client_id),
+            {
+                "v": VERSION,
+                "type": "history",
+                field: value,
+                "messages": page.messages,
+                "cursor": page.cursor.encode() if page.cursor else None,
+            },
+        )
+
+    # ------------------------------------------------------------------ groups
+
+    def create(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        ref = ref_of(request)
+        name = optional_name(request)
+        if name is None:
+            raise ProtocolError("INVALID_NAME", "a group needs a name", ref)
+        invited = request.get("members", [])
+        if not isinstance(invited, list) or not all(
+            isinstance(m, str) and CLIENT_ID.match(m) for m in invited
+        ):
+            raise ProtocolError("INVALID_REQUEST", "members must be a list of client ids", ref)
+        members = list(dict.fromkeys([sender, *invited]))
+        if len(members) > MAX_GROUP_MEMBERS:
+            raise ProtocolError(
+                "LIMIT_EXCEEDED", f"a group has at most {MAX_GROUP_MEMBERS} members", ref
+            )
+        # With an id, a retried or redelivered create makes the same group, not a second one.
+        group = (
+            "g-" + hashlib.sha256(f"{sender}|{ref}".encode()).hexdigest()[:32]
+            if ref
+            else self.new_group_id()
+        )
+        if not self.store.create_group(group, name, sender, ts):
+            meta = self.store.group_meta(group)
+            if meta is None or meta.get("owner") != sender:
+                raise ProtocolError("INVALID_REQUEST", "that group id is taken", ref)
+        self.store.add_group_members(group, name, members, sender, ts)
+        self._announce_group(group)
+
+    def invite(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        ref = ref_of(request)
+        group = require_group(request)
+        member = require_client_id(request, "member")
+        meta = self._require_group_member(group, sender, ref)
+        members = self.store.group_members(group)
+        if member not in members:
+            if len(members) >= MAX_GROUP_MEMBERS:
+                raise ProtocolError(
+                    "LIMIT_EXCEEDED", f"a group has at most {MAX_GROUP_MEMBERS} members", ref
+                )
+            self.store.add_group_members(group, meta["name"], [member], sender, ts)
+        self._announce_group(group)
+
+    def _require_group_member(self, group: str, client_id: str, ref: str | None) -> dict[str, Any]:
+        meta = self.store.group_meta(group)
+        if meta is None:
+            raise ProtocolError("NOT_FOUND", "no such group", ref)
+        if not self.store.is_group_member(group, client_id):
+            raise ProtocolError("NOT_A_MEMBER", "only members can read or post in a group", ref)
+        return meta
+
+    def _announce_group(self, group: str) -> None:
+        meta = self.store.group_meta(group)
+        assert meta is not None
+        members = self.store.group_members(group)
+        body = {
+            "v": VERSION,
+            "type": "group",
+            "group": group,
+            "name": meta["name"],
+            "owner": meta["owner"],
+            "members": members,
+        }
+        for member in members:
+            self.publisher.publish(inbox(member), body)

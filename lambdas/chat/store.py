@@ -1,0 +1,371 @@
+"""The chat's tables (docs/data-model.md) behind one class, over a low-level DynamoDB client.
+
+Every read is a key lookup or a Query with a key condition and a ``Limit``; every write that
+must happen once is conditional. The class takes any object with boto3's DynamoDB client
+methods, so tests pass a client for dynalite or moto.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from . import keys
+from .protocol import MAX_PAGE_BYTES, RETENTION_DAYS, VERSION, dumps
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+BY_TIME = "byTime"
+# Reading a room's members to answer "who" stops after this many items (online or not).
+WHO_MAX_READ = 1000
+WHO_MAX_ONLINE = 100
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        plain = _deserializer.deserialize(value)
+        if isinstance(plain, Decimal):
+            plain = int(plain) if plain == plain.to_integral_value() else float(plain)
+        out[key] = plain
+    return out
+
+
+def wire_message(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as clients see it on a room topic or in a history page."""
+    body: dict[str, Any] = {"v": VERSION, "type": "message", "id": item["id"]}
+    for field in ("room", "to", "group", "text", "name", "sender", "ts"):
+        if item.get(field) is not None:
+            body[field] = item[field]
+    return body
+
+
+@dataclass(frozen=True)
+class Page:
+    messages: list[dict[str, Any]]
+    cursor: keys.Cursor | None
+
+
+def _is_conditional_failure(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class ChatStore:
+    def __init__(
+        self,
+        dynamodb: Any,
+        messages_table: str,
+        state_table: str,
+        retention_days: int = RETENTION_DAYS,
+    ) -> None:
+        self.db = dynamodb
+        self.messages_table = messages_table
+        self.state_table = state_table
+        self.retention_seconds = retention_days * 86400
+
+    # ------------------------------------------------------------------ messages
+
+    def put_message(self, conv: str, message: dict[str, Any]) -> bool:
+        """Store a message once; False when this sender's ``id`` is already stored."""
+        item_mid = keys.mid(message["sender"], message["id"])
+        values = {
+            **{k: v for k, v in message.items() if k not in ("v", "type")},
+            "conv": conv,
+            "mid": item_mid,
+            "tsid": keys.tsid(message["ts"], item_mid),
+            "expiresAt": message["ts"] // 1000 + self.retention_seconds,
+        }
+        try:
+            self.db.put_item(
+                TableName=self.messages_table,
+                Item=to_item(values),
+                ConditionExpression="attribute_not_exists(mid)",
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def get_message(self, conv: str, item_mid: str) -> dict[str, Any] | None:
+        item = self.db.get_item(
+            TableName=self.messages_table,
+            Key=to_item({"conv": conv, "mid": item_mid}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def history_page(
+        self,
+        conv: str,
+        limit: int,
+        cursor: keys.Cursor | None = None,
+        max_bytes: int = MAX_PAGE_BYTES,
+    ) -> Page:
+        """Newest first, at most ``limit`` messages and ``max_bytes`` of JSON, with a cursor
+        to the next (older) page, or None when nothing older exists."""
+        request: dict[str, Any] = {
+            "TableName": self.messages_table,
+            "IndexName": BY_TIME,
+            "KeyConditionExpression": "conv = :c",
+            "ExpressionAttributeValues": {":c": {"S": conv}},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            # One more than asked for tells whether an older page exists.
+            "Limit": limit + 1,
+        }
+        if cursor is not None:
+            request["ExclusiveStartKey"] = {
+                "conv": {"S": conv},
+                "mid": {"S": cursor.mid},
+                "tsid": {"S": cursor.tsid},
+            }
+        items = [from_item(item) for item in self.db.query(**request).get("Items", [])]
+        messages: list[dict[str, Any]] = []
+        size = 0
+        last: dict[str, Any] | None = None
+        for item in items[:limit]:
+            body = wire_message(item)
+            size += len(dumps(body)) + 1
+            if messages and size > max_bytes:
+                return Page(messages, keys.Cursor(last["tsid"], last["mid"]))  # type: ignore[index]
+            messages.append(body)
+            last = item
+        more = len(items) > limit
+        return Page(messages, keys.Cursor(last["tsid"], last["mid"]) if more and last else None)
+
+    # ------------------------------------------------------------------ rooms
+
+    def join(self, room: str, client_id: str, name: str | None, online: bool, now: int) -> None:
+        self.db.put_item(
+            TableName=self.state_table,
+            Item=to_item(
+                {
+                    "pk": f"room#{room}",
+                    "sk": f"member#{client_id}",
+                    "clientId": client_id,
+                    "name": name,
+                    "joinedAt": now,
+                    "online": online,
+                }
+            ),
+        )
+        self.db.put_item(
+            TableName=self.state_table,
+            Item=to_item(
+                {"pk": f"client#{client_id}", "sk": f"room#{room}", "room": room, "joinedAt": now}
+            ),
+        )
+
+    def leave(self, room: str, client_id: str) -> bool:
+        """Forget the membership; True when there was one."""
+        old = self.db.delete_item(
+            TableName=self.state_table,
+            Key=to_item({"pk": f"room#{room}", "sk": f"member#{client_id}"}),
+            ReturnValues="ALL_OLD",
+        )
+        self.db.delete_item(
+            TableName=self.state_table,
+            Key=to_item({"pk": f"client#{client_id}", "sk": f"room#{room}"}),
+        )
+        return bool(old.get("Attributes"))
+
+    def rooms_of(self, client_id: str, limit: int = 51) -> list[str]:
+        response = self.db.query(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues=to_item({":p": f"client#{client_id}", ":s": "room#"}),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [from_item(item)["room"] for item in response.get("Items", [])]
+
+    def room_member(self, room: str, client_id: str) -> dict[str, Any] | None:
+        item = self.db.get_item(
+            TableName=self.state_table,
+            Key=to_item({"pk": f"room#{room}", "sk": f"member#{client_id}"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def set_online(self, room: str, client_id: str, online: bool) -> dict[str, Any] | None:
+        """Mark a member online or offline; the member item, or None when no longer a member."""
+        try:
+            response = self.db.update_item(
+                TableName=self.state_table,
+                Key=to_item({"pk": f"room#{room}", "sk": f"member#{client_id}"}),
+                UpdateExpression="SET #o = :o",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#o": "online"},
+                ExpressionAttributeValues={":o": {"BOOL": online}},
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    def online_members(self, room: str) -> tuple[list[dict[str, Any]], bool]:
+        """Up to 100 online members, reading at most 1,000 member items; ``more`` if cut."""
+        online: list[dict[str, Any]] = []
+        read = 0
+        start: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.state_table,
+                "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+                "FilterExpression": "#o = :t",
+                "ExpressionAttributeNames": {"#o": "online"},
+                "ExpressionAttributeValues": {
+                    ":p": {"S": f"room#{room}"},
+                    ":s": {"S": "member#"},
+                    ":t": {"BOOL": True},
+                },
+                "Limit": min(200, WHO_MAX_READ - read),
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            response = self.db.query(**request)
+            read += response.get("ScannedCount", 0)
+            for item in map(from_item, response.get("Items", [])):
+                entry = {"clientId": item["clientId"]}
+                if item.get("name"):
+                    entry["name"] = item["name"]
+                online.append(entry)
+                if len(online) >= WHO_MAX_ONLINE:
+                    return online, True
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return online, False
+            if read >= WHO_MAX_READ:
+                return online, True
+
+    # ------------------------------------------------------------------ presence
+
+    def record_connection(
+        self, client_id: str, *, connected: bool, version: int, ts: int, session_id: str
+    ) -> bool:
+        """Apply a lifecycle event unless a newer one was applied; True when it changed state."""
+        try:
+            self.db.update_item(
+                TableName=self.state_table,
+                Key=to_item({"pk": f"client#{client_id}", "sk": "presence"}),
+                UpdateExpression="SET #c = :c, #v = :v, #t = :ts, #s = :s",
+                ConditionExpression=(
+                    "attribute_not_exists(#v) OR #v < :v OR (#v = :v AND (#t < :ts"
+                    # A connection's disconnect wins over its connect at the same millisecond.
+                    + ("" if connected else " OR (#t = :ts AND #c = :true)")
+                    + "))"
+                ),
+                ExpressionAttributeNames={
+                    "#c": "connected",
+                    "#v": "version",
+                    "#t": "eventTs",
+                    "#s": "sessionId",
+                },
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":c": connected,
+                        ":v": version,
+                        ":ts": ts,
+                        ":s": session_id,
+                        **({} if connected else {":true": True}),
+                    }
+                ),
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def is_connected(self, client_id: str) -> bool:
+        item = self.db.get_item(
+            TableName=self.state_table,
+            Key=to_item({"pk": f"client#{client_id}", "sk": "presence"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return bool(item and from_item(item).get("connected"))
+
+    # ------------------------------------------------------------------ groups
+
+    def create_group(self, group: str, name: str, owner: str, now: int) -> bool:
+        try:
+            self.db.put_item(
+                TableName=self.state_table,
+                Item=to_item(
+                    {
+                        "pk": f"group#{group}",
+                        "sk": "meta",
+                        "name": name,
+                        "owner": owner,
+                        "createdAt": now,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def group_meta(self, group: str) -> dict[str, Any] | None:
+        item = self.db.get_item(
+            TableName=self.state_table,
+            Key=to_item({"pk": f"group#{group}", "sk": "meta"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def add_group_members(
+        self, group: str, name: str, members: Iterable[str], added_by: str, now: int
+    ) -> None:
+        for member in members:
+            self.db.put_item(
+                TableName=self.state_table,
+                Item=to_item(
+                    {
+                        "pk": f"group#{group}",
+                        "sk": f"member#{member}",
+                        "clientId": member,
+                        "addedBy": added_by,
+                        "joinedAt": now,
+                    }
+                ),
+            )
+            self.db.put_item(
+                TableName=self.state_table,
+                Item=to_item(
+                    {"pk": f"client#{member}", "sk": f"group#{group}", "group": group, "name": name}
+                ),
+            )
+
+    def group_members(self, group: str, limit: int = 101) -> list[str]:
+        response = self.db.query(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues=to_item({":p": f"group#{group}", ":s": "member#"}),
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [from_item(item)["clientId"] for item in response.get("Items", [])]
+
+    def is_group_member(self, group: str, client_id: str) -> bool:
+        item = self.db.get_item(
+            TableName=self.state_table,
+            Key=to_item({"pk": f"group#{group}", "sk": f"member#{client_id}"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return item is not None
