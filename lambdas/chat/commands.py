@@ -118,7 +118,7 @@ class Commands:
     # ------------------------------------------------------------------ messages
 
     def message(self, request: dict[str, Any], sender: str, ts: int) -> None:
-        targets = [f for f in ("room", "to", "group") if request.get(f) is not None]
+        targets = [f for f in ("room", "to", "group") if f in request]
         if len(targets) != 1:
             raise ProtocolError(
                 "INVALID_TARGET",
@@ -200,7 +200,7 @@ class Commands:
 
     def history(self, request: dict[str, Any], sender: str, ts: int) -> None:
         ref = ref_of(request)
-        targets = [f for f in ("room", "with", "group") if request.get(f) is not None]
+        targets = [f for f in ("room", "with", "group") if f in request]
         if len(targets) != 1:
             raise ProtocolError(
                 "INVALID_REQUEST", "history needs exactly one of room, with, group", ref

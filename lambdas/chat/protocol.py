@@ -118,9 +118,9 @@ def require_text(request: dict[str, Any]) -> str:
 
 
 def optional_name(request: dict[str, Any], field: str = "name") -> str | None:
-    name = request.get(field)
-    if name is None:
+    if field not in request:
         return None
+    name = request[field]  # null is not "no name": the rules refuse it too
     if not isinstance(name, str) or not name.strip(BLANK) or java_length(name) > MAX_NAME:
         raise ProtocolError(
             "INVALID_NAME", f"{field} must be 1-{MAX_NAME} characters", ref_of(request)

@@ -1,0 +1,189 @@
+"""The project's own rules (iot_rules/rules): every input on chat/out takes exactly one path,
+and the rules' checks agree with the Lambdas' (lambdas/chat/protocol.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iot_rules.loader import load_rules
+from iot_rules.sql import SqlMessage, compile_sql
+from lambdas.chat import protocol
+from lambdas.chat.commands import decode_request
+from lambdas.manifest import Manifest
+
+RULES = {rule.name: rule for rule in load_rules()}
+STATEMENTS = {name: compile_sql(rule.sql, rule.sql_version) for name, rule in RULES.items()}
+TS = 1_700_000_000_123
+CHAT_OUT_PATHS = ("chat_room_message", "chat_commands", "chat_invalid")
+
+
+def matches(topic: str, payload: bytes, client_id: str = "us-east-1:abc") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, statement in STATEMENTS.items():
+        if not statement.matches(topic):
+            continue
+        msg = SqlMessage(topic=topic, payload=payload, client_id=client_id, timestamp_ms=TS)
+        result = statement.evaluate(msg)
+        if result is not None:
+            out[name] = json.loads(result.to_bytes())
+    return out
+
+
+def python_code(request: dict[str, Any]) -> str | None:
+    """The error the Lambda-side checks give a room message, or None when it is valid."""
+    try:
+        protocol.require_id(request)
+        protocol.require_room(request)
+        protocol.require_text(request)
+        protocol.optional_name(request)
+    except protocol.ProtocolError as problem:
+        return problem.code
+    return None
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.text(max_size=6),
+    st.sampled_from(["lobby", "a-b_c", "x" * 64, "x" * 65, " ", "bad room", "é", "550e8400-e29b"]),
+)
+values = st.one_of(
+    scalars,
+    st.lists(scalars, max_size=2),
+    st.dictionaries(st.text(max_size=3), scalars, max_size=2),
+)
+types = st.one_of(
+    st.sampled_from(["message", "join", "leave", "history", "who", "create", "invite", "dance"]),
+    values,
+)
+texts = st.one_of(
+    values,
+    st.sampled_from(
+        ["hi", "  ", "\t\n", "\u00a0", "x" * 2000, "x" * 2001, "😀" * 1000, "😀" * 1001]
+    ),
+)
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": types,
+        "id": st.one_of(values, st.sampled_from(["m1", "a" * 64, "a" * 65, "has space"])),
+        "room": values,
+        "text": texts,
+        "name": st.one_of(values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "<b>hi</b>"])),
+        "to": values,
+        "group": values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(requests)
+def test_every_chat_out_message_takes_exactly_one_path(request: dict[str, Any]) -> None:
+    taken = [
+        name for name in matches("chat/out", json.dumps(request).encode()) if name in CHAT_OUT_PATHS
+    ]
+    assert len(taken) == 1, (request, taken)
+
+
+VALID_ROOM_MESSAGE = {"type": "message", "id": "m1", "room": "lobby", "text": "hi", "name": "Ada"}
+field_values = {
+    "id": st.one_of(values, st.sampled_from(["m1", "a" * 64, "a" * 65, "has space", ""])),
+    "room": values,
+    "text": texts,
+    "name": st.one_of(values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "\u00a0", " "])),
+}
+mutations = st.dictionaries(
+    st.sampled_from(sorted(field_values)), st.just(None), max_size=2
+).flatmap(lambda chosen: st.fixed_dictionaries({field: field_values[field] for field in chosen}))
+
+
+@settings(max_examples=500, deadline=None)
+@given(mutations, st.sets(st.sampled_from(sorted(field_values)), max_size=1))
+def test_room_message_checks_agree_with_the_lambda_checks(
+    changed: dict[str, Any], removed: set[str]
+) -> None:
+    request = {**VALID_ROOM_MESSAGE, **changed}
+    for field in removed:
+        request.pop(field, None)
+    if "room" not in request:
+        return  # no target at all: INVALID_TARGET, covered by the partition test
+    out = matches("chat/out", json.dumps(request).encode())
+    expected = python_code(request)
+    if expected is None:
+        assert "chat_room_message" in out, request
+    else:
+        assert out["chat_invalid"]["code"] == expected, (request, out)
+
+
+def test_garbage_gets_bad_request_and_the_lambda_agrees() -> None:
+    for payload in (b"not json", b"[1, 2]", b'{"type": 5}', b"\xff\xfe", b""):
+        out = matches("chat/out", payload)
+        assert out["chat_invalid"]["code"] == "BAD_REQUEST", payload
+        assert out["chat_invalid"]["type"] == "error"
+
+
+def test_sender_and_time_come_from_the_rules_not_the_payload() -> None:
+    payload = {
+        "type": "message",
+        "id": "m1",
+        "room": "lobby",
+        "text": "hi",
+        "sender": "mallory",
+        "ts": 1,
+    }
+    out = matches("chat/out", json.dumps(payload).encode(), client_id="us-east-1:alice")
+    assert out["chat_room_message"]["sender"] == "us-east-1:alice"
+    assert out["chat_room_message"]["ts"] == TS
+
+
+def test_stored_item_keys_match_the_lambda_keys() -> None:
+    from lambdas.chat import keys
+
+    room_message = matches(
+        "chat/out", b'{"type":"message","id":"m1","room":"lobby","text":"hi"}', "us-east-1:a"
+    )["chat_room_message"]
+    item = matches("chat/pub/lobby", json.dumps(room_message).encode())["chat_room_store"]
+    assert item["conv"] == keys.room_conv("lobby")
+    assert item["mid"] == keys.mid("us-east-1:a", "m1")
+    assert item["tsid"] == keys.tsid(TS, item["mid"])
+    assert item["expiresAt"] == TS // 1000 + protocol.RETENTION_DAYS * 86400
+    # Presence and activity on the room topic are not messages: never stored.
+    presence = {"v": 1, "type": "presence", "room": "lobby", "clientId": "x", "status": "online"}
+    assert "chat_room_store" not in matches("chat/pub/lobby", json.dumps(presence).encode())
+
+
+def test_room_events_pass_only_presence_and_activity() -> None:
+    for kind, passes in (
+        ("presence", True),
+        ("activity", True),
+        ("message", False),
+        ("error", False),
+    ):
+        out = matches("chat/events/lobby", json.dumps({"type": kind, "room": "lobby"}).encode())
+        assert ("chat_room_events" in out) is passes, kind
+
+
+def test_limits_in_the_rules_are_the_protocol_limits() -> None:
+    sql = " ".join(rule.sql for rule in RULES.values())
+    assert f"length(text) <= {protocol.MAX_TEXT}" in sql
+    assert f"length(name) <= {protocol.MAX_NAME}" in sql
+    assert protocol.ROOM.pattern in sql and protocol.MESSAGE_ID.pattern in sql
+    assert f"+ {protocol.RETENTION_DAYS * 86400}" in sql
+    assert f"<= {protocol.MAX_TELEMETRY_BYTES}" in sql
+    environment = Manifest.load().get("iotchat-commands").environment
+    assert int(environment["RETENTION_DAYS"]) == protocol.RETENTION_DAYS
+    commands = re.findall(r"WHEN '(\w+)' THEN true", RULES["chat_commands"].sql)
+    assert set(commands) == set(protocol.COMMAND_TYPES)
+
+
+def test_every_rule_has_an_error_action_and_commands_get_the_raw_payload() -> None:
+    for rule in RULES.values():
+        assert rule.error_action, rule.name
+    out = matches("chat/out", b'{"type":"join","room":"lobby"}')["chat_commands"]
+    assert decode_request(out["payload"]) == {"type": "join", "room": "lobby"}

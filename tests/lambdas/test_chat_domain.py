@@ -1,0 +1,334 @@
+"""The chat Lambdas' domain code against moto's DynamoDB (unit level; tests/chat runs the same
+code end to end on the local stack)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.chat import keys
+from lambdas.chat.activity import aggregate, handle_batch
+from lambdas.chat.commands import Commands
+from lambdas.chat.presence import handle_lifecycle
+from lambdas.chat.protocol import MAX_ROOMS_PER_CLIENT, ProtocolError
+from lambdas.chat.publisher import RecordingPublisher
+from lambdas.chat.rule_errors import handle_rule_error
+from lambdas.chat.store import ChatStore
+from lambdas.manifest import Manifest
+
+A, B, C = "us-east-1:aaaa", "us-east-1:bbbb", "us-east-1:cccc"
+
+
+@pytest.fixture
+def store() -> Iterator[ChatStore]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for table in Manifest.load().tables:
+            client.create_table(**table)
+        yield ChatStore(client, "iotchat-messages", "iotchat-state")
+
+
+@pytest.fixture
+def published() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def commands(store: ChatStore, published: RecordingPublisher) -> Commands:
+    return Commands(store, published)
+
+
+def send(commands: Commands, sender: str, ts: int, **request: Any) -> None:
+    payload = base64.b64encode(json.dumps(request).encode()).decode()
+    commands.handle({"payload": payload, "sender": sender, "ts": ts})
+
+
+def message(sender: str, ts: int, i: int, text: str = "hi") -> dict[str, Any]:
+    return {"id": f"m{i}", "room": "lobby", "text": text, "sender": sender, "ts": ts}
+
+
+# ---------------------------------------------------------------------------------- history
+
+
+def test_history_pages_newest_first_completely(store: ChatStore) -> None:
+    conv = keys.room_conv("lobby")
+    for i in range(120):
+        # Pairs share a millisecond: both are kept, in a stable order.
+        assert store.put_message(conv, message(A, 1_700_000_000_000 + i // 2, i))
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = store.history_page(conv, 50, cursor)
+        pages += 1
+        seen += [m["id"] for m in page.messages]
+        if page.cursor is None:
+            break
+        cursor = keys.Cursor.decode(page.cursor.encode())
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 120
+    ts = [int(i[1:]) // 2 for i in seen]
+    assert ts == sorted(ts, reverse=True)
+
+
+def test_a_redelivered_message_is_stored_once(store: ChatStore) -> None:
+    conv = keys.room_conv("lobby")
+    assert store.put_message(conv, message(A, 1_700_000_000_000, 1))
+    assert not store.put_message(conv, message(A, 1_700_000_000_500, 1))
+    # Another sender's message with the same id is a different message.
+    assert store.put_message(conv, message(B, 1_700_000_000_600, 1))
+    page = store.history_page(conv, 50)
+    assert [(m["sender"], m["ts"]) for m in page.messages] == [
+        (B, 1_700_000_000_600),
+        (A, 1_700_000_000_000),
+    ]
+    assert page.cursor is None
+
+
+def test_a_page_never_outgrows_an_mqtt_payload(store: ChatStore) -> None:
+    conv = keys.room_conv("big")
+    for i in range(60):
+        store.put_message(conv, message(A, 1_700_000_000_000 + i, i, text="😀" * 1000))
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = store.history_page(conv, 100, cursor)
+        body = json.dumps({"messages": page.messages}, ensure_ascii=False).encode()
+        assert len(body) <= 96 * 1024
+        ids += [m["id"] for m in page.messages]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert ids == [f"m{i}" for i in reversed(range(60))]
+
+
+def test_cursors_are_checked(store: ChatStore) -> None:
+    for bad in ("", "!!", base64.urlsafe_b64encode(b'{"t":"1","m":"x"}').decode(), 5, "x" * 600):
+        with pytest.raises(ProtocolError) as caught:
+            keys.Cursor.decode(bad)
+        assert caught.value.code == "INVALID_REQUEST"
+    good = keys.Cursor(keys.tsid(1_700_000_000_000, keys.mid(A, "m1")), keys.mid(A, "m1"))
+    assert keys.Cursor.decode(good.encode()) == good
+
+
+# ---------------------------------------------------------------------------------- presence
+
+
+def lifecycle(kind: str, version: int, ts: int, client: str = A) -> dict[str, Any]:
+    return {
+        "eventType": kind,
+        "clientId": client,
+        "versionNumber": version,
+        "timestamp": ts,
+        "sessionIdentifier": f"s{version}",
+    }
+
+
+def test_presence_survives_duplicates_reordering_and_takeover(
+    store: ChatStore, published: RecordingPublisher
+) -> None:
+    store.join("lobby", A, "Ada", online=False, now=1)
+    room = "chat/events/lobby"
+    assert handle_lifecycle(store, published, lifecycle("connected", 1, 100)) == 1
+    assert handle_lifecycle(store, published, lifecycle("connected", 1, 100)) == 0  # duplicate
+    assert [m["status"] for m in published.to(room)] == ["online"]
+    assert published.to(room)[0]["name"] == "Ada"
+    # Takeover: the new connection's connect arrives before the old one's disconnect.
+    assert handle_lifecycle(store, published, lifecycle("connected", 2, 300)) == 1
+    assert handle_lifecycle(store, published, lifecycle("disconnected", 1, 290)) == 0
+    assert store.is_connected(A)
+    # A disconnect that overtook its own connect: the late connect changes nothing.
+    assert handle_lifecycle(store, published, lifecycle("disconnected", 3, 500)) == 1
+    assert handle_lifecycle(store, published, lifecycle("connected", 3, 450)) == 0
+    assert not store.is_connected(A)
+    assert [m["status"] for m in published.to(room)] == ["online", "online", "offline"]
+    assert published.to(room)[-1]["reason"] == "disconnected"
+    assert store.online_members("lobby") == ([], False)
+
+
+def test_presence_ignores_what_is_not_a_connection_event(
+    store: ChatStore, published: RecordingPublisher
+) -> None:
+    for event in (
+        {"eventType": "subscribed", "clientId": A},
+        {"eventType": "connected", "clientId": "bad id"},
+        {"eventType": "connected", "clientId": A, "versionNumber": "1", "timestamp": 1},
+        {},
+    ):
+        assert handle_lifecycle(store, published, event) == 0
+    assert published.sent == []
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def test_join_sends_history_and_announces_only_connected_clients(
+    commands: Commands, store: ChatStore, published: RecordingPublisher
+) -> None:
+    store.put_message(keys.room_conv("lobby"), message(B, 1_700_000_000_000, 1))
+    send(commands, A, 1_700_000_000_100, type="join", room="lobby", name="Ada")
+    (history,) = published.to(f"chat/in/{A}")
+    assert history["type"] == "history" and history["room"] == "lobby"
+    assert [m["id"] for m in history["messages"]] == ["m1"] and history["cursor"] is None
+    assert published.to("chat/events/lobby") == []  # not connected: no presence
+    store.record_connection(B, connected=True, version=0, ts=1, session_id="s")
+    send(commands, B, 1_700_000_000_200, type="join", room="lobby")
+    (online,) = published.to("chat/events/lobby")
+    assert online["clientId"] == B and online["status"] == "online"
+    send(commands, C, 1_700_000_000_300, type="who", room="lobby")
+    (who,) = published.to(f"chat/in/{C}")
+    assert who["online"] == [{"clientId": B}]
+
+
+def test_direct_messages_reach_the_two_parties_once(
+    commands: Commands, published: RecordingPublisher
+) -> None:
+    send(commands, A, 1_700_000_000_000, type="message", id="d1", to=B, text="psst")
+    send(commands, A, 1_700_000_000_900, type="message", id="d1", to=B, text="psst")  # redelivery
+    for party in (A, B):
+        copies = published.to(f"chat/in/{party}")
+        assert {json.dumps(c, sort_keys=True) for c in copies} == {
+            json.dumps(copies[0], sort_keys=True)
+        }
+        assert copies[0]["ts"] == 1_700_000_000_000  # the stored (first) copy
+    assert published.to(f"chat/in/{C}") == []
+    send(commands, B, 1_700_000_001_000, type="history", **{"with": A})
+    (page,) = [m for m in published.to(f"chat/in/{B}") if m["type"] == "history"]
+    assert [m["id"] for m in page["messages"]] == ["d1"] and page["with"] == A
+
+
+def test_private_groups_keep_non_members_out(
+    commands: Commands, published: RecordingPublisher
+) -> None:
+    send(commands, A, 1, type="create", id="c1", name="ops", members=[B])
+    group = published.to(f"chat/in/{B}")[0]["group"]
+    send(commands, A, 2, type="create", id="c1", name="ops", members=[B])  # retried: same group
+    assert {m["group"] for m in published.to(f"chat/in/{A}")} == {group}
+    send(commands, B, 3, type="message", id="g1", group=group, text="members only")
+    send(commands, C, 4, type="message", id="g2", group=group, text="let me in")
+    send(commands, C, 5, type="history", group=group)
+    errors = [m for m in published.to(f"chat/in/{C}") if m["type"] == "error"]
+    assert [(e["code"], e.get("ref")) for e in errors] == [
+        ("NOT_A_MEMBER", "g2"),
+        ("NOT_A_MEMBER", None),
+    ]
+    assert not [m for m in published.to(f"chat/in/{C}") if m["type"] == "message"]
+    assert [m["text"] for m in published.to(f"chat/in/{A}") if m["type"] == "message"] == [
+        "members only"
+    ]
+    send(commands, B, 6, type="invite", group=group, member=C)
+    send(commands, C, 7, type="history", group=group)
+    page = [m for m in published.to(f"chat/in/{C}") if m["type"] == "history"][-1]
+    assert [m["id"] for m in page["messages"]] == ["g1"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        ({"type": "join", "room": "no spaces"}, "INVALID_ROOM"),
+        ({"type": "join", "room": "ok", "name": ""}, "INVALID_NAME"),
+        ({"type": "history", "room": "ok", "limit": 0}, "INVALID_REQUEST"),
+        ({"type": "history", "room": "ok", "cursor": "forged"}, "INVALID_REQUEST"),
+        ({"type": "history", "room": "ok", "with": B}, "INVALID_REQUEST"),
+        ({"type": "message", "id": "x1", "to": "not valid!", "text": "hi"}, "INVALID_REQUEST"),
+        ({"type": "message", "id": "x1", "to": B, "group": "g-1", "text": "hi"}, "INVALID_TARGET"),
+        ({"type": "message", "id": "x1", "room": "lobby", "text": "hi"}, "INVALID_TARGET"),
+        ({"type": "message", "id": "x1", "to": B, "text": "x" * 2001}, "TEXT_TOO_LONG"),
+        ({"type": "message", "id": "x1", "group": "g-" + "0" * 32, "text": "hi"}, "NOT_FOUND"),
+        ({"type": "create", "members": [B]}, "INVALID_NAME"),
+        (
+            {"type": "create", "name": "big", "members": [f"c{i}" for i in range(100)]},
+            "LIMIT_EXCEEDED",
+        ),
+        ({"type": "dance"}, "UNKNOWN_TYPE"),
+    ],
+)
+def test_bad_requests_get_their_error(
+    commands: Commands, published: RecordingPublisher, request_: dict[str, Any], code: str
+) -> None:
+    send(commands, A, 1, **request_)
+    (answer,) = published.to(f"chat/in/{A}")
+    assert answer["type"] == "error" and answer["code"] == code
+
+
+def test_undecodable_payloads_and_foreign_senders(
+    commands: Commands, published: RecordingPublisher
+) -> None:
+    commands.handle({"payload": "%%%", "sender": A, "ts": 1})
+    commands.handle({"payload": base64.b64encode(b"[1]").decode(), "sender": A, "ts": 1})
+    assert [m["code"] for m in published.to(f"chat/in/{A}")] == ["BAD_REQUEST", "BAD_REQUEST"]
+    commands.handle({"payload": "e30=", "sender": "n/a", "ts": 1})  # iot-data: no inbox to tell
+    assert len(published.sent) == 2
+
+
+def test_room_limit(commands: Commands, published: RecordingPublisher) -> None:
+    for i in range(MAX_ROOMS_PER_CLIENT):
+        send(commands, A, i, type="join", room=f"r{i}")
+    send(commands, A, 100, type="join", room="one-too-many")
+    send(commands, A, 101, type="join", room="r0")  # rejoining is fine
+    codes = [m.get("code") for m in published.to(f"chat/in/{A}") if m["type"] == "error"]
+    assert codes == ["LIMIT_EXCEEDED"]
+
+
+def test_leave_announces_once(commands: Commands, published: RecordingPublisher) -> None:
+    send(commands, A, 1, type="join", room="lobby")
+    send(commands, A, 2, type="leave", room="lobby")
+    send(commands, A, 3, type="leave", room="lobby")
+    left = published.to("chat/events/lobby")
+    assert [(m["status"], m.get("reason")) for m in left] == [("offline", "left")]
+
+
+# ---------------------------------------------------------------------------------- stream, errors
+
+
+def record(body: Any) -> dict[str, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return {"kinesis": {"data": base64.b64encode(data).decode()}}
+
+
+def test_a_batch_becomes_one_update_per_room(published: RecordingPublisher) -> None:
+    batch = [
+        record({"type": "typing", "room": "lobby", "sender": A, "ts": 5}),
+        record({"type": "typing", "room": "lobby", "sender": A, "ts": 6}),
+        record({"type": "typing", "room": "lobby", "sender": B, "ts": 7}),
+        record({"type": "telemetry", "room": "lab", "sender": "pi-1", "data": {"t": 1}, "ts": 8}),
+        record({"type": "telemetry", "room": "lab", "sender": "pi-1", "data": {"t": 2}, "ts": 9}),
+        record(b"not json"),
+        record({"type": "typing", "room": "bad room", "sender": A, "ts": 1}),
+    ]
+    assert handle_batch(published, {"Records": batch}) == 2
+    (lobby,) = published.to("chat/events/lobby")
+    assert lobby["typing"] == [A, B] and lobby["ts"] == 7
+    (lab,) = published.to("chat/events/lab")
+    assert lab["telemetry"] == {"pi-1": {"t": 2}} and lab["typing"] == []
+    assert aggregate([]) == {}
+
+
+def test_a_failed_store_is_reported_to_the_sender(published: RecordingPublisher) -> None:
+    original = {"v": 1, "type": "message", "id": "m9", "room": "lobby", "text": "hi", "sender": A}
+    event = {
+        "ruleName": "chat_room_store",
+        "topic": "chat/pub/lobby",
+        "clientId": "n/a",
+        "base64OriginalPayload": base64.b64encode(json.dumps(original).encode()).decode(),
+        "failures": [
+            {
+                "failedAction": "DynamoDBv2Action",
+                "failedResource": "iotchat-messages",
+                "errorMessage": "ResourceNotFoundException",
+            }
+        ],
+    }
+    record_ = handle_rule_error(published, event)
+    assert record_["sender"] == A and record_["ref"] == "m9"
+    (error,) = published.to(f"chat/in/{A}")
+    assert error["code"] == "STORE_FAILED" and error["ref"] == "m9"
+    # Failures with no person behind them are logged only.
+    handle_rule_error(published, {**event, "topic": "chat/out", "clientId": "n/a"})
+    assert len(published.sent) == 1
