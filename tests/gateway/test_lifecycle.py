@@ -290,3 +290,33 @@ def test_publishing_to_aws_events_closes_mqtt311(
     (event,) = wait_event(observer, "disconnected", client.client_id)
     assert event["clientInitiatedDisconnect"] is False
     assert [m for m in observer.snapshot() if m.topic == forged] == []
+
+
+def test_version_number_keeps_growing_across_gateway_restarts(
+    start_gateway: Callable[..., GatewayHandle],
+) -> None:
+    """Presence ordering relies on versionNumber: a restarted gateway must not start again
+    below the versions it already published for a client id."""
+    import json
+
+    import paho.mqtt.client as mqtt
+
+    def connect_once(handle: GatewayHandle) -> int:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="restarted")
+        client.username_pw_set(ADMIN, "test")
+        client.connect(handle.host, handle.mqtt_port)
+        client.loop_start()
+        try:
+            event = wait_for(
+                lambda: next(
+                    (e for e in handle.tapped if e.topic.endswith("connected/restarted")), None
+                )
+            )
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        return json.loads(event.payload)["versionNumber"]
+
+    before = connect_once(start_gateway())
+    # A gateway started later stands for the restarted one (same client id, fresh process state).
+    assert connect_once(start_gateway()) > before

@@ -119,6 +119,10 @@ class Broker:
         self.retained: dict[str, Message] = {}
         self.taps: list[PublishTap] = []
         self._versions: dict[str, int] = {}
+        # versionNumber must keep growing per client id across gateway restarts (presence
+        # ordering relies on it), so a client's first connection in this process starts from
+        # the start time in microseconds rather than 0.
+        self._version_base = time.time_ns() // 1000
         self.stats = {"dropped_qos0": 0, "dropped_qos1": 0, "refused": 0, "malformed": 0}
         self._handlers: dict[int, Callable[[ClientConnection, Packet], None]] = {
             CONNECT: self.handle_connect,  # type: ignore[dict-item]
@@ -411,7 +415,7 @@ class Broker:
         else:
             conn.send(Connack(session_present, ConnackCode311.ACCEPTED))
 
-        version_number = self._versions.get(client_id, -1) + 1
+        version_number = self._versions.get(client_id, self._version_base - 1) + 1
         self._versions[client_id] = version_number
         conn.identity = ConnectionIdentity(
             client_id, session_id, principal.identifier, conn.source_ip, version_number
