@@ -110,6 +110,7 @@ def start_gateway(
             mqtt_port=0,
             mqtts_port=0,
             wss_port=0,
+            ws_port=0,
             mtls_context=local_ca.server_ssl_context(require_client_cert=True),
             wss_context=local_ca.server_ssl_context(require_client_cert=False),
             limits=limits or Limits(),

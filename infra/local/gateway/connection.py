@@ -70,7 +70,7 @@ class ClientConnection:
     ) -> None:
         self.sink = sink
         self.flusher = flusher
-        self.listener = listener  # "tcp", "tls" or "wss"
+        self.listener = listener  # "tcp", "tls", "wss" or "ws"
         self.source_ip = source_ip
         self.principal = principal  # set by TLS/WSS before CONNECT, by CONNECT on plain TCP
         self.reader = PacketReader(max_packet_size)

@@ -45,6 +45,10 @@ class GatewayConfig:
     mqtt_port: int | None = 1883
     mqtts_port: int | None = None
     wss_port: int | None = None
+    # MQTT over plain WebSocket, still SigV4-authenticated: lets a browser page served over
+    # http from loopback reach the local gateway without trusting the local CA. Loopback only;
+    # AWS IoT Core itself offers only wss.
+    ws_port: int | None = None
     mtls_context: ssl.SSLContext | None = None  # server context requiring client certificates
     wss_context: ssl.SSLContext | None = None  # server context for WSS (no client certificate)
     region: str = LOCAL_REGION
@@ -143,8 +147,9 @@ class _WebSocketSink:
 class MqttWebSocketProtocol(asyncio.Protocol):
     """MQTT over WebSocket at ``/mqtt``, the handshake authenticated by SigV4 query parameters."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, listener: str = "wss") -> None:
         self.gateway = gateway
+        self.listener = listener
         self.conn: ClientConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.ttl_handle: asyncio.TimerHandle | None = None
@@ -207,7 +212,7 @@ class MqttWebSocketProtocol(asyncio.Protocol):
             return
         self.conn = self.gateway.broker.new_connection(
             _WebSocketSink(self.transport, ws),
-            listener="wss",
+            listener=self.listener,
             source_ip=_peer_ip(self.transport),
             principal=credential.principal,
         )
@@ -298,6 +303,10 @@ class Gateway:
             await self._listen(
                 "wss", lambda: MqttWebSocketProtocol(self), host, cfg.wss_port, cfg.wss_context
             )
+        if cfg.ws_port is not None:
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise ValueError("the plain WebSocket listener binds to loopback only")
+            await self._listen("ws", lambda: MqttWebSocketProtocol(self, "ws"), host, cfg.ws_port)
 
     async def _listen(
         self,
