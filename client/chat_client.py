@@ -185,6 +185,12 @@ class ChatClient:
         body = {"v": 1, **body}
         return self.transport.publish(topic, json.dumps(body, ensure_ascii=False).encode())
 
+    def watch(self, room: str) -> None:
+        """Receive a room's traffic without joining it (no membership, no presence)."""
+        with self._lock:
+            self.rooms.setdefault(room, None)
+        self.transport.subscribe(f"chat/pub/{room}")
+
     def join(self, room: str, name: str | None = None) -> None:
         with self._lock:
             self.rooms[room] = name

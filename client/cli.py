@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -229,6 +229,167 @@ def device_revoke(
         typer.echo(f"iotchat device revoke: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"device {name}: {len(revoked)} certificate(s) REVOKED")
+
+
+# ---------------------------------------------------------------------------------- the chat
+
+ProtocolOption = Annotated[
+    str,
+    typer.Option("--protocol", help="mqtt5 (default) or mqtt311."),
+]
+SessionOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--session-file",
+        help="Where sign-in and the guest identity are kept (default: $IOTCHAT_SESSION_FILE, "
+        "else ~/.iotchat/sessions.json).",
+    ),
+]
+
+
+def _run(command: Any) -> Any:
+    """Run a chat command; a CliFailure becomes its message on stderr and its exit code."""
+    from client.terminal import CliFailure
+
+    try:
+        return command()
+    except CliFailure as failure:
+        typer.echo(f"iotchat: {failure}", err=True)
+        raise typer.Exit(failure.code) from None
+
+
+def _check_protocol(protocol: str) -> str:
+    if protocol not in ("mqtt5", "mqtt311"):
+        raise typer.BadParameter("choose mqtt5 or mqtt311", param_hint="--protocol")
+    return protocol
+
+
+@app.command()
+def send(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    room: Annotated[str, typer.Option("--room", "-r", help="The room to post to.")],
+    name: Annotated[str | None, typer.Option(help="Display name shown with the message.")] = None,
+    stack_file: StackFileOption = None,
+    session_file: SessionOption = None,
+    protocol: ProtocolOption = "mqtt5",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the room's echo.")] = 15.0,
+) -> None:
+    """Post one message to a room and wait until the room carries it."""
+    from client.terminal import open_session
+    from client.terminal import send as send_message
+
+    _check_protocol(protocol)
+    message_id = _run(
+        lambda: send_message(
+            open_session(stack_file, session_file), room, text, name, protocol, timeout
+        )
+    )
+    typer.echo(message_id)
+
+
+@app.command()
+def listen(
+    room: Annotated[
+        list[str] | None, typer.Option("--room", "-r", help="Join this room (repeatable).")
+    ] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead of text.")
+    ] = False,
+    name: Annotated[str | None, typer.Option(help="Display name shown to the rooms.")] = None,
+    stack_file: StackFileOption = None,
+    session_file: SessionOption = None,
+    protocol: ProtocolOption = "mqtt5",
+) -> None:
+    """Print the rooms' history, then everything said, until Ctrl-C (your inbox included)."""
+    from client.terminal import listen as listen_rooms
+    from client.terminal import open_session
+
+    _check_protocol(protocol)
+    _run(
+        lambda: listen_rooms(
+            open_session(stack_file, session_file), room or [], json_lines, name, protocol
+        )
+    )
+
+
+@app.command()
+def signup(
+    email: Annotated[str, typer.Option(help="Your email address (also your user name).")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    code: Annotated[
+        str | None, typer.Option(help="The confirmation code, if you have it already.")
+    ] = None,
+    stack_file: StackFileOption = None,
+    session_file: SessionOption = None,
+) -> None:
+    """Create an account, confirm it with the emailed code, and sign in."""
+    from client.identity import AuthError, Identity, SessionFile, confirm_sign_up, sign_up
+    from client.stack_file import StackFileError, load_stack_file
+    from client.terminal import EXIT_AUTH, EXIT_CONNECT, CliFailure
+
+    def run() -> str:
+        try:
+            stack = load_stack_file(stack_file)
+        except StackFileError as exc:
+            raise CliFailure(EXIT_CONNECT, str(exc)) from None
+        try:
+            sign_up(stack, email, password)
+            confirmation = code
+            if confirmation is None:
+                if stack.is_local:
+                    outbox = stack.path.resolve().parent / "cognito" / "outbox.jsonl"
+                    typer.echo(f"The local stack writes its emails to {outbox}", err=True)
+                confirmation = typer.prompt("Confirmation code")
+            confirm_sign_up(stack, email, confirmation.strip())
+            identity = Identity.sign_in(stack, email, password, SessionFile(session_file))
+        except AuthError as exc:
+            raise CliFailure(EXIT_AUTH, str(exc)) from None
+        return identity.identity_id
+
+    typer.echo(f"signed in as {email} ({_run(run)})")
+
+
+@app.command()
+def login(
+    email: Annotated[str, typer.Option(help="Your email address.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    stack_file: StackFileOption = None,
+    session_file: SessionOption = None,
+) -> None:
+    """Sign in; later commands on this stack use your account until `iotchat logout`."""
+    from client.identity import AuthError, Identity, SessionFile
+    from client.stack_file import StackFileError, load_stack_file
+    from client.terminal import EXIT_AUTH, EXIT_CONNECT, CliFailure
+
+    def run() -> str:
+        try:
+            stack = load_stack_file(stack_file)
+        except StackFileError as exc:
+            raise CliFailure(EXIT_CONNECT, str(exc)) from None
+        try:
+            return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
+        except AuthError as exc:
+            raise CliFailure(EXIT_AUTH, str(exc)) from None
+
+    typer.echo(f"signed in as {email} ({_run(run)})")
+
+
+@app.command()
+def logout(stack_file: StackFileOption = None, session_file: SessionOption = None) -> None:
+    """Forget the signed-in user of this stack (you are a guest again)."""
+    from client.identity import SessionFile
+    from client.stack_file import StackFileError, load_stack_file
+
+    try:
+        stack = load_stack_file(stack_file)
+    except StackFileError as exc:
+        typer.echo(f"iotchat: {exc}", err=True)
+        raise typer.Exit(4) from None
+    sessions = SessionFile(session_file)
+    entry = sessions.load(stack.identity_pool_id)
+    entry.pop("user", None)
+    sessions.save(stack.identity_pool_id, entry)
+    typer.echo("signed out")
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STACK_FILE = Path(".iotchat") / "stack.json"
-STACK_FILE_ENV = "IOTCHAT_STACK_FILE"
+from .stack_file import resolve_path
+
 DEFAULT_DEVICE_POLICY = "iotchat-device"
 CERT_FILE = "device.pem.crt"
 KEY_FILE = "private.pem.key"
@@ -44,10 +44,7 @@ class DeviceResult:
 
 def stack_file_path(explicit: Path | None = None) -> Path:
     """``--stack-file``, else ``$IOTCHAT_STACK_FILE``, else ``.iotchat/stack.json``."""
-    if explicit is not None:
-        return explicit
-    env = os.environ.get(STACK_FILE_ENV)
-    return Path(env) if env else DEFAULT_STACK_FILE
+    return resolve_path(explicit)
 
 
 def load_stack(path: Path) -> dict[str, Any]:

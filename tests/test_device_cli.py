@@ -19,6 +19,7 @@ from awsiot import mqtt_connection_builder
 from moto import mock_aws
 
 from client import devices
+from client.stack_file import ENV_STACK_FILE
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -107,7 +108,7 @@ def test_created_device_connects_and_publishes_then_revoked_is_refused(stack, tm
 
 def test_duplicate_and_unknown_names_exit_1_with_a_message(stack, tmp_path):
     stack_file, _ = stack
-    env = {**os.environ, devices.STACK_FILE_ENV: str(stack_file)}  # found via the variable
+    env = {**os.environ, ENV_STACK_FILE: str(stack_file)}  # found via the variable
     first = _iotchat("device", "create", "twin", "--out", str(tmp_path / "a"), env=env)
     assert first.returncode == 0, first.stderr
     again = _iotchat("device", "create", "twin", "--out", str(tmp_path / "b"), env=env)

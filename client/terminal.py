@@ -1,0 +1,173 @@
+"""``iotchat send``, ``listen``, ``signup``, ``login``: the chat from a shell.
+
+Exit codes: 0 done; 1 the chat refused the request (its error is printed); 3 sign-up, sign-in or
+credentials refused; 4 no stack file, or no connection to the stack; 130 never (Ctrl-C ends
+``listen`` cleanly with 0).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from . import events
+from .chat_client import ChatClient, ConnectError
+from .identity import AuthError, Identity, SessionFile
+from .stack_file import StackFileError, StackInfo, load_stack_file
+
+EXIT_REFUSED = 1
+EXIT_AUTH = 3
+EXIT_CONNECT = 4
+
+
+class CliFailure(Exception):
+    """Ends a command with a message on stderr and an exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Session:
+    stack: StackInfo
+    identity: Identity
+
+
+def open_session(stack_file: Path | None, session_file: Path | None = None) -> Session:
+    try:
+        stack = load_stack_file(stack_file)
+    except StackFileError as exc:
+        raise CliFailure(EXIT_CONNECT, str(exc)) from None
+    try:
+        identity = Identity.current(stack, SessionFile(session_file))
+    except AuthError as exc:
+        raise CliFailure(EXIT_AUTH, f"could not get an identity: {exc}") from None
+    return Session(stack, identity)
+
+
+def connect(
+    session: Session, protocol: str, on_event: Callable[[events.Event], None] | None = None
+) -> ChatClient:
+    client = ChatClient(session.stack, session.identity, protocol=protocol, on_event=on_event)
+    try:
+        return client.start()
+    except AuthError as exc:
+        raise CliFailure(EXIT_AUTH, f"credentials refused: {exc}") from None
+    except ConnectError as exc:
+        raise CliFailure(
+            EXIT_CONNECT, f"could not connect to {session.stack.iot_host}: {exc}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------- formatting
+
+
+def _clock(ts: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts / 1000))
+
+
+def who_is(client_id: str, name: str | None) -> str:
+    """A display name is what people chose; the id suffix says who it really is."""
+    short = client_id.rsplit(":", 1)[-1][:8]
+    return f"{name} ({short})" if name else short
+
+
+def line(event: events.Event) -> str | None:
+    """One readable line, or None for events not worth a line. Text is printed as text:
+    control characters are escaped so nobody can repaint someone else's terminal."""
+    if isinstance(event, events.Message):
+        where = f"#{event.room}" if event.room else (f"[{event.group}]" if event.group else "@dm")
+        sender = _printable(who_is(event.sender, event.name))
+        mark = " (missed)" if event.replayed else ""
+        return f"{_clock(event.ts)} {where} <{sender}> {_printable(event.text)}{mark}"
+    if isinstance(event, events.Presence):
+        who = _printable(who_is(event.client_id, event.name))
+        return f"{_clock(event.ts)} #{event.room} * {who} is {event.status}"
+    if isinstance(event, events.Who):
+        names = ", ".join(_printable(who_is(o["clientId"], o.get("name"))) for o in event.online)
+        return f"#{event.room} online: {names or 'nobody'}{' (and more)' if event.more else ''}"
+    if isinstance(event, events.Group):
+        return f"group {event.group} '{_printable(event.name)}': {len(event.members)} member(s)"
+    if isinstance(event, events.ChatError):
+        return f"error {event.code}: {event.message}" + (f" ({event.ref})" if event.ref else "")
+    if isinstance(event, events.Disconnected):
+        return f"* disconnected ({event.reason}); reconnecting"
+    if isinstance(event, events.Connected) and event.resumed:
+        return "* reconnected"
+    return None
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def emit(event: events.Event, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(events.to_json(event), ensure_ascii=False) + "\n")
+    else:
+        if isinstance(event, events.History):
+            for message in reversed(event.messages):  # oldest first, as a terminal reads
+                out.write(f"{line(message)}\n")
+            return
+        text = line(event)
+        if text is None:
+            return
+        if isinstance(event, events.ChatError):
+            sys.stderr.write(text + "\n")
+            return
+        out.write(text + "\n")
+    out.flush()
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def send(
+    session: Session, room: str, text: str, name: str | None, protocol: str, timeout: float
+) -> str:
+    """Post and wait until the room echoes the message back (or the chat refuses it)."""
+    client = connect(session, protocol)
+    try:
+        client.watch(room)
+        message_id = client.say(room, text, name=name)
+
+        def outcome(event: events.Event) -> bool:
+            return (isinstance(event, events.Message) and event.id == message_id) or (
+                isinstance(event, events.ChatError) and event.ref == message_id
+            )
+
+        result = client.wait_for(outcome, timeout)
+    finally:
+        client.stop()
+    if result is None:
+        raise CliFailure(EXIT_CONNECT, f"no confirmation within {timeout:.0f} s")
+    if isinstance(result, events.ChatError):
+        raise CliFailure(EXIT_REFUSED, f"refused: {result.code}: {result.message}")
+    return message_id
+
+
+def listen(
+    session: Session,
+    rooms: list[str],
+    as_json: bool,
+    name: str | None,
+    protocol: str,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Print until Ctrl-C; rooms are joined (history first), the inbox is always heard."""
+    client = connect(session, protocol)
+    try:
+        for room in rooms:
+            client.join(room, name)
+        for event in client.events():
+            emit(event, as_json, out)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.stop()
