@@ -392,6 +392,58 @@ def logout(stack_file: StackFileOption = None, session_file: SessionOption = Non
     typer.echo("signed out")
 
 
+@app.command()
+def cost(
+    users: Annotated[int, typer.Option(help="People using the chat in a month.")],
+    messages_per_user_per_day: Annotated[float, typer.Option(help="Messages each posts a day.")],
+    rooms: Annotated[int | None, typer.Option(help="Rooms (default: one per 50 users).")] = None,
+    retention_days: Annotated[int, typer.Option(help="Days messages are kept.")] = 365,
+    online_hours: Annotated[float, typer.Option(help="Hours a day each user is connected.")] = 8.0,
+    stream: Annotated[bool, typer.Option(help="Include the Kinesis stream path.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Estimate the monthly AWS bill: this design, the seed design, API Gateway WebSockets."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from infra.aws.cost import Workload, estimate_all, load_prices, to_json
+
+    try:
+        workload = Workload(
+            users=users,
+            messages_per_user_per_day=messages_per_user_per_day,
+            rooms=rooms,
+            retention_days=retention_days,
+            online_hours_per_day=online_hours,
+            stream=stream,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    prices = load_prices()
+    estimates = estimate_all(workload, prices)
+    if json_output:
+        typer.echo(json.dumps(to_json(workload, estimates, prices), indent=2))
+        return
+    console = Console()
+    console.print(
+        f"{workload.messages:,.0f} messages and {workload.deliveries:,.0f} deliveries a month; "
+        f"prices: {prices['region']}, {prices['date']} (see docs/cost.md)"
+    )
+    for estimate in estimates:
+        table = Table(title=estimate.design, show_footer=True)
+        table.add_column("service", footer="total")
+        table.add_column("item")
+        table.add_column("quantity", justify="right")
+        table.add_column("USD/month", justify="right", footer=f"{estimate.total:,.2f}")
+        for item in estimate.items:
+            table.add_row(
+                item.service, item.what, f"{item.quantity:,.3f} {item.unit}", f"{item.cost:,.2f}"
+            )
+        console.print(table)
+
+
 def main() -> None:
     app()
 
