@@ -29,10 +29,11 @@ def _function_name(arn: str) -> str | None:
     return match.group(1) if match else arn
 
 
-def _action_references(action: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(function names, table names) an action refers to, when they are literal."""
+def _action_references(action: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(function names, table names, stream names) an action refers to, when literal."""
     functions: list[str] = []
     tables: list[str] = []
+    streams: list[str] = []
     for kind, params in action.items():
         if kind == "lambda":
             name = _function_name(params.get("functionArn", ""))
@@ -46,11 +47,18 @@ def _action_references(action: dict[str, Any]) -> tuple[list[str], list[str]]:
             table = params.get("tableName", "")
             if table and "${" not in table:
                 tables.append(table)
-    return functions, tables
+        elif kind == "kinesis":
+            stream = params.get("streamName", "")
+            if stream and "${" not in stream:
+                streams.append(stream)
+    return functions, tables, streams
 
 
 def check_rule_file(
-    path: Path, functions: set[str] | None = None, tables: set[str] | None = None
+    path: Path,
+    functions: set[str] | None = None,
+    tables: set[str] | None = None,
+    streams: set[str] | None = None,
 ) -> list[str]:
     """Every problem in one rule file, each naming the file; empty when the rule is sound."""
     where = path.name
@@ -69,10 +77,12 @@ def check_rule_file(
         specs.append(rule.error_action)
     referenced_functions: list[str] = []
     referenced_tables: list[str] = []
+    referenced_streams: list[str] = []
     for spec in specs:
-        f, t = _action_references(spec)
+        f, t, k = _action_references(spec)
         referenced_functions += f
         referenced_tables += t
+        referenced_streams += k
         for params in spec.values():
             for text in _template_strings(params):
                 try:
@@ -90,6 +100,10 @@ def check_rule_file(
         for name in referenced_tables:
             if name not in tables:
                 problems.append(f"{where}: DynamoDB table {name!r} is not defined")
+    if streams is not None:
+        for name in referenced_streams:
+            if name not in streams:
+                problems.append(f"{where}: Kinesis stream {name!r} is not defined")
     return problems
 
 
@@ -106,11 +120,14 @@ def _template_strings(value: Any) -> Iterable[str]:
 
 
 def check_rules(
-    directory: Path = RULES_DIR, functions: set[str] | None = None, tables: set[str] | None = None
+    directory: Path = RULES_DIR,
+    functions: set[str] | None = None,
+    tables: set[str] | None = None,
+    streams: set[str] | None = None,
 ) -> list[str]:
     problems: list[str] = []
     for path in sorted(directory.glob("*.json")):
-        problems += check_rule_file(path, functions, tables)
+        problems += check_rule_file(path, functions, tables, streams)
     return problems
 
 

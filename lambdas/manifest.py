@@ -149,6 +149,7 @@ MAPPING_KEYS = frozenset(
         "Enabled",
     }
 )
+STARTING_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 DEFAULT_KINESIS_BATCH_SIZE = 100
 MAX_KINESIS_BATCH_SIZE = 10000
 MAX_BATCHING_WINDOW = 300
@@ -435,6 +436,10 @@ def _mapping(
     position = item.get("StartingPosition")
     if position is None:
         raise ManifestError(f"{where}: StartingPosition is required for a Kinesis stream")
+    if position not in STARTING_POSITIONS:
+        raise ManifestError(
+            f"{where}: StartingPosition must be one of {', '.join(STARTING_POSITIONS)}"
+        )
     timestamp = item.get("StartingPositionTimestamp")
     if (position == "AT_TIMESTAMP") != (timestamp is not None):
         raise ManifestError(

@@ -29,15 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLE = "chat-history"
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (Linux /proc), so a test can see dynalite itself."""
+def _children(pid: int, name: str = "node_modules/dynalite") -> list[int]:
+    """Live child processes of ``pid`` running ``name`` (Linux /proc), so a test can see
+    dynalite itself among the stack's Node children."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z":
+        if int(fields[1]) == pid and fields[0] != "Z" and name.encode() in command:
             found.append(int(stat.parent.name))
     return found
 
@@ -131,7 +133,7 @@ def test_items_survive_a_restart_and_dynalite_stops_with_the_stack(tmp_path: Pat
         assert not _alive(dynalite)
 
     with running_stack(state_dir) as (proc, info):
-        assert _client(info).list_tables()["TableNames"] == [TABLE]
+        assert TABLE in _client(info).list_tables()["TableNames"]
         assert _room_texts(info, "lobby") == ["hello", "hi"]
         assert _room_texts(info, "dev") == ["ship it"]
         _stop(proc)

@@ -5,7 +5,8 @@ request is routed the way AWS's front ends tell services apart:
 
 * JSON-protocol services (DynamoDB, Cognito) name the operation in ``X-Amz-Target``; a
   middleware hands the request to the handler registered for the target's prefix
-  (:meth:`EdgeAPI.add_target`). ``DynamoDB_20120810.*`` is forwarded verbatim to dynalite.
+  (:meth:`EdgeAPI.add_target`). ``DynamoDB_20120810.*`` is forwarded verbatim to dynalite,
+  ``Kinesis_20131202.*`` to kinesalite once its SigV4 signature is verified here.
 * REST services (iot-data, iot) are told apart by path: ``POST /topics/{topic}`` is
   iot-data publish; others add routes to :attr:`EdgeAPI.app`.
 * ``GET /_iotchat/health`` answers 200 once every component is ready.
@@ -19,12 +20,14 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
 
+from .cors import cors_middleware
 from .edge_sigv4 import verify_authorization_header
 from .gateway import Authorizer, CredentialStore, Gateway, Principal
 from .gateway.codec import Prop, Properties
@@ -37,6 +40,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthStatus = Callable[[], tuple[bool, dict[str, str]]]
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
+KINESIS_TARGET_PREFIX = "Kinesis_20131202."
+KINESIS_SIGNING_NAME = "kinesis"
 IOT_DATA_SIGNING_NAME = "iotdata"  # botocore's iot-data model: signingName
 TOPICS_PREFIX = "/topics/"
 MAX_REQUEST_BYTES = 20 * 1024 * 1024  # above DynamoDB's 16 MB BatchWriteItem request
@@ -54,6 +59,15 @@ _HOP_BY_HOP = frozenset(
         "host",
     }
 )
+# SigV4 refusals as JSON-protocol services name them.
+_JSON_SIGNATURE_ERRORS = {
+    "SignatureMismatch": "InvalidSignatureException",
+    "UnknownAccessKey": "UnrecognizedClientException",
+    "TokenMismatch": "UnrecognizedClientException",
+    "CredentialExpired": "ExpiredTokenException",
+    "Expired": "InvalidSignatureException",
+    "NotYetValid": "InvalidSignatureException",
+}
 _PAYLOAD_FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
 _U32_MAX = 2**32 - 1
 
@@ -87,6 +101,46 @@ def json_protocol_error(status: int, code: str, message: str) -> web.Response:
     )
 
 
+@dataclass(frozen=True)
+class ServiceBackend:
+    """A JSON-protocol service the edge forwards to a local emulator (dynalite, kinesalite).
+
+    ``error_prefix`` qualifies the edge's own error codes as the service does; with a
+    ``signing_name``, the edge verifies each request's SigV4 signature before forwarding.
+    """
+
+    name: str
+    endpoint: Callable[[], str | None]
+    error_prefix: str = ""
+    signing_name: str | None = None
+    # Called with the target and the request body after each successful request.
+    on_success: Callable[[str, bytes], None] | None = None
+
+
+def _kinesis_writes(written: Callable[[str], None]) -> Callable[[str, bytes], None]:
+    """Tell ``written`` the stream name of each PutRecord/PutRecords request."""
+    puts = {KINESIS_TARGET_PREFIX + "PutRecord", KINESIS_TARGET_PREFIX + "PutRecords"}
+
+    def on_success(target: str, body: bytes) -> None:
+        if target not in puts:
+            return
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return
+        name = request.get("StreamName") if isinstance(request, dict) else None
+        if name is None and isinstance(request, dict):
+            name = str(request.get("StreamARN", "")).rpartition("/")[2] or None
+        if isinstance(name, str):
+            written(name)
+
+    return on_success
+
+
+def _not_running() -> str | None:
+    return None
+
+
 class EdgeAPI:
     """The aiohttp application behind ``AWS_ENDPOINT_URL``; start once, stop once."""
 
@@ -98,15 +152,34 @@ class EdgeAPI:
         region: str,
         health: HealthStatus,
         dynamodb_endpoint: Callable[[], str | None] | None = None,
+        kinesis_endpoint: Callable[[], str | None] | None = None,
+        kinesis_written: Callable[[str], None] | None = None,
     ) -> None:
+        """``kinesis_written(stream_name)`` is told of each successful PutRecord(s), so the
+        stack's event source pollers can read at once instead of at their next poll."""
         self.gateway = gateway
         self.credentials = credentials
         self.region = region
         self._health_status = health
-        self._dynamodb_endpoint = dynamodb_endpoint or (lambda: None)
-        self.targets: dict[str, Handler] = {DYNAMODB_TARGET_PREFIX: self._dynamodb}
+        self.targets: dict[str, Handler] = {
+            DYNAMODB_TARGET_PREFIX: self._forwarder(
+                ServiceBackend(
+                    "DynamoDB",
+                    dynamodb_endpoint or _not_running,
+                    "com.amazonaws.dynamodb.v20120810#",
+                )
+            ),
+            KINESIS_TARGET_PREFIX: self._forwarder(
+                ServiceBackend(
+                    "Kinesis",
+                    kinesis_endpoint or _not_running,
+                    signing_name=KINESIS_SIGNING_NAME,
+                    on_success=_kinesis_writes(kinesis_written) if kinesis_written else None,
+                )
+            ),
+        }
         self.app = web.Application(
-            middlewares=[self._route_by_target], client_max_size=MAX_REQUEST_BYTES
+            middlewares=[cors_middleware, self._route_by_target], client_max_size=MAX_REQUEST_BYTES
         )
         self.app.router.add_get("/_iotchat/health", self._health)
         self.app.router.add_post(TOPICS_PREFIX + "{topic:.*}", self._publish)
@@ -173,37 +246,71 @@ class EdgeAPI:
             status=200 if ready else 503,
         )
 
-    # ------------------------------------------------------------------ DynamoDB
+    # ------------------------------------------------------------------ forwarded services
 
-    async def _dynamodb(self, request: web.Request) -> web.StreamResponse:
-        """Forward verbatim to dynalite (which validates requests but not signatures)."""
-        endpoint = self._dynamodb_endpoint()
-        if endpoint is None or self._client is None:
-            return json_protocol_error(
-                503,
-                "com.amazonaws.dynamodb.v20120810#ServiceUnavailableException",
-                "DynamoDB is not running",
-            )
-        body = await request.read()
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
-        url = endpoint + request.rel_url.raw_path_qs
+    def _forwarder(self, service: ServiceBackend) -> Handler:
+        """A handler that forwards a JSON-protocol request verbatim to the service's emulator
+        (which validates requests but not signatures), after checking the signature here when
+        the service asks for it."""
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            endpoint = service.endpoint()
+            if endpoint is None or self._client is None:
+                return json_protocol_error(
+                    503,
+                    service.error_prefix + "ServiceUnavailableException",
+                    f"{service.name} is not running",
+                )
+            body = await request.read()
+            if service.signing_name is not None:
+                refused = self._check_signature(request, body, service)
+                if refused is not None:
+                    return refused
+            headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+            url = endpoint + request.rel_url.raw_path_qs
+            try:
+                async with self._client.request(
+                    request.method, url, data=body, headers=headers
+                ) as upstream:
+                    payload = await upstream.read()
+                    if upstream.status == 200 and service.on_success is not None:
+                        service.on_success(request.headers.get("X-Amz-Target", ""), body)
+                    response = web.Response(status=upstream.status, body=payload)
+                    for key, value in upstream.headers.items():
+                        if key.lower() not in _HOP_BY_HOP:
+                            response.headers.add(key, value)
+                    return response
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("%s request failed: %s", service.name, exc)
+                return json_protocol_error(
+                    500, service.error_prefix + "InternalServerError", f"{service.name} failed"
+                )
+
+        return forward
+
+    def _check_signature(
+        self, request: web.Request, body: bytes, service: ServiceBackend
+    ) -> web.Response | None:
+        """None if the SigV4 ``Authorization`` header is valid, else the JSON-protocol error
+        AWS answers with (botocore raises it as a ClientError with the same code)."""
+        assert service.signing_name is not None
+        raw_path, _, raw_query = request.raw_path.partition("?")
         try:
-            async with self._client.request(
-                request.method, url, data=body, headers=headers
-            ) as upstream:
-                payload = await upstream.read()
-                out_headers = [
-                    (k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
-                ]
-                response = web.Response(status=upstream.status, body=payload)
-                for key, value in out_headers:
-                    response.headers.add(key, value)
-                return response
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("DynamoDB request failed: %s", exc)
-            return json_protocol_error(
-                500, "com.amazonaws.dynamodb.v20120810#InternalServerError", "DynamoDB failed"
+            verify_authorization_header(
+                request.method,
+                raw_path,
+                raw_query,
+                request.headers,
+                body,
+                self.credentials,
+                service=service.signing_name,
+                region=self.region,
             )
+        except SigV4Error as exc:
+            log.info("%s request refused: %s", service.name, exc.reason)
+            code = _JSON_SIGNATURE_ERRORS.get(exc.reason, "IncompleteSignatureException")
+            return json_protocol_error(400, code, _forbidden_message(exc.reason))
+        return None
 
     # ------------------------------------------------------------------ iot-data
 

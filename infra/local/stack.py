@@ -36,7 +36,9 @@ from .gateway import (
     StaticCredentialStore,
 )
 from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
+from .kinesis import KinesisLocal, ensure_streams
 from .lambda_runtime import LambdaRuntime
+from .lambda_runtime.event_sources import EventSourceMappings
 from .policy_authorizer import PolicyAuthorizer
 from .registry import Registry, RegistryCredentialStore
 from .rules_host import aws_client_factory, rule_services
@@ -47,6 +49,8 @@ DEFAULT_STATE_DIR = Path(".iotchat")
 STACK_FILE_NAME = "stack.json"
 DYNAMODB_DATA_DIR = "dynamodb"
 DYNAMODB_LOG_FILE = "dynamodb.log"
+KINESIS_DATA_DIR = "kinesis"
+KINESIS_LOG_FILE = "kinesis.log"
 COGNITO_DIR = "cognito"
 # Expired Cognito keys stay known this long (so a late handshake reads "expired", not
 # "unknown"), then are dropped so a long-running stack does not keep every key it issued.
@@ -71,6 +75,10 @@ class StackOptions:
     manifest: Path = MANIFEST_PATH
     # Lambda's asynchronous retry delays; AWS waits about 1 and 2 minutes, locally seconds.
     lambda_retry_delays: tuple[float, float] = (1.0, 2.0)
+    # Event source mappings: how often an idle shard is read (AWS: about once a second), and
+    # the first delay before a failed batch is retried (doubling up to 5 s).
+    event_source_poll_interval: float = 0.2
+    event_source_retry_delay: float = 0.5
     # Lifetime of the temporary credentials GetCredentialsForIdentity issues (AWS: 1 hour).
     cognito_credential_lifetime: float = CREDENTIAL_LIFETIME
 
@@ -93,6 +101,14 @@ class LocalStack:
             self.state_dir / DYNAMODB_LOG_FILE,
             host=options.host,
         )
+        self.kinesis = KinesisLocal(
+            self.state_dir / KINESIS_DATA_DIR,
+            self.state_dir / KINESIS_LOG_FILE,
+            host=options.host,
+            region=options.region,
+            account_id=LOCAL_ACCOUNT_ID,
+        )
+        self.event_sources: EventSourceMappings | None = None
         self.edge: EdgeAPI | None = None
         self.api_port: int | None = None
         self.lambdas: LambdaRuntime | None = None
@@ -151,8 +167,12 @@ class LocalStack:
         )
         self.authorizer = self._policy_authorizer()
         self.gateway = Gateway(config, credentials=self.credentials, authorizer=self.authorizer)
-        # dynalite (a Node process) takes the longest to come up: start it alongside the rest.
-        dynamodb_started = asyncio.ensure_future(self.dynamodb.start())
+        # dynalite and kinesalite (Node processes) take the longest to come up: start them
+        # alongside the rest.
+        node_started = [
+            asyncio.ensure_future(self.dynamodb.start()),
+            asyncio.ensure_future(self.kinesis.start()),
+        ]
         try:
             await self.gateway.start()
             self.edge = EdgeAPI(
@@ -161,15 +181,18 @@ class LocalStack:
                 region=opts.region,
                 health=self._health_status,
                 dynamodb_endpoint=self._dynamodb_endpoint,
+                kinesis_endpoint=self._kinesis_endpoint,
+                kinesis_written=self._kinesis_written,
             )
             cognito_api = CognitoAPI(self.cognito)
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
             self.edge.add_target(IDP_TARGET_PREFIX, cognito_api.idp)
             self.api_port = await self.edge.start(opts.host, opts.api_port)
         finally:
-            # Never leave the child starting unobserved, whether or not the rest succeeded.
-            await asyncio.gather(dynamodb_started, return_exceptions=True)
-        dynamodb_started.result()
+            # Never leave a child starting unobserved, whether or not the rest succeeded.
+            await asyncio.gather(*node_started, return_exceptions=True)
+        for started in node_started:
+            started.result()
         await self._start_backend()
 
     async def _start_backend(self) -> None:
@@ -194,6 +217,11 @@ class LocalStack:
             created = await asyncio.to_thread(ensure_tables, dynamodb, manifest.tables)
             if created:
                 log.info("created DynamoDB tables: %s", ", ".join(created))
+        if manifest.streams:
+            kinesis = aws_client_factory(endpoint, opts.region)("kinesis")
+            created = await asyncio.to_thread(ensure_streams, kinesis, manifest.streams)
+            if created:
+                log.info("created Kinesis streams: %s", ", ".join(created))
         self.lambdas = LambdaRuntime(
             manifest,
             self.state_dir,
@@ -203,6 +231,18 @@ class LocalStack:
             account_id=LOCAL_ACCOUNT_ID,
         )
         await self.lambdas.start()
+        # Pollers start before the rules engine, so no record a rule puts is older than them.
+        self.event_sources = EventSourceMappings(
+            manifest.event_source_mappings,
+            self.lambdas,
+            aws_client_factory(endpoint, opts.region),
+            self.state_dir,
+            region=opts.region,
+            account_id=LOCAL_ACCOUNT_ID,
+            poll_interval=opts.event_source_poll_interval,
+            retry_delay=opts.event_source_retry_delay,
+        )
+        await self.event_sources.start()
         self.rules = RulesEngine(
             rule_services(self.gateway, self.lambdas, endpoint, opts.region, LOCAL_ACCOUNT_ID)
         )
@@ -256,10 +296,18 @@ class LocalStack:
     def _dynamodb_endpoint(self) -> str | None:
         return self.dynamodb.endpoint if self.dynamodb.running else None
 
+    def _kinesis_endpoint(self) -> str | None:
+        return self.kinesis.endpoint if self.kinesis.running else None
+
+    def _kinesis_written(self, stream_name: str) -> None:
+        if self.event_sources is not None:
+            self.event_sources.records_put(stream_name)
+
     def _health_status(self) -> tuple[bool, dict[str, str]]:
         components = {
             "gateway": "ok" if self.gateway is not None else "starting",
             "dynamodb": "ok" if self.dynamodb.running else "down",
+            "kinesis": "ok" if self.kinesis.running else "down",
             "lambda": "ok" if self.lambdas is not None else "starting",
             "rules": "ok" if self.rules is not None else "starting",
         }
@@ -286,6 +334,7 @@ class LocalStack:
             "api": {"endpoint": f"http://{host}:{self.api_port}"},
             # DynamoDB is served through the edge API, like every other AWS API of the stack.
             "dynamodb": {"endpoint": f"http://{host}:{self.api_port}"},
+            "kinesis": {"endpoint": f"http://{host}:{self.api_port}"},
             "cognito": self.cognito.describe(),
             "admin": {
                 "accessKeyId": ADMIN_ACCESS_KEY_ID,
@@ -301,15 +350,20 @@ class LocalStack:
     async def stop(self) -> None:
         self.ready = False
         self.stack_file.unlink(missing_ok=True)
-        if self.edge is not None:
-            await self.edge.stop()
+        # Rule actions in flight reach DynamoDB and Kinesis through the edge API: let them
+        # finish first. Pollers read through the edge API and invoke the runtime: they stop
+        # before both.
         if self.rules is not None:
             await self.rules.drain(timeout=5)
+        if self.event_sources is not None:
+            await self.event_sources.stop()
+        if self.edge is not None:
+            await self.edge.stop()
         if self.lambdas is not None:
             await self.lambdas.stop()
         if self.gateway is not None:
             await self.gateway.stop()
-        await self.dynamodb.stop()
+        await asyncio.gather(self.dynamodb.stop(), self.kinesis.stop())
 
 
 async def run_until_signalled(options: StackOptions) -> None:

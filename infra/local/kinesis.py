@@ -1,0 +1,113 @@
+"""Kinesis Data Streams for the local stack: kinesalite (npm) as a child process, data on disk.
+
+kinesalite implements Kinesis's JSON API (streams, shards, records, iterators) on LevelDB, so
+streams and their records survive a restart of ``iotchat up``. It listens on a private loopback
+port; clients reach it through the edge API, which forwards every ``Kinesis_20131202.*``
+request to :attr:`KinesisLocal.endpoint`. Spawning, readiness and stopping are shared with
+dynalite (:mod:`.node_service`).
+
+kinesalite's own command line cannot choose the listening address, so it is started through a
+three-line launcher that binds it to the stack's host only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from .node_service import REPO_ROOT, NodeService, NodeServiceStartError, sigv4_probe_headers
+
+KINESALITE_DIR = Path("node_modules") / "kinesalite"
+TARGET_PREFIX = "Kinesis_20131202."
+_PROBE_HEADERS = sigv4_probe_headers(TARGET_PREFIX + "ListStreams", "kinesis", "1.1")
+# argv: kinesalite's directory, its options as JSON, port, host.
+_LAUNCHER = (
+    "const [dir, options, port, host] = process.argv.slice(1);"
+    "const server = require(dir)(JSON.parse(options));"
+    "server.listen(Number(port), host, () => console.log('kinesalite on %s:%s', host, port));"
+)
+
+
+class KinesisStartError(NodeServiceStartError):
+    """kinesalite could not be started; an OSError so ``iotchat up`` reports it in one line."""
+
+
+class KinesisLocal(NodeService):
+    """One kinesalite process serving ``data_dir`` on ``host``; start, then stop, once each."""
+
+    label = "kinesalite"
+    error_type = KinesisStartError
+
+    def __init__(
+        self,
+        data_dir: Path,
+        log_file: Path,
+        *,
+        host: str = "127.0.0.1",
+        root: Path = REPO_ROOT,
+        node: str = "node",
+        region: str = LOCAL_REGION,
+        account_id: str = LOCAL_ACCOUNT_ID,
+        stream_transition_ms: int = 0,
+    ) -> None:
+        super().__init__(data_dir, log_file, host=host, root=root, node=node)
+        # kinesalite builds StreamARNs from these, so they match the ARNs the manifest names.
+        self.region = region
+        self.account_id = account_id
+        # AWS keeps a stream CREATING for seconds, kinesalite for 500 ms by default; zero makes
+        # startup immediate without changing any result.
+        self.stream_transition_ms = stream_transition_ms
+
+    def command(self, port: int) -> list[str]:
+        package = self.installed(KINESALITE_DIR / "index.js").parent
+        node = self.node_path()
+        ms = self.stream_transition_ms
+        options = {
+            "path": str(self.data_dir),
+            "createStreamMs": ms,
+            "deleteStreamMs": ms,
+            "updateStreamMs": ms,
+        }
+        return [node, "-e", _LAUNCHER, str(package), json.dumps(options), str(port), self.host]
+
+    def environment(self) -> dict[str, str]:
+        return {"AWS_REGION": self.region, "AWS_ACCOUNT_ID": self.account_id}
+
+    async def ready(self, session: aiohttp.ClientSession) -> bool:
+        async with session.post(self.endpoint + "/", data=b"{}", headers=_PROBE_HEADERS) as resp:
+            body = await resp.read()
+            return resp.status == 200 and "StreamNames" in json.loads(body)
+
+
+def ensure_streams(
+    client: Any, stream_requests: Iterable[Mapping[str, Any]], timeout: float = 10.0
+) -> list[str]:
+    """Create each declared stream that does not exist yet, wait until every declared stream
+    is ACTIVE, and return the names created. A stream request is a ``CreateStream`` request."""
+    requests = list(stream_requests)
+    existing: set[str] = set()
+    for page in client.get_paginator("list_streams").paginate():
+        existing.update(page.get("StreamNames", []))
+    created = []
+    for request in requests:
+        if request["StreamName"] not in existing:
+            client.create_stream(**request)
+            created.append(request["StreamName"])
+    deadline = time.monotonic() + timeout
+    for request in requests:
+        name = request["StreamName"]
+        while True:
+            summary = client.describe_stream_summary(StreamName=name)
+            status = summary["StreamDescriptionSummary"]["StreamStatus"]
+            if status == "ACTIVE":
+                break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"Kinesis stream {name} is still {status} after {timeout} s")
+            time.sleep(0.02)  # server-side state transition; nothing to wait on but the API
+    return created

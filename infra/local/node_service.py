@@ -1,0 +1,193 @@
+"""A Node.js service from ``node_modules`` as a child process of the stack (dynalite, kinesalite).
+
+Both AWS emulators the stack runs are Node servers on LevelDB. This module holds what they
+share: finding ``node``, spawning the server on a private loopback port, waiting until it
+answers, and stopping it. The child dies with the stack: :meth:`NodeService.stop` ends it, and
+on Linux it is also asked (``PR_SET_PDEATHSIG``) to end if the stack is killed without a
+chance to stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+log = logging.getLogger("iotchat.node")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_PR_SET_PDEATHSIG = 1
+
+
+class NodeServiceStartError(OSError):
+    """The service could not be started; an OSError so ``iotchat up`` reports it in one line."""
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM the child when the stack process dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def sigv4_probe_headers(target: str, service: str, json_version: str) -> dict[str, str]:
+    """Headers of a JSON-protocol probe request. The emulators check that a SigV4-shaped
+    ``Authorization`` header is present, never the signature."""
+    return {
+        "X-Amz-Target": target,
+        "Content-Type": f"application/x-amz-json-{json_version}",
+        "X-Amz-Date": "20200101T000000Z",
+        "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential=probe/20200101/us-east-1/{service}/aws4_request, "
+            "SignedHeaders=host;x-amz-date;x-amz-target, Signature=0"
+        ),
+    }
+
+
+class NodeService:
+    """One Node server process on ``host``; start, then stop, once each.
+
+    Subclasses say how to run it (:meth:`command`) and how to tell it is ready
+    (:meth:`ready`); ``label`` names it in logs and errors.
+    """
+
+    label = "node service"
+    error_type: type[NodeServiceStartError] = NodeServiceStartError
+
+    def __init__(
+        self,
+        data_dir: Path,
+        log_file: Path,
+        *,
+        host: str = "127.0.0.1",
+        root: Path = REPO_ROOT,
+        node: str = "node",
+    ) -> None:
+        self.data_dir = data_dir
+        self.log_file = log_file
+        self.host = host
+        self.root = root
+        self.node = node
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"{self.label} not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def command(self, port: int) -> list[str]:
+        """The argument list that starts the server on ``port``."""
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str] | None:
+        """Variables set for the child on top of the stack's own environment."""
+        return None
+
+    async def ready(self, session: aiohttp.ClientSession) -> bool:
+        """One probe: True once the server answers as itself."""
+        raise NotImplementedError
+
+    def node_path(self) -> str:
+        node = shutil.which(self.node)
+        if node is None:
+            raise self.error_type(f"{self.node!r} (Node.js) is not on PATH; {self.label} needs it")
+        return node
+
+    def installed(self, relative: Path) -> Path:
+        """``root/relative``, or a clear error telling the developer to run the setup script."""
+        path = self.root / relative
+        if not path.exists():
+            raise self.error_type(f"{self.label} is not installed ({relative}); run scripts/setup")
+        return path
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start the server and return once it answers; raise ``error_type`` otherwise."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        last_error = "no attempt"
+        for _ in range(3):  # the free port can be taken between probing and the server's bind
+            port = free_port(self.host)
+            command = self.command(port)
+            env = self.environment()
+            with self.log_file.open("ab") as log_out:
+                self.process = subprocess.Popen(
+                    command,
+                    cwd=self.root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_out,
+                    stderr=log_out,
+                    env=None if env is None else {**os.environ, **env},
+                    preexec_fn=die_with_parent if sys.platform == "linux" else None,
+                )
+            self.port = port
+            try:
+                await self._wait_ready(timeout)
+            except NodeServiceStartError as exc:
+                last_error = str(exc)
+                await self.stop()
+                continue
+            log.info(
+                "%s (pid %d) on %s, data in %s", self.label, self.pid, self.endpoint, self.data_dir
+            )
+            return
+        self.port = None
+        raise self.error_type(f"{self.label} did not start: {last_error} (see {self.log_file})")
+
+    async def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client_timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=client_timeout) as session:
+            while True:
+                assert self.process is not None
+                code = self.process.poll()
+                if code is not None:
+                    raise self.error_type(f"{self.label} exited with status {code}")
+                try:
+                    if await self.ready(session):
+                        return
+                except (aiohttp.ClientError, TimeoutError, ValueError):
+                    pass
+                if time.monotonic() >= deadline:
+                    raise self.error_type(f"{self.label} did not answer within {timeout:.0f} s")
+                await asyncio.sleep(0.05)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the server and reap it (SIGKILL after ``timeout``); safe to call twice."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) ignored SIGTERM; killing it", self.label, proc.pid)
+            proc.kill()
+            await asyncio.to_thread(proc.wait, timeout)
