@@ -70,3 +70,29 @@ def test_a_dropped_client_reconnects_resubscribes_and_fills_the_gap(
     later = alice.say(lobby, "and now live")
     assert bob.wait_for(lambda e: isinstance(e, events.Message) and e.id == later)
     assert bob.wait_for(lambda e: isinstance(e, events.Message) and e.id == said, timeout=1) is None
+
+
+def test_typing_goes_through_the_stream_and_comes_back_as_room_activity(
+    new_client: Callable[..., ChatClient],
+) -> None:
+    lobby = room()
+    alice, bob = new_client(), new_client()
+    for client in (alice, bob):
+        client.join(lobby)
+        assert client.wait_for(lambda e: isinstance(e, events.History) and e.target == lobby)
+    alice.typing(lobby)
+    alice.telemetry(lobby, {"cpuTemp": 51.5})
+    alice.typing(lobby)
+    # chat/stream -> rule -> Kinesis -> mapping (batching window 1 s) -> stream Lambda ->
+    # chat/events -> rule -> the room: one compact update for the batch.
+    update = bob.wait_for(
+        lambda e: isinstance(e, events.Activity) and e.room == lobby and e.typing, timeout=20
+    )
+    assert isinstance(update, events.Activity)
+    assert update.typing == [alice.client_id]
+    assert update.telemetry in ({}, {alice.client_id: {"cpuTemp": 51.5}})
+    bad = alice.wait_for(lambda e: isinstance(e, events.ChatError), timeout=0.5)
+    assert bad is None
+    alice.telemetry(lobby, {"blob": "x" * 3000})  # over 2 KiB: refused with an error
+    error = alice.wait_for(lambda e: isinstance(e, events.ChatError), timeout=10)
+    assert isinstance(error, events.ChatError) and error.code == "INVALID_REQUEST"
