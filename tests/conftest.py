@@ -220,7 +220,7 @@ class InProcessStack:
 
 def stack_options(state_dir: Path, **overrides: Any) -> StackOptions:
     """Options for a test stack: every port ephemeral."""
-    ports = dict(mqtt_port=0, mqtts_port=0, wss_port=0, api_port=0, web_port=0)
+    ports = dict(mqtt_port=0, mqtts_port=0, wss_port=0, ws_port=0, api_port=0, web_port=0)
     return StackOptions(state_dir=state_dir, **{**ports, **overrides})
 
 

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import wait_for
+from tests.conftest import run_stack_in_thread, stack_options, wait_for
 
 IOTCHAT = [sys.executable, "-m", "client.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,3 +154,18 @@ def test_busy_port_gives_a_clear_error(tmp_path: Path):
         )
     assert proc.returncode != 0
     assert "address already in use" in (proc.stdout + proc.stderr).lower()
+
+
+def test_stack_file_names_the_web_app_and_the_plain_websocket(tmp_path: Path) -> None:
+    """The web app is served by the stack with a config.json that points at the stack's own
+    endpoints (the loopback ``ws`` listener, the edge API for Cognito)."""
+    import urllib.request
+
+    with run_stack_in_thread(stack_options(tmp_path / "state")) as handle:
+        info = json.loads(handle.stack.stack_file.read_text())
+        assert info["iot"]["wsPort"] > 0
+        with urllib.request.urlopen(info["web"]["url"] + "config.json", timeout=10) as response:
+            config = json.loads(response.read())
+        assert config["iot"]["url"] == f"ws://127.0.0.1:{info['iot']['wsPort']}/mqtt"
+        assert config["apiEndpoint"] == info["api"]["endpoint"]
+        assert config["identityPoolId"] == info["cognito"]["identityPoolId"]

@@ -42,6 +42,7 @@ from .lambda_runtime.event_sources import EventSourceMappings
 from .policy_authorizer import PolicyAuthorizer
 from .registry import Registry, RegistryCredentialStore
 from .rules_host import aws_client_factory, rule_services
+from .web import WebServer, config_from_stack
 
 log = logging.getLogger("iotchat.stack")
 
@@ -65,8 +66,11 @@ class StackOptions:
     mqtt_port: int = 1883
     mqtts_port: int = 8883
     wss_port: int = 8443
+    # MQTT over plain WebSocket for the web app on loopback (SigV4 still checked); None: off.
+    ws_port: int | None = 8083
     api_port: int = 4566
-    web_port: int = 8080
+    # The web app; None: not served.
+    web_port: int | None = 8080
     region: str = LOCAL_REGION
     # Fills the {stack} placeholder of rules, policies and the manifest ("iotchat-messages").
     stack_name: str = LOCAL_NAMES["stack"]
@@ -110,6 +114,8 @@ class LocalStack:
         )
         self.event_sources: EventSourceMappings | None = None
         self.edge: EdgeAPI | None = None
+        self.web: WebServer | None = None
+        self.web_port: int | None = None
         self.api_port: int | None = None
         self.lambdas: LambdaRuntime | None = None
         self.rules: RulesEngine | None = None
@@ -160,6 +166,7 @@ class LocalStack:
             mqtt_port=opts.mqtt_port,
             mqtts_port=opts.mqtts_port,
             wss_port=opts.wss_port,
+            ws_port=opts.ws_port,
             mtls_context=self.ca.server_ssl_context(require_client_cert=True),
             wss_context=self.ca.server_ssl_context(require_client_cert=False),
             region=opts.region,
@@ -188,6 +195,10 @@ class LocalStack:
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
             self.edge.add_target(IDP_TARGET_PREFIX, cognito_api.idp)
             self.api_port = await self.edge.start(opts.host, opts.api_port)
+            if opts.web_port is not None:
+                # Served from the stack file's own view, so the page and the CLI agree.
+                self.web = WebServer(lambda: config_from_stack(self.describe()))
+                self.web_port = await self.web.start(opts.host, opts.web_port)
         finally:
             # Never leave a child starting unobserved, whether or not the rest succeeded.
             await asyncio.gather(*node_started, return_exceptions=True)
@@ -311,6 +322,8 @@ class LocalStack:
             "lambda": "ok" if self.lambdas is not None else "starting",
             "rules": "ok" if self.rules is not None else "starting",
         }
+        if self.options.web_port is not None:
+            components["web"] = "ok" if self.web_port is not None else "starting"
         healthy = self.ready and all(state == "ok" for state in components.values())
         return healthy, components
 
@@ -329,6 +342,7 @@ class LocalStack:
                 "wssPort": ports["wss"],
                 "mqttsPort": ports["mqtts"],
                 "mqttPort": ports["mqtt"],
+                **({"wsPort": ports["ws"]} if "ws" in ports else {}),
                 "caFile": str(self.ca.ca_path),
             },
             "api": {"endpoint": f"http://{host}:{self.api_port}"},
@@ -336,6 +350,7 @@ class LocalStack:
             "dynamodb": {"endpoint": f"http://{host}:{self.api_port}"},
             "kinesis": {"endpoint": f"http://{host}:{self.api_port}"},
             "cognito": self.cognito.describe(),
+            **({"web": {"url": f"http://{host}:{self.web_port}/"}} if self.web_port else {}),
             "admin": {
                 "accessKeyId": ADMIN_ACCESS_KEY_ID,
                 "secretAccessKey": ADMIN_SECRET_ACCESS_KEY,
@@ -357,6 +372,8 @@ class LocalStack:
             await self.rules.drain(timeout=5)
         if self.event_sources is not None:
             await self.event_sources.stop()
+        if self.web is not None:
+            await self.web.stop()
         if self.edge is not None:
             await self.edge.stop()
         if self.lambdas is not None:
