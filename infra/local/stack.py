@@ -362,14 +362,29 @@ class LocalStack:
         tmp.write_text(json.dumps(self.describe(), indent=2) + "\n")
         os.replace(tmp, self.stack_file)
 
+    async def _drain_backend(self, timeout: float = 30.0) -> None:
+        """Let rule actions and the asynchronous invocations they queued finish (and the
+        rules those invocations trigger), within ``timeout``."""
+        for _ in range(2):
+            if self.rules is not None:
+                await self.rules.drain(timeout=timeout / 2)
+            if self.lambdas is not None:
+                try:
+                    await self.lambdas.drain(timeout=timeout / 2)
+                except TimeoutError as exc:
+                    log.warning("stopping with Lambda work unfinished: %s", exc)
+
     async def stop(self) -> None:
         self.ready = False
         self.stack_file.unlink(missing_ok=True)
-        # Rule actions in flight reach DynamoDB and Kinesis through the edge API: let them
-        # finish first. Pollers read through the edge API and invoke the runtime: they stop
-        # before both.
-        if self.rules is not None:
-            await self.rules.drain(timeout=5)
+        # The gateway goes first: closing its connections emits their disconnected events,
+        # and the rules and Lambdas must still be there to record them (otherwise whoever was
+        # connected would still be "online" after a restart). Lambdas publish through the
+        # edge API to the stopped gateway, which simply has nobody left to deliver to.
+        if self.gateway is not None:
+            await self.gateway.stop()
+        await self._drain_backend()
+        # Pollers read through the edge API and invoke the runtime: they stop before both.
         if self.event_sources is not None:
             await self.event_sources.stop()
         if self.web is not None:
@@ -378,8 +393,6 @@ class LocalStack:
             await self.edge.stop()
         if self.lambdas is not None:
             await self.lambdas.stop()
-        if self.gateway is not None:
-            await self.gateway.stop()
         await asyncio.gather(self.dynamodb.stop(), self.kinesis.stop())
 
 

@@ -175,9 +175,11 @@ class Commands:
                 f"a client can be in at most {MAX_ROOMS_PER_CLIENT} rooms",
                 ref_of(request),
             )
-        online = self.store.is_connected(sender)
-        self.store.join(room, sender, name, online, ts)
-        if online:
+        # Membership first, then the connection: the presence Lambda records the connection
+        # first, then reads memberships, so however the two interleave one of them sees the
+        # other's write and the member is never left offline while connected.
+        self.store.join(room, sender, name, False, ts)
+        if self.store.is_connected(sender) and self.store.set_online(room, sender, True):
             self.publisher.publish(
                 room_events_topic(room), presence(room, sender, "online", ts, name=name)
             )

@@ -19,6 +19,7 @@ from .store import ChatStore
 log = logging.getLogger("iotchat.presence")
 
 EVENT_TYPES = {"connected": True, "disconnected": False}
+TAKEOVER = "DUPLICATE_CLIENTID"
 
 
 def handle_lifecycle(store: ChatStore, publisher: Publisher, event: dict[str, Any]) -> int:
@@ -46,14 +47,22 @@ def handle_lifecycle(store: ChatStore, publisher: Publisher, event: dict[str, An
     if not applied:
         log.info("stale or repeated %s for %s (version %s)", event["eventType"], client_id, version)
         return 0
-    published = 0
+    if not connected and event.get("disconnectReason") == TAKEOVER:
+        # The same client id connected again: its new connection's event says online, and
+        # the rooms should never see it flicker offline in between.
+        return 0
+    # Every room's state first, then the announcements: a failed publish (retried by Lambda,
+    # when this event will read as already applied) must not leave a room's flag unchanged.
+    updates = []
     for room in store.rooms_of(client_id, limit=MAX_ROOMS_PER_CLIENT + 1):
         member = store.set_online(room, client_id, connected)
         if member is None:
             continue  # left in the meantime
         status = "online" if connected else "offline"
         reason = None if connected else "disconnected"
-        body = presence(room, client_id, status, ts, name=member.get("name"), reason=reason)
-        publisher.publish(room_events_topic(room), body)
-        published += 1
-    return published
+        updates.append(
+            presence(room, client_id, status, ts, name=member.get("name"), reason=reason)
+        )
+    for body in updates:
+        publisher.publish(room_events_topic(body["room"]), body)
+    return len(updates)

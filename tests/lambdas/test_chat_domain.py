@@ -332,3 +332,17 @@ def test_a_failed_store_is_reported_to_the_sender(published: RecordingPublisher)
     # Failures with no person behind them are logged only.
     handle_rule_error(published, {**event, "topic": "chat/out", "clientId": "n/a"})
     assert len(published.sent) == 1
+
+
+def test_a_takeover_never_flickers_offline(store: ChatStore, published: RecordingPublisher) -> None:
+    store.join("lobby", A, None, online=False, now=1)
+    handle_lifecycle(store, published, lifecycle("connected", 1, 100))
+    # The old connection's end arrives before the new connection's start.
+    handle_lifecycle(
+        store,
+        published,
+        {**lifecycle("disconnected", 1, 200), "disconnectReason": "DUPLICATE_CLIENTID"},
+    )
+    handle_lifecycle(store, published, lifecycle("connected", 2, 201))
+    assert {m["status"] for m in published.to("chat/events/lobby")} == {"online"}
+    assert store.online_members("lobby") == ([{"clientId": A}], False)
