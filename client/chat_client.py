@@ -26,6 +26,8 @@ from .transport import Mqtt5Transport, Mqtt311Transport, Transport
 OUT = "chat/out"
 STREAM = "chat/stream"
 SEEN_LIMIT = 10_000
+# Seconds after a reconnect to read each room's history a second time.
+GAP_FILL_AGAIN = 2.0
 
 
 class ConnectError(RuntimeError):
@@ -101,13 +103,20 @@ class ChatClient:
             self.transport.subscribe(f"chat/pub/{room}")
         if resumed:
             # Fill what was said while we were away; _received turns unseen ones into
-            # replayed messages instead of a History event.
-            with self._lock:
-                self._gap_fill = set(rooms)
-            for room in rooms:
-                self._send({"type": "history", "room": room})
+            # replayed messages instead of a History event. A message posted just before we
+            # came back may not be stored yet when the first page is read, so ask twice.
+            self._fill_gap(rooms)
+            timer = threading.Timer(GAP_FILL_AGAIN, self._fill_gap, args=(rooms,))
+            timer.daemon = True
+            timer.start()
         self._connected.set()
         self._emit(events.Connected(resumed))
+
+    def _fill_gap(self, rooms: dict[str, str | None]) -> None:
+        with self._lock:
+            self._gap_fill |= set(rooms)
+        for room in rooms:
+            self._send({"type": "history", "room": room})
 
     def _on_disconnected(self, reason: str) -> None:
         self._last_failure = reason

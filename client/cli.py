@@ -39,6 +39,13 @@ def up(
     wss_port: Annotated[
         int, typer.Option(help="MQTT over SigV4 WebSocket (TLS); 0 picks a free port.")
     ] = 8443,
+    ws_port: Annotated[
+        int,
+        typer.Option(
+            help="MQTT over plain WebSocket for the web app (SigV4, loopback only); 0 picks a "
+            "free port."
+        ),
+    ] = 8083,
     api_port: Annotated[
         int, typer.Option(help="Edge API (AWS_ENDPOINT_URL); 0 picks a free port.")
     ] = 4566,
@@ -71,6 +78,7 @@ def up(
         mqtt_port=mqtt_port,
         mqtts_port=mqtts_port,
         wss_port=wss_port,
+        ws_port=ws_port,
         api_port=api_port,
         web_port=web_port,
         limits=limits,
@@ -142,7 +150,12 @@ def rules_check(
     except ValueError as exc:
         typer.echo(f"manifest: {exc}", err=True)
         raise typer.Exit(1) from exc
-    problems = check_rules(directory, functions=set(loaded.names()), tables=set(loaded.table_names))
+    problems = check_rules(
+        directory,
+        functions=set(loaded.names()),
+        tables=set(loaded.table_names),
+        streams=set(loaded.stream_names),
+    )
     for problem in problems:
         typer.echo(problem, err=True)
     count = len(list(directory.glob("*.json")))
@@ -231,6 +244,69 @@ def device_revoke(
     typer.echo(f"device {name}: {len(revoked)} certificate(s) REVOKED")
 
 
+edge_app = typer.Typer(
+    no_args_is_help=True, help="Run a device in the chat, or package it for Greengrass."
+)
+app.add_typer(edge_app, name="edge")
+
+
+@edge_app.command("run")
+def edge_run(
+    device_dir: Annotated[
+        Path, typer.Option("--device-dir", help="The files `iotchat device create` wrote.")
+    ],
+    room: Annotated[str, typer.Option("--room", "-r", help="The room the device joins.")] = "lobby",
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between telemetry reports.")
+    ] = 60.0,
+    stack_file: StackFileOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Join the device to a room over mutual TLS until Ctrl-C (see docs/edge.md)."""
+    from client.edge.runner import EdgeError, EdgeSettings, run
+
+    _setup_logging(verbose)
+    settings = EdgeSettings(
+        room=room, interval=interval, device_dir=device_dir, stack_file=stack_file
+    )
+    try:
+        run(settings)
+    except EdgeError as exc:
+        typer.echo(f"iotchat edge run: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@edge_app.command("package")
+def edge_package(
+    out: Annotated[Path, typer.Option("--out", help="Where to write artifacts/ and recipes/.")] = (
+        Path("greengrass-build")
+    ),
+    bucket: Annotated[
+        str, typer.Option("--bucket", help="The S3 bucket the artifact will be uploaded to.")
+    ] = "amzn-s3-demo-bucket",
+    prefix: Annotated[str, typer.Option("--prefix", help="Key prefix inside the bucket.")] = "",
+    version: Annotated[
+        str | None, typer.Option("--version", help="Component version (default: the recipe's).")
+    ] = None,
+    room: Annotated[str, typer.Option("--room", help="The default room.")] = "lobby",
+) -> None:
+    """Build the Greengrass component: the artifact zip and a recipe naming its S3 URI."""
+    from client.edge.package import PackageError, package
+
+    try:
+        built = package(out, bucket=bucket, version=version, room=room, prefix=prefix)
+    except PackageError as exc:
+        typer.echo(f"iotchat edge package: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"artifact: {built.artifact}")
+    typer.echo(f"recipe:   {built.recipe}")
+    typer.echo(f"upload:   aws s3 cp {built.artifact} {built.artifact_uri}")
+    typer.echo(
+        "register: aws greengrassv2 create-component-version "
+        f"--inline-recipe fileb://{built.recipe}"
+    )
+
+
 # ---------------------------------------------------------------------------------- the chat
 
 ProtocolOption = Annotated[
@@ -310,6 +386,24 @@ def listen(
             open_session(stack_file, session_file), room or [], json_lines, name, protocol
         )
     )
+
+
+@app.command()
+def chat(
+    room: Annotated[str, typer.Option("--room", "-r", help="The room to start in.")] = "lobby",
+    name: Annotated[str | None, typer.Option(help="Display name shown with what you say.")] = None,
+    stack_file: StackFileOption = None,
+    session_file: SessionOption = None,
+    protocol: ProtocolOption = "mqtt5",
+) -> None:
+    """Chat interactively in the terminal: type to talk, /help for commands, /quit to leave."""
+    from client.interactive import run_chat, valid_room
+    from client.terminal import open_session
+
+    _check_protocol(protocol)
+    if not valid_room(room):
+        raise typer.BadParameter("1-64 letters, digits, _ or -", param_hint="--room")
+    _run(lambda: run_chat(open_session(stack_file, session_file), room, name, protocol))
 
 
 @app.command()
@@ -442,6 +536,165 @@ def cost(
                 item.service, item.what, f"{item.quantity:,.3f} {item.unit}", f"{item.cost:,.2f}"
             )
         console.print(table)
+
+
+# ---------------------------------------------------------------------------------- AWS
+
+AwsStackFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--stack-file",
+        help="Where to write (or find) the AWS stack's file (default: $IOTCHAT_STACK_FILE, "
+        "else .iotchat/stack.json).",
+    ),
+]
+
+
+def _aws_failure(command: str, exc: Exception) -> typer.Exit:
+    """A deploy error, a refused AWS call or missing credentials, said in one line."""
+    response = getattr(exc, "response", None)
+    if response:
+        error = response.get("Error", {})
+        message = f"{error.get('Code')}: {error.get('Message')}"
+    else:
+        message = str(exc)
+    typer.echo(f"iotchat {command}: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _aws_target(stack: str | None, region: str | None, stack_file: Path | None) -> tuple[str, str]:
+    """Stack name and region from the options, else from an AWS stack file."""
+    import json
+
+    from client.stack_file import resolve_path
+
+    if stack and region:
+        return stack, region
+    try:
+        info = json.loads(resolve_path(stack_file).read_text())
+    except (OSError, ValueError):
+        info = {}
+    if info.get("kind") != "aws":
+        raise typer.BadParameter("pass --stack and --region (no AWS stack file found)")
+    return stack or info["stackName"], region or info["region"]
+
+
+@app.command()
+def template(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    stack: Annotated[str, typer.Option(help="The stack name the template is built for.")] = (
+        "iotchat"
+    ),
+) -> None:
+    """Print the CloudFormation template built from the rules, policies and manifest."""
+    from infra.aws.template import TemplateError, build_template, template_json
+
+    try:
+        text = template_json(build_template(stack))
+    except (TemplateError, ValueError) as exc:
+        typer.echo(f"iotchat template: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output} ({len(text)} bytes)", err=True)
+
+
+@app.command()
+def deploy(
+    stack: Annotated[str, typer.Option(help="Stack name: 1-24 of a-z 0-9 -.")],
+    region: Annotated[str, typer.Option(help="AWS region, e.g. eu-west-1.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream/--no-stream", help="The Kinesis path (bills by the hour).")
+    ] = False,
+    stack_file: AwsStackFileOption = None,
+) -> None:
+    """Create or update the stack on AWS through a change set, upload the web app, write the
+    stack file."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from client.stack_file import resolve_path
+    from infra.aws.deploy import Cancelled, DeployError, Deployment
+    from infra.aws.template import TemplateError
+
+    try:
+        deployment = Deployment(
+            boto3.session.Session(region_name=region),
+            stack,
+            echo=typer.echo,
+            confirm=lambda question: typer.confirm(question, default=False),
+        )
+        deployment.deploy(stream=stream, yes=yes, stack_file=resolve_path(stack_file))
+    except Cancelled as exc:
+        typer.echo(f"iotchat deploy: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (DeployError, TemplateError, ClientError, BotoCoreError) as exc:
+        raise _aws_failure("deploy", exc) from None
+
+
+@app.command()
+def outputs(
+    stack: Annotated[str | None, typer.Option(help="Stack name (default: the stack file's).")] = (
+        None
+    ),
+    region: Annotated[str | None, typer.Option(help="Region (default: the stack file's).")] = None,
+    stack_file: AwsStackFileOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the stack's outputs (ids, names, URLs)."""
+    import json
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from infra.aws.deploy import DeployError, Deployment
+
+    name, where = _aws_target(stack, region, stack_file)
+    try:
+        values = Deployment(boto3.session.Session(region_name=where), name).outputs()
+    except (DeployError, ClientError, BotoCoreError) as exc:
+        raise _aws_failure("outputs", exc) from None
+    if json_output:
+        typer.echo(json.dumps(values, indent=2, sort_keys=True))
+        return
+    for key in sorted(values):
+        typer.echo(f"{key:<20} {values[key]}")
+
+
+@app.command()
+def destroy(
+    stack: Annotated[str | None, typer.Option(help="Stack name (default: the stack file's).")] = (
+        None
+    ),
+    region: Annotated[str | None, typer.Option(help="Region (default: the stack file's).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    stack_file: AwsStackFileOption = None,
+) -> None:
+    """Empty the buckets, detach the IoT policies, delete the stack and its artifacts bucket."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from client.stack_file import resolve_path
+    from infra.aws.deploy import Cancelled, DeployError, Deployment
+
+    name, where = _aws_target(stack, region, stack_file)
+    try:
+        Deployment(
+            boto3.session.Session(region_name=where),
+            name,
+            echo=typer.echo,
+            confirm=lambda question: typer.confirm(question, default=False),
+        ).destroy(yes=yes, stack_file=resolve_path(stack_file))
+    except Cancelled as exc:
+        typer.echo(f"iotchat destroy: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (DeployError, ClientError, BotoCoreError) as exc:
+        raise _aws_failure("destroy", exc) from None
 
 
 def main() -> None:
