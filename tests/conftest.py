@@ -8,8 +8,10 @@ look inside (memory bounds, for instance).
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -30,6 +32,14 @@ from infra.local.gateway import (
 )
 from infra.local.registry import Registry, RegistryCredentialStore
 from infra.local.stack import LocalStack, StackOptions
+
+if sys.version_info < (3, 11, 8):
+    # CPython 3.11 before 3.11.8 (gh-106905) keeps one AST recursion counter per interpreter:
+    # two threads building ASTs at once fail with "SystemError: AST constructor recursion
+    # depth mismatch". Our stacks run in background threads and log exceptions, and 3.11's
+    # traceback formatting parses each source line to place its carets, while pytest parses
+    # modules it imports in the main thread. Tracebacks without carets avoid the race.
+    traceback._extract_caret_anchors_from_line_segment = lambda segment: None  # type: ignore[attr-defined]
 
 
 @dataclass
