@@ -609,8 +609,12 @@ def deploy(
     region: Annotated[str, typer.Option(help="AWS region, e.g. eu-west-1.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
     stream: Annotated[
-        bool, typer.Option("--stream/--no-stream", help="The Kinesis path (bills by the hour).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="The Kinesis path (bills by the hour); default: as deployed (off when new).",
+        ),
+    ] = None,
     stack_file: AwsStackFileOption = None,
 ) -> None:
     """Create or update the stack on AWS through a change set, upload the web app, write the
