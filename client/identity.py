@@ -176,6 +176,24 @@ class Identity:
             refresh_token=result["RefreshToken"],
             username=username,
         )
+        function = (stack.raw.get("cognito") or {}).get("signInFunction")
+        if stack.kind == "aws" and function:
+            # On AWS the IoT policy is attached by the stack's sign-in step (docs/deploy.md);
+            # the local Cognito attaches it by itself on the first credentials.
+            from infra.aws.sign_in import SignInError, attach_user_policy
+
+            creds = identity.credentials()
+            try:
+                attach_user_policy(
+                    region=stack.region,
+                    function_name=function,
+                    id_token=result["IdToken"],
+                    access_key_id=creds.access_key_id,
+                    secret_key=creds.secret_key,
+                    session_token=creds.session_token,
+                )
+            except SignInError as exc:
+                raise AuthError(str(exc)) from exc
         if sessions:
             entry = sessions.load(stack.identity_pool_id)
             entry["user"] = {

@@ -18,7 +18,7 @@ CONFIG_KEY = "config.json"
 
 def web_files(root: Path = WEB_ROOT) -> dict[str, Path]:
     """Object key -> file, exactly the files the local server would serve."""
-    table = WebServer(dict, root)._scan()
+    table = WebServer(dict, root).scan()
     return {url.lstrip("/"): path for url, path in table.items() if url != "/"}
 
 

@@ -120,7 +120,7 @@ class WebServer:
         self.app.router.add_get("/config.json", self._config)
         self.app.router.add_get("/{path:.*}", self._file)
 
-    def _scan(self) -> dict[str, Path]:
+    def scan(self) -> dict[str, Path]:
         """URL path -> file, for the app's own files and the vendor files that exist."""
         files: dict[str, Path] = {}
         for folder, dirs, names in os.walk(self.root):  # symlinked folders are not entered
@@ -148,7 +148,7 @@ class WebServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0 picks a free port) and return the bound port."""
-        self.files = self._scan()
+        self.files = self.scan()
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

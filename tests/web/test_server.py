@@ -141,7 +141,7 @@ def test_only_the_apps_own_regular_files_are_in_the_table(tmp_path: Path) -> Non
     (root / "linked").symlink_to(tmp_path, target_is_directory=True)
 
     server = WebServer(dict, root=root)
-    assert set(server._scan()) == {"/", "/index.html", "/js/app.js", "/vendor/mqtt.js"}
+    assert set(server.scan()) == {"/", "/index.html", "/js/app.js", "/vendor/mqtt.js"}
 
 
 def test_start_and_stop_on_a_free_port(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 // identity id and temporary AWS credentials), over their JSON APIs. These calls are unsigned,
 // as on AWS; the only secret the page ever holds is what they return.
 
+import { AwsClient } from "/vendor/aws4fetch.js";
+
 const IDENTITY_TARGET = "AWSCognitoIdentityService.";
 const IDP_TARGET = "AWSCognitoIdentityProviderService.";
 // Credentials are renewed when fewer than this many milliseconds of their life are left.
@@ -89,6 +91,29 @@ export class Cognito {
     return { ...data.AuthenticationResult, RefreshToken: refreshToken };
   }
 
+  // On AWS the stack's sign-in step attaches the IoT policy to a user's identity before its
+  // first MQTT connection (docs/deploy.md); the local Cognito does that by itself, and its
+  // config.json has no signInFunction.
+  async attachPolicy(idToken, credentials) {
+    const name = this.config.signInFunction;
+    if (!name) return;
+    const aws = new AwsClient({
+      accessKeyId: credentials.accessKeyId,
+      secretAccessKey: credentials.secretAccessKey,
+      sessionToken: credentials.sessionToken,
+      region: this.config.region,
+      service: "lambda",
+    });
+    const url =
+      `https://lambda.${this.config.region}.amazonaws.com/2015-03-31/functions/` +
+      `${encodeURIComponent(name)}/invocations`;
+    const response = await aws.fetch(url, { method: "POST", body: JSON.stringify({ idToken }) });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || response.headers.get("X-Amz-Function-Error") || !body.identityId) {
+      throw new CognitoError("SignInStepFailed", "signing in could not finish; try again");
+    }
+  }
+
   loginsFor(idToken) {
     const provider = `cognito-idp.${this.config.region}.amazonaws.com/${this.config.userPoolId}`;
     return { [provider]: idToken };
@@ -149,7 +174,7 @@ export class Session {
     const tokens = await cognito.signIn(email, password);
     const identityId = await cognito.getId(cognito.loginsFor(tokens.IdToken));
     const session = new Session(cognito, { kind: "user", identityId, email, tokens });
-    await session.fresh();
+    await cognito.attachPolicy(tokens.IdToken, await session.fresh());
     return session;
   }
 
