@@ -16,6 +16,9 @@ BENCHMARKS = {
     "lambda-invoke": "benchmarks.lambda_invoke",
     "authz": "benchmarks.authz",
     "sigv4-connect": "benchmarks.sigv4_connect",
+    "store-latency": "benchmarks.store_latency",
+    "history-scaling": "benchmarks.history_scaling",
+    "reliability": "benchmarks.reliability",
 }
 
 

@@ -277,3 +277,74 @@ def test_sigv4_connect_guests_are_held_to_the_policy() -> None:
         with pytest.raises(h.BenchmarkError, match="1 of 1 WSS connects failed"):
             sigv4_connect.connect_once(gw, [{**guest, "clientId": "someone-else"}], workers=1)
     assert _no_children_left()
+
+
+# --------------------------------------------------------------------------- chat backend
+
+
+@pytest.mark.timeout(90)
+def test_store_latency_stores_every_message_and_times_it_against_delivery() -> None:
+    from benchmarks import store_latency
+
+    lines = store_latency.measure(seconds=1, warmup_seconds=0.25)
+    assert _no_children_left()
+    assert [line["metric"] for line in lines] == ["p50", "p95", "p99", "max"]
+    for line in lines:
+        assert set(line) >= COMMON_KEYS
+        assert line["name"] == "store-latency" and line["unit"] == "ms"
+        assert line["rate_per_s"] == 200 and line["publishers"] == 4
+        assert line["messages_sent"] == 250  # 1.25 s at 200 messages/s, warm-up included
+        # Every message stored exactly once, found by the reader and delivered to the room.
+        assert line["messages_stored"] == 250 and line["stored_fraction"] == 1.0
+        assert line["messages_seen_by_reader"] == line["messages_delivered"] == 250
+        assert line["samples_count"] == line["baseline_samples_count"] == 200
+        assert 0 <= line["value_lower_bound"] <= line["value"]
+        assert line["value"] > 0
+        _check_ratio(line)
+    values = [line["value"] for line in lines]
+    baselines = [line["baseline"] for line in lines]
+    assert values == sorted(values) and baselines == sorted(baselines)
+    [p99] = [line for line in lines if line["metric"] == "p99"]
+    assert p99["target"] == "store p99 <= 50 ms" and isinstance(p99["target_met"], bool)
+
+
+def test_history_scaling_page_check_refuses_a_page_in_the_wrong_order() -> None:
+    from benchmarks import history_scaling
+
+    newest = [f"m{i}" for i in range(60, 0, -1)]
+    history_scaling._verify(60, newest, newest[:50], "cursor", "store")
+    with pytest.raises(h.BenchmarkError, match="newest first"):
+        history_scaling._verify(60, newest, newest[:50][::-1], "cursor", "store")
+    with pytest.raises(h.BenchmarkError, match="cursor"):
+        history_scaling._verify(60, newest, newest[:50], None, "store")
+
+
+@pytest.mark.timeout(90)
+def test_history_scaling_seeds_every_room_and_checks_a_page_per_size() -> None:
+    from benchmarks import history_scaling
+
+    lines = history_scaling.measure(sizes=(20, 120), rounds=1, per_round=3, warmup=1)
+    assert _no_children_left()
+    seeds = [line for line in lines if line["metric"] == "seed_rate"]
+    assert [(x["room_messages"], x["items_stored"]) for x in seeds] == [(20, 20), (120, 120)]
+    assert all(x["value"] > 0 for x in seeds)
+    pages = [line for line in lines if line["metric"] in ("p50", "p99")]
+    assert sorted((x["path"], x["room_messages"], x["metric"]) for x in pages) == [
+        (path, size, metric)
+        for path in ("e2e", "store")
+        for size in (20, 120)
+        for metric in ("p50", "p99")
+    ]
+    for line in pages:
+        assert set(line) >= COMMON_KEYS and line["name"] == "history-scaling"
+        assert line["page_verified"] and line["samples_count"] == 3
+        # A page is the newest 50 (all 20 in the seed study's room).
+        assert line["page_messages"] == min(line["room_messages"], 50)
+        assert line["value"] > 0
+        _check_ratio(line)
+    summaries = [line for line in lines if line["metric"] == "p99_largest_over_smallest"]
+    assert [x["path"] for x in summaries] == ["store", "e2e"]
+    for line in summaries:
+        assert line["room_messages"] == 120 and line["target"] == "ratio <= 2"
+        assert isinstance(line["target_met"], bool)
+        _check_ratio(line)
