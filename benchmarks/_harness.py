@@ -183,6 +183,27 @@ def rss_bytes(pid: int) -> int:
 # --------------------------------------------------------------------------- processes
 
 
+def spawn_role(module: str, role: str, config: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """A load process: ``python -m <module> <role> <config JSON>``, talking over pipes."""
+    return spawn(
+        [sys.executable, "-m", module, role, json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None,
+    )
+
+
+def expect_line(proc: subprocess.Popen[bytes], word: str, timeout: float) -> None:
+    """Wait for a load process to say ``word`` on its stdout (its readiness handshake)."""
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline().decode().strip() if ready else ""
+    if line != word:
+        raise BenchmarkError(f"expected {word!r} from a load process, got {line!r}")
+
+
 def spawn(
     args: Sequence[str],
     *,

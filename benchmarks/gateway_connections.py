@@ -119,12 +119,7 @@ async def wss_main(config: dict[str, Any]) -> None:
 
 
 def _child(role: str, config: dict[str, Any]) -> subprocess.Popen[bytes]:
-    return h.spawn(
-        [sys.executable, "-m", "benchmarks.gateway_connections", role, json.dumps(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=None,
-    )
+    return h.spawn_role("benchmarks.gateway_connections", role, config)
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:

@@ -188,20 +188,7 @@ def subscribers_main(config: dict[str, Any]) -> None:
 
 
 def _child(role: str, config: dict[str, Any]) -> subprocess.Popen[bytes]:
-    return h.spawn(
-        [sys.executable, "-m", "benchmarks.gateway_latency", role, json.dumps(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=None,
-    )
-
-
-def _expect_line(proc: subprocess.Popen[bytes], word: str, timeout: float) -> None:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if line != word:
-        raise h.BenchmarkError(f"expected {word!r} from a load process, got {line!r}")
+    return h.spawn_role("benchmarks.gateway_latency", role, config)
 
 
 def latency_once(
@@ -241,7 +228,7 @@ def latency_once(
             },
         )
         procs.append(subs)
-        _expect_line(subs, "ready", 30)
+        h.expect_line(subs, "ready", 30)
         pub = _child(
             "publisher",
             {
@@ -253,7 +240,7 @@ def latency_once(
             },
         )
         procs.append(pub)
-        _expect_line(pub, "connected", 30)
+        h.expect_line(pub, "connected", 30)
         assert pub.stdin is not None
         pub.stdin.write(b"go\n")
         pub.stdin.flush()

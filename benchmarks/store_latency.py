@@ -367,20 +367,7 @@ def reader_main(config: dict[str, Any]) -> None:
 
 
 def _child(role: str, config: dict[str, Any]) -> subprocess.Popen[bytes]:
-    return h.spawn(
-        [sys.executable, "-m", "benchmarks.store_latency", role, json.dumps(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=None,
-    )
-
-
-def _expect_line(proc: subprocess.Popen[bytes], word: str, timeout: float) -> None:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if line != word:
-        raise h.BenchmarkError(f"expected {word!r} from a load process, got {line!r}")
+    return h.spawn_role("benchmarks.store_latency", role, config)
 
 
 def _ms(values: list[int], pct: float) -> float:
@@ -442,7 +429,7 @@ def run_once(
         }
         procs.extend(children.values())
         for proc in children.values():
-            _expect_line(proc, "ready", 60)
+            h.expect_line(proc, "ready", 60)
         start_ns = time.monotonic_ns() + 200_000_000
         for role in ("reader", "publisher"):
             stdin = children[role].stdin

@@ -417,30 +417,17 @@ def signup(
     session_file: SessionOption = None,
 ) -> None:
     """Create an account, confirm it with the emailed code, and sign in."""
-    from client.identity import AuthError, Identity, SessionFile, confirm_sign_up, sign_up
-    from client.stack_file import StackFileError, load_stack_file
-    from client.terminal import EXIT_AUTH, EXIT_CONNECT, CliFailure
+    from client import terminal
 
-    def run() -> str:
-        try:
-            stack = load_stack_file(stack_file)
-        except StackFileError as exc:
-            raise CliFailure(EXIT_CONNECT, str(exc)) from None
-        try:
-            sign_up(stack, email, password)
-            confirmation = code
-            if confirmation is None:
-                if stack.is_local:
-                    outbox = stack.path.resolve().parent / "cognito" / "outbox.jsonl"
-                    typer.echo(f"The local stack writes its emails to {outbox}", err=True)
-                confirmation = typer.prompt("Confirmation code")
-            confirm_sign_up(stack, email, confirmation.strip())
-            identity = Identity.sign_in(stack, email, password, SessionFile(session_file))
-        except AuthError as exc:
-            raise CliFailure(EXIT_AUTH, str(exc)) from None
-        return identity.identity_id
+    def ask_code(outbox: str | None) -> str:
+        if outbox:
+            typer.echo(f"The local stack writes its emails to {outbox}", err=True)
+        return typer.prompt("Confirmation code")
 
-    typer.echo(f"signed in as {email} ({_run(run)})")
+    identity_id = _run(
+        lambda: terminal.signup(stack_file, session_file, email, password, code, ask_code)
+    )
+    typer.echo(f"signed in as {email} ({identity_id})")
 
 
 @app.command()
@@ -451,21 +438,10 @@ def login(
     session_file: SessionOption = None,
 ) -> None:
     """Sign in; later commands on this stack use your account until `iotchat logout`."""
-    from client.identity import AuthError, Identity, SessionFile
-    from client.stack_file import StackFileError, load_stack_file
-    from client.terminal import EXIT_AUTH, EXIT_CONNECT, CliFailure
+    from client import terminal
 
-    def run() -> str:
-        try:
-            stack = load_stack_file(stack_file)
-        except StackFileError as exc:
-            raise CliFailure(EXIT_CONNECT, str(exc)) from None
-        try:
-            return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
-        except AuthError as exc:
-            raise CliFailure(EXIT_AUTH, str(exc)) from None
-
-    typer.echo(f"signed in as {email} ({_run(run)})")
+    identity_id = _run(lambda: terminal.login(stack_file, session_file, email, password))
+    typer.echo(f"signed in as {email} ({identity_id})")
 
 
 @app.command()

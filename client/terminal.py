@@ -17,7 +17,7 @@ from typing import TextIO
 
 from . import events
 from .chat_client import ChatClient, ConnectError
-from .identity import AuthError, Identity, SessionFile
+from .identity import AuthError, Identity, SessionFile, confirm_sign_up, sign_up
 from .stack_file import StackFileError, StackInfo, load_stack_file
 
 EXIT_REFUSED = 1
@@ -39,11 +39,15 @@ class Session:
     identity: Identity
 
 
-def open_session(stack_file: Path | None, session_file: Path | None = None) -> Session:
+def load_stack(stack_file: Path | None) -> StackInfo:
     try:
-        stack = load_stack_file(stack_file)
+        return load_stack_file(stack_file)
     except StackFileError as exc:
         raise CliFailure(EXIT_CONNECT, str(exc)) from None
+
+
+def open_session(stack_file: Path | None, session_file: Path | None = None) -> Session:
+    stack = load_stack(stack_file)
     try:
         identity = Identity.current(stack, SessionFile(session_file))
     except AuthError as exc:
@@ -126,6 +130,35 @@ def emit(event: events.Event, as_json: bool, out: TextIO) -> None:
 
 
 # ---------------------------------------------------------------------------------- commands
+
+
+def signup(
+    stack_file: Path | None,
+    session_file: Path | None,
+    email: str,
+    password: str,
+    code: str | None,
+    ask_code: Callable[[str | None], str],
+) -> str:
+    """Register, confirm with the code (``ask_code(outbox hint)`` when not given), sign in."""
+    stack = load_stack(stack_file)
+    try:
+        sign_up(stack, email, password)
+        if code is None:
+            outbox = stack.path.resolve().parent / "cognito" / "outbox.jsonl"
+            code = ask_code(str(outbox) if stack.is_local else None)
+        confirm_sign_up(stack, email, code.strip())
+        return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
+    except AuthError as exc:
+        raise CliFailure(EXIT_AUTH, str(exc)) from None
+
+
+def login(stack_file: Path | None, session_file: Path | None, email: str, password: str) -> str:
+    stack = load_stack(stack_file)
+    try:
+        return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
+    except AuthError as exc:
+        raise CliFailure(EXIT_AUTH, str(exc)) from None
 
 
 def send(

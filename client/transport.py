@@ -48,10 +48,12 @@ def _tls_kwargs(stack: StackInfo) -> dict[str, Any]:
 
 
 class Mqtt5Transport:
+    """awsiotsdk's MQTT 5 client; subclasses choose how it reaches the gateway (``_build``)."""
+
     def __init__(
         self,
         stack: StackInfo,
-        identity: Identity,
+        identity: Any,
         client_id: str,
         on_message: MessageHandler,
         on_connected: Callable[[bool], None],
@@ -62,7 +64,6 @@ class Mqtt5Transport:
         max_backoff: float = 30.0,
     ) -> None:
         from awscrt import mqtt5
-        from awsiot import mqtt5_client_builder
 
         self._mqtt5 = mqtt5
         self._connections = 0
@@ -82,11 +83,9 @@ class Mqtt5Transport:
             log.info("connection attempt failed: %s", getattr(data, "exception", data))
             on_disconnected(f"connect failed: {getattr(data, 'exception', data)}")
 
-        self.client = mqtt5_client_builder.websockets_with_default_aws_signing(
-            region=stack.region,
-            credentials_provider=_credentials_provider(identity),
-            endpoint=stack.iot_host,
-            port=stack.wss_port,
+        self.client = self._build(
+            stack,
+            identity,
             client_id=client_id,
             connect_options=mqtt5.ConnectPacket(
                 client_id=client_id, keep_alive_interval_sec=keep_alive
@@ -99,6 +98,18 @@ class Mqtt5Transport:
             on_lifecycle_connection_success=success,
             on_lifecycle_disconnection=lost,
             on_lifecycle_connection_failure=failed,
+        )
+
+    def _build(self, stack: StackInfo, identity: Identity, **options: Any) -> Any:
+        """SigV4 WebSocket with the identity's Cognito credentials."""
+        from awsiot import mqtt5_client_builder
+
+        return mqtt5_client_builder.websockets_with_default_aws_signing(
+            region=stack.region,
+            credentials_provider=_credentials_provider(identity),
+            endpoint=stack.iot_host,
+            port=stack.wss_port,
+            **options,
             **_tls_kwargs(stack),
         )
 

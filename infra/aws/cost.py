@@ -141,6 +141,17 @@ def _common(estimate: Estimate, w: Workload, p: dict[str, Any]) -> None:
     )
 
 
+def _dynamodb_requests(
+    estimate: Estimate, writes: float, reads: float, ddb: dict[str, Any]
+) -> None:
+    """On-demand request units, in millions."""
+    for what, units, price in (
+        ("write request units", writes, ddb["write_request_units_per_million"]),
+        ("read request units", reads, ddb["read_request_units_per_million"]),
+    ):
+        estimate.add("DynamoDB", what, units * 1e-6, "million", price)
+
+
 def _iot_chat(
     estimate: Estimate, w: Workload, p: dict[str, Any], *, lambda_per_message: bool
 ) -> None:
@@ -201,20 +212,7 @@ def _iot_chat(
     writes = w.messages * _units(item_bytes, ddb["write_unit_bytes"]) * 2
     writes += w.sessions * (2 + STATE_WRITES_PER_SESSION)  # join: member + client items
     reads = w.sessions * _units(HISTORY_PAGE_BYTES, ddb["read_unit_bytes"])  # strongly consistent
-    estimate.add(
-        "DynamoDB",
-        "write request units",
-        writes * per_m,
-        "million",
-        ddb["write_request_units_per_million"],
-    )
-    estimate.add(
-        "DynamoDB",
-        "read request units",
-        reads * per_m,
-        "million",
-        ddb["read_request_units_per_million"],
-    )
+    _dynamodb_requests(estimate, writes, reads, ddb)
     if w.stream:
         kinesis = p["kinesis"]
         events = w.messages * w.typing_events_per_message
@@ -292,20 +290,7 @@ def apigateway_design(w: Workload, p: dict[str, Any]) -> Estimate:
         w.messages * _units(int(online * CONNECTION_ITEM_BYTES), ddb["read_unit_bytes"]) * 0.5
     )
     reads = connection_reads + w.sessions * _units(HISTORY_PAGE_BYTES, ddb["read_unit_bytes"])
-    estimate.add(
-        "DynamoDB",
-        "write request units",
-        writes * per_m,
-        "million",
-        ddb["write_request_units_per_million"],
-    )
-    estimate.add(
-        "DynamoDB",
-        "read request units",
-        reads * per_m,
-        "million",
-        ddb["read_request_units_per_million"],
-    )
+    _dynamodb_requests(estimate, writes, reads, ddb)
     _common(estimate, w, p)
     return estimate
 

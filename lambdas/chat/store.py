@@ -180,15 +180,19 @@ class ChatStore:
         )
         return bool(old.get("Attributes"))
 
-    def rooms_of(self, client_id: str, limit: int = 51) -> list[str]:
+    def _state_items(self, pk: str, prefix: str, limit: int) -> list[dict[str, Any]]:
+        """Items of one partition of the state table whose sort key starts with ``prefix``."""
         response = self.db.query(
             TableName=self.state_table,
             KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-            ExpressionAttributeValues=to_item({":p": f"client#{client_id}", ":s": "room#"}),
+            ExpressionAttributeValues=to_item({":p": pk, ":s": prefix}),
             ConsistentRead=True,
             Limit=limit,
         )
-        return [from_item(item)["room"] for item in response.get("Items", [])]
+        return [from_item(item) for item in response.get("Items", [])]
+
+    def rooms_of(self, client_id: str, limit: int = 51) -> list[str]:
+        return [item["room"] for item in self._state_items(f"client#{client_id}", "room#", limit)]
 
     def room_member(self, room: str, client_id: str) -> dict[str, Any] | None:
         item = self.db.get_item(
@@ -353,14 +357,7 @@ class ChatStore:
             )
 
     def group_members(self, group: str, limit: int = 101) -> list[str]:
-        response = self.db.query(
-            TableName=self.state_table,
-            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-            ExpressionAttributeValues=to_item({":p": f"group#{group}", ":s": "member#"}),
-            ConsistentRead=True,
-            Limit=limit,
-        )
-        return [from_item(item)["clientId"] for item in response.get("Items", [])]
+        return [item["clientId"] for item in self._state_items(f"group#{group}", "member#", limit)]
 
     def is_group_member(self, group: str, client_id: str) -> bool:
         item = self.db.get_item(
