@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -36,6 +36,9 @@ class RuleServices:
     publish: Callable[..., None]
     invoke_async: Callable[[str, Any], str] | None = None
     aws_client: Callable[[str], Any] | None = None
+    # Optional fast path for JSON-protocol calls, ``await aws_json(service, operation, body)``
+    # with the wire-format body; raises AwsCallError. Without it actions use aws_client.
+    aws_json: Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     account_id: str = "000000000000"
     region: str = "us-east-1"
     sql_context: SqlContext | None = None
@@ -174,11 +177,33 @@ def _to_dynamo(value: Any) -> Any:
     return value
 
 
+def _wire(value: Any) -> Any:
+    """boto3's serialised attribute values as DynamoDB's JSON wire format (numbers are
+    already strings; binary becomes base64)."""
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
 async def _call_aws(services: RuleServices, service: str, method: str, **kwargs: Any) -> Any:
     if services.aws_client is None:
         raise RuntimeError(f"no {service} endpoint is configured")
     client = services.aws_client(service)
     return await asyncio.to_thread(getattr(client, method), **kwargs)
+
+
+class AwsCallError(Exception):
+    """An AWS API error from the ``aws_json`` path: the service's error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 def _aws_error(exc: Exception) -> str:
@@ -211,7 +236,11 @@ class DynamoDBv2Action(Action):
         serializer = TypeSerializer()
         try:
             attrs = {k: serializer.serialize(_to_dynamo(v)) for k, v in item.items()}
-            await _call_aws(services, "dynamodb", "put_item", TableName=table, Item=attrs)
+            if services.aws_json is not None:
+                body = {"TableName": table, "Item": _wire(attrs)}
+                await services.aws_json("dynamodb", "PutItem", body)
+            else:
+                await _call_aws(services, "dynamodb", "put_item", TableName=table, Item=attrs)
         except Exception as exc:
             raise self.fail(_aws_error(exc), table) from None
 

@@ -7,7 +7,9 @@ with the admin credentials, exactly as any boto3 user of the stack would.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,8 +79,71 @@ def _invoke_lambda(runtime: LambdaRuntime) -> Callable[[str, object], object]:
     return invoke
 
 
+class DirectJsonCaller:
+    """Rule actions' DynamoDB calls straight to the local DynamoDB, asynchronously.
+
+    A deployed rule's action is a service-side call; locally, boto3 in a worker thread plus the
+    edge API's proxy cost about 2 ms of this process's CPU per stored message, which is what
+    limited the store path. This sends the same JSON request DynamoDB's API takes, on the
+    stack's event loop, to the service itself.
+    """
+
+    TARGETS = {"dynamodb": ("DynamoDB_20120810", "application/x-amz-json-1.0")}
+
+    def __init__(self, endpoints: Callable[[str], str | None], region: str) -> None:
+        self.endpoints = endpoints
+        self.region = region
+        self._session: Any = None
+
+    async def __call__(self, service: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        import aiohttp
+
+        from iot_rules.actions import AwsCallError
+
+        prefix, content_type = self.TARGETS[service]
+        endpoint = self.endpoints(service)
+        if endpoint is None:
+            raise AwsCallError("ServiceUnavailable", f"the local {service} is not running")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        now = time.gmtime()
+        headers = {
+            "X-Amz-Target": f"{prefix}.{operation}",
+            "Content-Type": content_type,
+            "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", now),
+            # The local service checks the header's shape, not the signature.
+            "Authorization": (
+                f"AWS4-HMAC-SHA256 Credential={ADMIN_ACCESS_KEY_ID}/"
+                f"{time.strftime('%Y%m%d', now)}/{self.region}/{service}/aws4_request, "
+                "SignedHeaders=host;x-amz-date;x-amz-target, Signature=" + "0" * 64
+            ),
+        }
+        try:
+            async with self._session.post(
+                endpoint + "/", data=json.dumps(body), headers=headers
+            ) as response:
+                data = await response.json(content_type=None)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise AwsCallError(type(exc).__name__, str(exc)) from None
+        if status >= 400:
+            code = str((data or {}).get("__type", f"HTTP{status}")).rpartition("#")[2]
+            raise AwsCallError(code, str((data or {}).get("message", "")))
+        return data or {}
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 def rule_services(
-    gateway: Gateway, runtime: LambdaRuntime | None, endpoint: str, region: str, account_id: str
+    gateway: Gateway,
+    runtime: LambdaRuntime | None,
+    endpoint: str,
+    region: str,
+    account_id: str,
+    aws_json: Callable[[str, str, dict[str, Any]], Any] | None = None,
 ) -> RuleServices:
     client = aws_client_factory(endpoint, region)
 
@@ -95,6 +160,7 @@ def rule_services(
         publish=publish,
         invoke_async=runtime.invoke_async if runtime is not None else None,
         aws_client=client,
+        aws_json=aws_json,
         account_id=account_id,
         region=region,
         sql_context=context,
