@@ -285,3 +285,61 @@ def test_the_page_runs_under_a_strict_content_security_policy(tabs: NewTab) -> N
     provoked = [e for e in tab.console_errors if "Content Security Policy" in e]
     assert len(provoked) >= 1
     tab.console_errors[:] = [e for e in tab.console_errors if e not in provoked]
+
+
+def test_a_browser_sees_what_iotchat_send_says_from_the_terminal(
+    tabs: NewTab, web_stack: WebStack, tmp_path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    room = unique("room")
+    ada = tabs("ada").as_guest("Ada")
+    ada.join(room)
+    env = {
+        **os.environ,
+        "IOTCHAT_STACK_FILE": str(web_stack.stack.stack.stack_file),
+        "IOTCHAT_SESSION_FILE": str(tmp_path / "terminal-sessions.json"),
+    }
+    sent = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.cli",
+            "send",
+            "--room",
+            room,
+            "--name",
+            "Term",
+            "from a shell",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    line = ada.expect_message("from a shell")
+    expect(line.locator(".sender")).to_contain_text("Term")
+    # And the other way: what the browser says reaches a terminal listener's history.
+    ada.say("back to the shell")
+    heard = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import json, sys; from client.terminal import open_session, connect; "
+                "from client import events; "
+                f"c = connect(open_session(None), 'mqtt5'); c.join({room!r}); "
+                "e = c.wait_for(lambda e: isinstance(e, events.History), 20); c.stop(); "
+                "print(json.dumps([m.text for m in e.messages]))"
+            ),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert heard.returncode == 0, heard.stderr
+    assert "back to the shell" in heard.stdout and "from a shell" in heard.stdout
