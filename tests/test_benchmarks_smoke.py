@@ -348,3 +348,190 @@ def test_history_scaling_seeds_every_room_and_checks_a_page_per_size() -> None:
         assert line["room_messages"] == 120 and line["target"] == "ratio <= 2"
         assert isinstance(line["target_met"], bool)
         _check_ratio(line)
+
+
+# --------------------------------------------------------------------------- bench all, report
+
+
+def _fake_results(fanout_value: float = 150_000.0) -> dict[str, Any]:
+    """A small results file in the shape ``iotchat bench all`` writes."""
+    history = [
+        {
+            "name": "history-scaling",
+            "metric": metric,
+            "unit": "ms",
+            "path": "store",
+            "room_messages": size,
+            "value": value,
+            "baseline": base,
+            "baseline_name": "the 20-message room, same path and run",
+            "ratio": round(value / base, 3),
+        }
+        for metric, base in (("p50", 5.0), ("p99", 20.0))
+        for size, value in ((20, base), (1000, base * 1.5))
+    ]
+    return {
+        "date": "2026-01-02T03:04:05Z",
+        "mode": "quick",
+        "total_seconds": 12.5,
+        "machine": {
+            "cpu_model": "Test CPU 3000",
+            "cpu_count": 2,
+            "memory_bytes": 4 * 2**30,
+            "kernel": "Linux 6.0",
+            "python": "3.11.0",
+            "loadavg_1m_start": 0.5,
+            "loadavg_1m_end": 0.7,
+        },
+        "benchmarks": [
+            {
+                "name": "gateway-fanout",
+                "status": "ok",
+                "seconds": 30.0,
+                "lines": [
+                    {
+                        "name": "gateway-fanout",
+                        "metric": "throughput",
+                        "unit": "deliveries/s",
+                        "qos": 0,
+                        "value": fanout_value,
+                        "baseline": 100_000.0,
+                        "baseline_name": "mosquitto",
+                        "ratio": fanout_value / 100_000.0,
+                    },
+                    {
+                        "name": "gateway-fanout",
+                        "metric": "throughput",
+                        "unit": "deliveries/s",
+                        "qos": 1,
+                        "value": 50_000.0,
+                        "baseline": 40_000.0,
+                        "baseline_name": "mosquitto",
+                        "ratio": 1.25,
+                    },
+                ],
+            },
+            {"name": "history-scaling", "status": "ok", "seconds": 20.0, "lines": history},
+            {
+                "name": "reliability",
+                "status": "ok",
+                "seconds": 60.0,
+                "lines": [
+                    {"benchmark": "reliability", "scenario": "soak", "sent": 400, "stored": 400},
+                    {"benchmark": "reliability", "scenario": "throttle", "burst": 300},
+                ],
+            },
+        ],
+    }
+
+
+def test_report_renders_the_section_and_one_plot_per_benchmark(tmp_path: Path) -> None:
+    from benchmarks import report
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\nHand-written analysis.\n")
+    out_dir = tmp_path / "performance"
+    made = report.generate(_fake_results(), out_dir, doc)
+
+    assert set(made) == {"gateway-fanout", "history-scaling", "reliability"}
+    for path in made.values():
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5_000
+    text = doc.read_text()
+    assert text.startswith("# Performance\n")
+    assert text.count(report.START) == 1 and text.count(report.END) == 1
+    assert text.index(report.END) < text.index("Hand-written analysis.")
+    assert "Test CPU 3000, 2 CPUs, 4.0 GiB memory" in text and "2026-01-02T03:04:05Z" in text
+    assert "| gateway-fanout | throughput, qos 0 | 150,000 deliveries/s | 100,000" in text
+    assert "| gateway-fanout | throughput, qos 1 | 50,000 deliveries/s | 40,000" in text
+    # history-scaling's headline is the largest room against the smallest one.
+    assert "| history-scaling | p99, 1,000 msgs | 30.00 ms | 20.00 ms | 1.50 |" in text
+    assert "**soak**" in text and "sent 400, stored 400" in text
+    assert "![gateway-fanout: measured vs baseline](performance/gateway-fanout.png)" in text
+
+    # Regenerating replaces the section (no second copy); a benchmark that failed this time
+    # loses its old plot rather than showing it as current.
+    again = _fake_results(fanout_value=90_000.0)
+    again["benchmarks"][1] = {
+        "name": "history-scaling",
+        "status": "failed",
+        "seconds": 1.0,
+        "lines": [],
+        "error": "BenchmarkError: boom",
+    }
+    report.generate(again, out_dir, doc)
+    text = doc.read_text()
+    assert text.count(report.START) == 1 and "Hand-written analysis." in text
+    assert "90,000 deliveries/s" in text and "150,000 deliveries/s" not in text
+    assert "| history-scaling | failed: BenchmarkError: boom |" in text
+    assert not (out_dir / "history-scaling.png").exists()
+    assert (out_dir / "gateway-fanout.png").exists()
+
+
+def test_bench_all_runs_every_benchmark_and_keeps_going_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``iotchat bench all --quick`` through the CLI, with a tiny registry of fake benchmarks:
+    a failure and a hang are reported and the others still run; the budget is enforced."""
+    import signal
+    import sys
+
+    from typer.testing import CliRunner
+
+    import benchmarks
+    from benchmarks import report
+    from client.cli import app
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "fake_bench_broken.py").write_text(
+        "def run(quick):\n    raise RuntimeError('the broker did not start')\n"
+    )
+    (modules / "fake_bench_ok.py").write_text(
+        "def run(quick):\n"
+        "    return [{'name': 'ok', 'metric': 'speed', 'unit': '1/s', 'value': 20.0,\n"
+        "             'baseline': 10.0, 'baseline_name': 'floor', 'ratio': 2.0,\n"
+        "             'quick': quick}]\n"
+    )
+    # A benchmark stuck for good (a deadlocked client, say): stopped when the budget runs out.
+    (modules / "fake_bench_hang.py").write_text(
+        "import threading\n\ndef run(quick):\n    threading.Event().wait()\n"
+    )
+    monkeypatch.syspath_prepend(str(modules))
+    registry = {
+        "broken": "fake_bench_broken",  # first: a failure must not stop the others
+        "ok": "fake_bench_ok",
+        "absent": "fake_bench_absent",
+        "hang": "fake_bench_hang",
+        "late": "fake_bench_ok",
+    }
+    monkeypatch.setattr(benchmarks, "BENCHMARKS", registry)
+    monkeypatch.setattr(benchmarks, "QUICK_BUDGET_SECONDS", 3.0)
+    monkeypatch.setattr(report, "OUT_DIR", tmp_path / "performance")
+    monkeypatch.setattr(report, "DOC", tmp_path / "performance.md")
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(app, ["bench", "all", "--quick"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for name in ("fake_bench_broken", "fake_bench_ok", "fake_bench_hang"):
+            sys.modules.pop(name, None)
+
+    assert result.exit_code == 1, result.output  # one benchmark failed
+    results = report.load(tmp_path / "performance" / "results.json")
+    assert results["mode"] == "quick" and results["machine"]["cpu_count"] >= 1
+    by_name = {b["name"]: b for b in results["benchmarks"]}
+    assert list(by_name) == ["broken", "ok", "absent", "hang", "late"]
+    assert by_name["broken"]["status"] == "failed"
+    assert "the broker did not start" in by_name["broken"]["error"]
+    assert by_name["ok"]["status"] == "ok" and by_name["ok"]["lines"][0]["quick"] is True
+    assert by_name["absent"]["status"] == "skipped"
+    assert by_name["hang"]["status"] == "failed" and "budget" in by_name["hang"]["error"]
+    assert by_name["late"]["status"] == "skipped" and "budget" in by_name["late"]["note"]
+    assert results["total_seconds"] < 30
+    assert '"metric": "speed"' in result.output  # the lines are still printed as JSON
+    assert (tmp_path / "performance" / "ok.png").exists()
+    assert (
+        "| ok | speed | 20.00 1/s | 10.00 1/s | 2.00 | floor |"
+        in (tmp_path / "performance.md").read_text()
+    )
