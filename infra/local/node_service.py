@@ -2,14 +2,15 @@
 
 Both AWS emulators the stack runs are Node servers on LevelDB. This module holds what they
 share: finding ``node``, spawning the server on a private loopback port, waiting until it
-answers, and stopping it. The child dies with the stack: :meth:`NodeService.stop` ends it, and
-on Linux it is also asked (``PR_SET_PDEATHSIG``) to end if the stack is killed without a
-chance to stop it.
+answers, supervising it (a server that dies is started again, with backoff) and stopping it.
+The child dies with the stack: :meth:`NodeService.stop` ends it, and on Linux it is also asked
+(``PR_SET_PDEATHSIG``) to end if the stack is killed without a chance to stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -88,6 +89,8 @@ class NodeService:
         self.node = node
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0  # times the supervisor brought a dead server back
+        self._supervisor: asyncio.Task[None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -129,12 +132,18 @@ class NodeService:
         return path
 
     async def start(self, timeout: float = 20.0) -> None:
-        """Start the server and return once it answers; raise ``error_type`` otherwise."""
+        """Start the server and return once it answers; raise ``error_type`` otherwise.
+        From then on it is supervised: if it dies, it is started again (see :meth:`_supervise`)."""
+        await self._spawn(timeout)
+        self._supervisor = asyncio.ensure_future(self._supervise())
+
+    async def _spawn(self, timeout: float, port: int | None = None) -> None:
+        """Start one server (on ``port`` first, if given) and wait until it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         last_error = "no attempt"
         for _ in range(3):  # the free port can be taken between probing and the server's bind
-            port = free_port(self.host)
+            port = port or free_port(self.host)
             command = self.command(port)
             env = self.environment()
             with self.log_file.open("ab") as log_out:
@@ -152,7 +161,8 @@ class NodeService:
                 await self._wait_ready(timeout)
             except NodeServiceStartError as exc:
                 last_error = str(exc)
-                await self.stop()
+                await self._terminate()
+                port = None
                 continue
             log.info(
                 "%s (pid %d) on %s, data in %s", self.label, self.pid, self.endpoint, self.data_dir
@@ -179,8 +189,48 @@ class NodeService:
                     raise self.error_type(f"{self.label} did not answer within {timeout:.0f} s")
                 await asyncio.sleep(0.05)
 
+    async def _supervise(
+        self, poll: float = 0.2, backoff: tuple[float, float] = (0.5, 10.0)
+    ) -> None:
+        """Restart the server whenever it dies (crash, OOM, someone's kill), on its old port
+        when free, waiting ``backoff[0]`` doubling to ``backoff[1]`` between failed attempts.
+        While it is down, :attr:`running` is False and the stack's health says "down"."""
+        delay = backoff[0]
+        while True:
+            proc = self.process
+            if proc is not None and proc.poll() is None:
+                await asyncio.sleep(poll)
+                continue
+            code = proc.returncode if proc is not None else None
+            log.warning(
+                "%s (pid %s) exited with status %s; restarting in %.1f s",
+                self.label,
+                proc.pid if proc is not None else "?",
+                code,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            try:
+                await self._spawn(20.0, port=self.port)
+            except NodeServiceStartError as exc:
+                log.warning("%s restart failed: %s", self.label, exc)
+                delay = min(delay * 2, backoff[1])
+                continue
+            self.restarts += 1
+            delay = backoff[0]
+            log.warning("%s restarted (restart %d)", self.label, self.restarts)
+
     async def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the server and reap it (SIGKILL after ``timeout``); safe to call twice."""
+        """Stop supervising, then terminate the server and reap it (SIGKILL after
+        ``timeout``); safe to call twice."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self._terminate(timeout)
+
+    async def _terminate(self, timeout: float = 5.0) -> None:
         proc = self.process
         if proc is None or proc.poll() is not None:
             return

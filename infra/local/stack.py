@@ -41,7 +41,7 @@ from .lambda_runtime import LambdaRuntime
 from .lambda_runtime.event_sources import EventSourceMappings
 from .policy_authorizer import PolicyAuthorizer
 from .registry import Registry, RegistryCredentialStore
-from .rules_host import aws_client_factory, rule_services
+from .rules_host import DirectJsonCaller, aws_client_factory, rule_services
 from .web import WebServer, config_from_stack
 
 log = logging.getLogger("iotchat.stack")
@@ -53,6 +53,8 @@ DYNAMODB_LOG_FILE = "dynamodb.log"
 KINESIS_DATA_DIR = "kinesis"
 KINESIS_LOG_FILE = "kinesis.log"
 COGNITO_DIR = "cognito"
+# Persistent MQTT sessions, saved on a clean stop (docs/gateway.md).
+GATEWAY_SESSION_FILE = Path("gateway") / "sessions.json"
 # Expired Cognito keys stay known this long (so a late handshake reads "expired", not
 # "unknown"), then are dropped so a long-running stack does not keep every key it issued.
 EXPIRED_CREDENTIAL_GRACE = 3600.0
@@ -116,6 +118,11 @@ class LocalStack:
         self.edge: EdgeAPI | None = None
         self.web: WebServer | None = None
         self.web_port: int | None = None
+        # Rule actions reach DynamoDB directly (see rules_host.DirectJsonCaller).
+        self.direct_json = DirectJsonCaller(
+            lambda service: self._dynamodb_endpoint() if service == "dynamodb" else None,
+            options.region,
+        )
         self.api_port: int | None = None
         self.lambdas: LambdaRuntime | None = None
         self.rules: RulesEngine | None = None
@@ -171,6 +178,7 @@ class LocalStack:
             wss_context=self.ca.server_ssl_context(require_client_cert=False),
             region=opts.region,
             limits=opts.limits,
+            session_file=self.state_dir / GATEWAY_SESSION_FILE,
         )
         self.authorizer = self._policy_authorizer()
         self.gateway = Gateway(config, credentials=self.credentials, authorizer=self.authorizer)
@@ -255,7 +263,14 @@ class LocalStack:
         )
         await self.event_sources.start()
         self.rules = RulesEngine(
-            rule_services(self.gateway, self.lambdas, endpoint, opts.region, LOCAL_ACCOUNT_ID)
+            rule_services(
+                self.gateway,
+                self.lambdas,
+                endpoint,
+                opts.region,
+                LOCAL_ACCOUNT_ID,
+                aws_json=self.direct_json,
+            )
         )
         self.rules.load(rules)
         self.gateway.add_tap(self.rules.on_publish)
@@ -384,6 +399,9 @@ class LocalStack:
         if self.gateway is not None:
             await self.gateway.stop()
         await self._drain_backend()
+        if self.gateway is not None:
+            # Again, now that the drained rules' last republishes reached the offline sessions.
+            self.gateway.save_sessions()
         # Pollers read through the edge API and invoke the runtime: they stop before both.
         if self.event_sources is not None:
             await self.event_sources.stop()
@@ -393,6 +411,7 @@ class LocalStack:
             await self.edge.stop()
         if self.lambdas is not None:
             await self.lambdas.stop()
+        await self.direct_json.close()
         await asyncio.gather(self.dynamodb.stop(), self.kinesis.stop())
 
 

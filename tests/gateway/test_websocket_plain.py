@@ -49,7 +49,7 @@ def test_signed_plain_websocket_round_trip(gateway: GatewayHandle) -> None:
 def test_unsigned_plain_websocket_is_refused(gateway: GatewayHandle) -> None:
     port = gateway.gateway.ports["ws"]
     client, _, connacks = ws_client(gateway, "")
-    with pytest.raises(Exception, match="403|handshake|WebSocket"):
+    with pytest.raises(Exception, match=r"403|handshake|WebSocket"):
         client.connect("127.0.0.1", port)
     assert connacks == []
 

@@ -54,7 +54,14 @@ from .codec import (
 from .connection import ClientConnection, Flusher
 from .lifecycle import ConnectionIdentity, DisconnectReason
 from .limits import Limits
-from .session import FORWARDED_PROPERTIES, Delivery, Message, Session
+from .session import (
+    FORWARDED_PROPERTIES,
+    Delivery,
+    Message,
+    Session,
+    session_from_record,
+    session_record,
+)
 from .topics import (
     BASIC_INGEST_PREFIX,
     InvalidTopic,
@@ -245,6 +252,7 @@ class Broker:
         if session is not None and session.connection is conn:
             session.connection = None
             if session.persistent:
+                session.expires_at = time.time() + session.expiry_interval
                 session.expiry_handle = self.loop.call_later(
                     session.expiry_interval, self._expire_session, session
                 )
@@ -380,6 +388,7 @@ class Broker:
             self.sessions[client_id] = session
         else:
             session.cancel_expiry()
+            session.expires_at = None
             session_present = True
         session.expiry_interval = expiry
         session.connection = conn
@@ -886,6 +895,38 @@ class Broker:
             )
         for session in list(self.sessions.values()):
             session.cancel_expiry()
+
+    def export_sessions(self) -> list[dict[str, object]]:
+        """Persistent sessions with no live connection, as JSON-ready records (after
+        :meth:`shutdown`, that is every persistent session)."""
+        now = time.time()
+        records = []
+        for session in self.sessions.values():
+            if session.connection is not None:
+                continue
+            record = session_record(session, now)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def restore_sessions(self, records: list[dict[str, object]]) -> int:
+        """Bring back sessions :meth:`export_sessions` wrote; the expired ones stay gone.
+        Each resumes its remaining expiry; returns how many were restored."""
+        now = time.time()
+        restored = 0
+        for record in records:
+            session = session_from_record(record, self.limits.max_queued_messages, now)
+            if session is None or session.client_id in self.sessions:
+                continue
+            self.sessions[session.client_id] = session
+            for topic_filter, opts in session.subscriptions.items():
+                self.index.add(topic_filter, session.client_id, opts)
+            assert session.expires_at is not None
+            session.expiry_handle = self.loop.call_later(
+                session.expires_at - now, self._expire_session, session
+            )
+            restored += 1
+        return restored
 
 
 def _basic_ingest_rule(topic: str) -> str | None:

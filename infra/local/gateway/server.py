@@ -8,9 +8,12 @@ credentials) and then only moves bytes between the socket and the sans-I/O broke
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidState
@@ -53,6 +56,9 @@ class GatewayConfig:
     wss_context: ssl.SSLContext | None = None  # server context for WSS (no client certificate)
     region: str = LOCAL_REGION
     limits: Limits = field(default_factory=Limits)
+    # Persistent sessions are written here on a clean stop and read back at start; None: they
+    # live in memory only. A crash (SIGKILL) loses them either way.
+    session_file: Path | None = None
 
 
 def _peer_ip(transport: asyncio.BaseTransport) -> str:
@@ -286,6 +292,7 @@ class Gateway:
             loop=loop,
         )
         cfg = self.config
+        self._load_sessions()
         host = cfg.host
         if cfg.mqtt_port is not None:
             await self._listen("mqtt", lambda: MqttStreamProtocol(self, "tcp"), host, cfg.mqtt_port)
@@ -345,3 +352,42 @@ class Gateway:
         for server in self._servers.values():
             await server.wait_closed()
         self._servers.clear()
+        self.save_sessions()
+
+    def save_sessions(self) -> None:
+        """Write the persistent sessions to ``config.session_file`` (after :meth:`stop`; the
+        stack calls it again once its rules have drained, so their last republishes are in)."""
+        if self._broker is not None:
+            self._save_sessions(self._broker.export_sessions())
+
+    def _load_sessions(self) -> None:
+        """Read the sessions the last clean stop saved, then remove the file: once loaded,
+        they live in memory, and a crash from here on must not resurrect stale copies."""
+        path = self.config.session_file
+        if path is None or not path.exists():
+            return
+        try:
+            document = json.loads(path.read_text())
+            restored = self.broker.restore_sessions(document["sessions"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("persistent sessions in %s not restored: %s", path, exc)
+        else:
+            log.info("restored %d persistent session(s) from %s", restored, path)
+        path.unlink(missing_ok=True)
+
+    def _save_sessions(self, records: list[dict[str, object]]) -> None:
+        path = self.config.session_file
+        if path is None:
+            return
+        if not records:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        # Queued messages are users' messages: readable by the stack's owner only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"version": 1, "sessions": records}, out)
+        os.replace(tmp, path)
+        log.info("saved %d persistent session(s) to %s", len(records), path)

@@ -8,9 +8,11 @@ full). Every queue here is bounded, so a slow or absent client cannot grow the g
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .auth import Principal
 from .codec import Prop, Properties, SubscriptionOptions, publish_parts
@@ -89,6 +91,7 @@ class Session:
         "client_id",
         "connection",
         "dropped",
+        "expires_at",
         "expiry_handle",
         "expiry_interval",
         "inflight",
@@ -107,6 +110,9 @@ class Session:
         self.next_packet_id = 1
         self.expiry_interval = 0  # seconds the session outlives its connection
         self.expiry_handle: asyncio.TimerHandle | None = None
+        # Wall-clock time (epoch seconds) the session ends while offline; it survives a
+        # gateway restart, where the timer handle does not.
+        self.expires_at: float | None = None
         self.connection: object | None = None
         self.dropped = 0  # QoS 1 messages discarded because the queue was full
 
@@ -134,3 +140,100 @@ class Session:
         if self.expiry_handle is not None:
             self.expiry_handle.cancel()
             self.expiry_handle = None
+
+
+# ---------------------------------------------------------------------- persistence
+#
+# A persistent session is written out as plain JSON on a clean stop and read back at start
+# (the file I/O is the server layer's). Times are wall-clock so the expiry clock keeps running
+# while the gateway is down.
+
+
+def _encode_property(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, list):  # user properties: (name, value) pairs
+        return {"pairs": [list(pair) for pair in value]}
+    return value
+
+
+def _decode_property(value: Any) -> Any:
+    if isinstance(value, dict) and "b64" in value:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, dict) and "pairs" in value:
+        return [tuple(pair) for pair in value["pairs"]]
+    return value
+
+
+def _message_record(delivery: Delivery, now: float) -> dict[str, Any] | None:
+    msg = delivery.message
+    remaining = msg.remaining_expiry()
+    if remaining is not None and remaining <= 0:
+        return None
+    return {
+        "topic": msg.topic,
+        "payload": base64.b64encode(msg.payload).decode(),
+        "qos": delivery.qos,
+        "retain": delivery.retain,
+        "properties": {str(int(k)): _encode_property(v) for k, v in msg.properties.items()},
+        "clientId": msg.client_id,
+        "source": msg.source,
+        "timestampMs": msg.timestamp_ms,
+        "expiresAt": None if remaining is None else now + remaining,
+    }
+
+
+def session_record(session: Session, now: float) -> dict[str, Any] | None:
+    """A persistent, offline session as JSON-ready data; None for one not worth keeping.
+
+    Unacknowledged in-flight messages come first, then the queue: on resume they are all
+    sent again, which is what MQTT asks of unacknowledged QoS 1 messages anyway.
+    """
+    if not session.persistent or session.expires_at is None or session.expires_at <= now:
+        return None
+    ordered = [*session.inflight.values(), *session.pending]
+    messages = [r for r in (_message_record(d, now) for d in ordered) if r is not None]
+    return {
+        "clientId": session.client_id,
+        "expiryInterval": session.expiry_interval,
+        "expiresAt": session.expires_at,
+        "subscriptions": {f: asdict(o) for f, o in session.subscriptions.items()},
+        "messages": messages[: session.max_queued],
+    }
+
+
+def session_from_record(record: dict[str, Any], max_queued: int, now: float) -> Session | None:
+    """The session a :func:`session_record` describes; None once it has expired."""
+    expires_at = float(record["expiresAt"])
+    if expires_at <= now:
+        return None
+    session = Session(str(record["clientId"]), max_queued)
+    session.expiry_interval = int(record["expiryInterval"])
+    session.expires_at = expires_at
+    for topic_filter, options in record["subscriptions"].items():
+        session.subscriptions[topic_filter] = SubscriptionOptions(**options)
+    mono = time.monotonic()
+    for item in record["messages"][:max_queued]:
+        item_expires = item.get("expiresAt")
+        if item_expires is not None and item_expires <= now:
+            continue
+        props: Properties = {int(k): _decode_property(v) for k, v in item["properties"].items()}
+        received_at = mono
+        interval = props.get(Prop.MESSAGE_EXPIRY_INTERVAL)
+        if interval is not None and item_expires is not None:
+            # Age the message so its remaining lifetime is what was left at the deadline.
+            received_at = mono - (interval - (item_expires - now))
+        msg = Message(
+            item["topic"],
+            base64.b64decode(item["payload"]),
+            int(item["qos"]),
+            bool(item["retain"]),
+            props,
+            item["clientId"],
+            None,
+            item["source"],
+            received_at,
+            int(item["timestampMs"]),
+        )
+        session.pending.append(Delivery(msg, int(item["qos"]), bool(item["retain"])))
+    return session
