@@ -263,15 +263,36 @@ def temp_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class WaitTimeout(BenchmarkError, TimeoutError):
+    """A :func:`wait_until` deadline passed."""
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until truthy; raise :class:`WaitTimeout` naming ``what`` at the
+    deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise BenchmarkError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def paho_client(client_id: str, username: str | None, password: str | None) -> Any:
+    """A paho-mqtt MQTT 3.1.1 clean-session client, with username/password when given."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    if username is not None:
+        client.username_pw_set(username, password)
+    return client
 
 
 def port_open(port: int) -> bool:

@@ -35,18 +35,7 @@ WARMUP_MESSAGES = 50  # the first messages (new TCP connections, cold caches) ar
 _HEADER = struct.Struct("!qI")  # send time (monotonic ns), sequence number
 
 
-def _paho_client(client_id: str, username: str | None, password: str | None) -> Any:
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=True,
-    )
-    if username is not None:
-        client.username_pw_set(username, password)
-    return client
+_paho_client = h.paho_client
 
 
 # --------------------------------------------------------------------------- child processes

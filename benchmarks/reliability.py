@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from benchmarks._harness import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The commands Lambda wrapped so a test can catch it mid-invoke (see its docstring).
 SLOW_COMMANDS_HANDLER = "tests.reliability.slow_handler.commands"
@@ -42,20 +44,6 @@ Info = dict[str, Any]
 
 
 # ---------------------------------------------------------------------- waiting
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
-) -> Any:
-    """Poll ``predicate`` until truthy; raise naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------- the stack process

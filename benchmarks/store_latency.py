@@ -83,18 +83,7 @@ def messages_table(stack: dict[str, Any]) -> str:
     return MESSAGES_TABLE.format(stack=stack["stackName"])
 
 
-def mqtt_client(client_id: str, username: str | None, password: str | None) -> Any:
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=True,
-    )
-    if username is not None:
-        client.username_pw_set(username, password)
-    return client
+mqtt_client = h.paho_client
 
 
 def no_delay(client: Any) -> None:
