@@ -180,20 +180,7 @@ class Identity:
         if stack.kind == "aws" and function:
             # On AWS the IoT policy is attached by the stack's sign-in step (docs/deploy.md);
             # the local Cognito attaches it by itself on the first credentials.
-            from infra.aws.sign_in import SignInError, attach_user_policy
-
-            creds = identity.credentials()
-            try:
-                attach_user_policy(
-                    region=stack.region,
-                    function_name=function,
-                    id_token=result["IdToken"],
-                    access_key_id=creds.access_key_id,
-                    secret_key=creds.secret_key,
-                    session_token=creds.session_token,
-                )
-            except SignInError as exc:
-                raise AuthError(str(exc)) from exc
+            _attach_user_policy(stack, function, result["IdToken"], identity.credentials())
         if sessions:
             entry = sessions.load(stack.identity_pool_id)
             entry["user"] = {
@@ -216,6 +203,27 @@ class Identity:
                 username=user.get("username"),
             )
         return cls.guest(stack, sessions)
+
+
+def _attach_user_policy(stack: StackInfo, function: str, id_token: str, creds: Credentials) -> None:
+    """Invoke the stack's sign-in step (infra/aws/sign_in.py) as the signed-in identity."""
+    import boto3
+
+    client = boto3.session.Session(
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_key,
+        aws_session_token=creds.session_token,
+        region_name=stack.region,
+    ).client("lambda")
+    try:
+        response = client.invoke(
+            FunctionName=function, Payload=json.dumps({"idToken": id_token}).encode()
+        )
+        body = json.loads(response["Payload"].read() or b"{}")
+    except Exception as exc:
+        raise _auth_error(exc) from exc
+    if response.get("FunctionError") or "error" in body or "identityId" not in body:
+        raise AuthError(f"sign-in step failed: {body.get('message') or body}")
 
 
 def sign_up(stack: StackInfo, email: str, password: str) -> None:
