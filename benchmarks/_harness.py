@@ -63,6 +63,39 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+LATENCY_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0))
+
+
+def latency_lines(
+    name: str,
+    params: dict[str, Any],
+    measured_ns: Sequence[float],
+    baseline_ns: Sequence[float],
+    baseline_name: str,
+    extra: Any = None,
+) -> list[dict[str, Any]]:
+    """One result line per percentile of a latency measured against a same-run baseline
+    (both in ns, reported in ms); ``extra(metric)`` adds fields to a line."""
+    lines = []
+    for metric, pct in LATENCY_PERCENTILES:
+        value = percentile(measured_ns, pct) / 1e6
+        baseline = percentile(baseline_ns, pct) / 1e6
+        lines.append(
+            {
+                "name": name,
+                "metric": metric,
+                "unit": "ms",
+                **params,
+                "value": round(value, 3),
+                "baseline": round(baseline, 3),
+                "baseline_name": baseline_name,
+                "ratio": ratio(value, baseline),
+                **(extra(metric) if extra else {}),
+            }
+        )
+    return lines
+
+
 def ratio(value: float | None, baseline: float | None) -> float | None:
     """This project / baseline, or ``None`` when there is nothing to compare with."""
     if value is None or baseline is None or baseline == 0:

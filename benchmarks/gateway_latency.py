@@ -287,27 +287,15 @@ def measure(
         # Far below 1.0 means the subscribers' process kept up and did not queue messages.
         "subscriber_process_cpu_share": round(max(client_busy), 3),
     }
-    lines = []
-    for metric, pct in (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)):
-        value = h.percentile(pooled["iotchat"], pct) / 1e6
-        baseline = h.percentile(pooled["mosquitto"], pct) / 1e6
-        lines.append(
-            {
-                "name": NAME,
-                "metric": metric,
-                "unit": "ms",
-                **params,
-                "value": round(value, 3),
-                "baseline": round(baseline, 3),
-                "baseline_name": "mosquitto",
-                "ratio": h.ratio(value, baseline),
-                "samples_count": len(pooled["iotchat"]),
-                "baseline_samples_count": len(pooled["mosquitto"]),
-                "delivered_fraction": round(min(received["iotchat"]), 4),
-                "baseline_delivered_fraction": round(min(received["mosquitto"]), 4),
-            }
-        )
-    return lines
+    counts = {
+        "samples_count": len(pooled["iotchat"]),
+        "baseline_samples_count": len(pooled["mosquitto"]),
+        "delivered_fraction": round(min(received["iotchat"]), 4),
+        "baseline_delivered_fraction": round(min(received["mosquitto"]), 4),
+    }
+    return h.latency_lines(
+        NAME, params, pooled["iotchat"], pooled["mosquitto"], "mosquitto", lambda _: counts
+    )
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

@@ -61,27 +61,19 @@ def measure(*, seconds: float, repetitions: int = 1) -> list[dict[str, Any]]:
         "repetitions": repetitions,
         "loadavg_1m": load,
     }
-    lines = []
-    for metric, pct in (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)):
-        value = h.percentile(pooled["rule"], pct) / 1e6
-        baseline = h.percentile(pooled["direct"], pct) / 1e6
-        lines.append(
-            {
-                "name": NAME,
-                "metric": metric,
-                "unit": "ms",
-                **params,
-                "value": round(value, 3),
-                "baseline": round(baseline, 3),
-                "baseline_name": "direct delivery on the same gateway",
-                "ratio": h.ratio(value, baseline),
-                "samples_count": len(pooled["rule"]),
-                "delivered_fraction": round(min(received["rule"]), 4),
-                "baseline_delivered_fraction": round(min(received["direct"]), 4),
-                "target": "p99 <= 10 ms" if metric == "p99" else None,
-            }
-        )
-    return lines
+    counts = {
+        "samples_count": len(pooled["rule"]),
+        "delivered_fraction": round(min(received["rule"]), 4),
+        "baseline_delivered_fraction": round(min(received["direct"]), 4),
+    }
+    return h.latency_lines(
+        NAME,
+        params,
+        pooled["rule"],
+        pooled["direct"],
+        "direct delivery on the same gateway",
+        lambda metric: {**counts, "target": "p99 <= 10 ms" if metric == "p99" else None},
+    )
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

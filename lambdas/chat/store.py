@@ -146,25 +146,22 @@ class ChatStore:
 
     # ------------------------------------------------------------------ rooms
 
+    def _put_state(self, *items: dict[str, Any]) -> None:
+        """Idempotent puts: an item and its reverse-direction twin (docs/data-model.md)."""
+        for values in items:
+            self.db.put_item(TableName=self.state_table, Item=to_item(values))
+
     def join(self, room: str, client_id: str, name: str | None, online: bool, now: int) -> None:
-        self.db.put_item(
-            TableName=self.state_table,
-            Item=to_item(
-                {
-                    "pk": f"room#{room}",
-                    "sk": f"member#{client_id}",
-                    "clientId": client_id,
-                    "name": name,
-                    "joinedAt": now,
-                    "online": online,
-                }
-            ),
-        )
-        self.db.put_item(
-            TableName=self.state_table,
-            Item=to_item(
-                {"pk": f"client#{client_id}", "sk": f"room#{room}", "room": room, "joinedAt": now}
-            ),
+        self._put_state(
+            {
+                "pk": f"room#{room}",
+                "sk": f"member#{client_id}",
+                "clientId": client_id,
+                "name": name,
+                "joinedAt": now,
+                "online": online,
+            },
+            {"pk": f"client#{client_id}", "sk": f"room#{room}", "room": room, "joinedAt": now},
         )
 
     def leave(self, room: str, client_id: str) -> bool:
@@ -337,23 +334,15 @@ class ChatStore:
         self, group: str, name: str, members: Iterable[str], added_by: str, now: int
     ) -> None:
         for member in members:
-            self.db.put_item(
-                TableName=self.state_table,
-                Item=to_item(
-                    {
-                        "pk": f"group#{group}",
-                        "sk": f"member#{member}",
-                        "clientId": member,
-                        "addedBy": added_by,
-                        "joinedAt": now,
-                    }
-                ),
-            )
-            self.db.put_item(
-                TableName=self.state_table,
-                Item=to_item(
-                    {"pk": f"client#{member}", "sk": f"group#{group}", "group": group, "name": name}
-                ),
+            self._put_state(
+                {
+                    "pk": f"group#{group}",
+                    "sk": f"member#{member}",
+                    "clientId": member,
+                    "addedBy": added_by,
+                    "joinedAt": now,
+                },
+                {"pk": f"client#{member}", "sk": f"group#{group}", "group": group, "name": name},
             )
 
     def group_members(self, group: str, limit: int = 101) -> list[str]:
