@@ -380,7 +380,7 @@ def gateway_command(
     args = [
         sys.executable,
         "-m",
-        "client.cli",
+        "cli.main",
         "up",
         "--state-dir",
         str(state_dir),

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from infra.local.gateway.auth import Principal
-from infra.local.policy_authorizer import AMR, SUB, PolicyAuthorizer
+from infra.local.gateway.policy_authorizer import AMR, SUB, PolicyAuthorizer
+from infra.local.identity import Principal
 
 from . import _harness as h
 

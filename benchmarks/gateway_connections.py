@@ -79,7 +79,7 @@ async def idle_main(config: dict[str, Any]) -> None:
 async def wss_main(config: dict[str, Any]) -> None:
     """``count`` full SigV4 WSS connects by ``workers`` concurrent workers, timed."""
 
-    from infra.local.gateway.sigv4 import presign_url
+    from infra.local.sigv4 import presign_url
 
     context = ssl.create_default_context(cafile=config["ca_file"])
     host = f"{h.HOST}:{config['port']}"

@@ -53,7 +53,7 @@ def _iotchat() -> list[str]:
     script = Path(sys.executable).with_name("iotchat")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from client.cli import app; app()"]
+    return [sys.executable, "-c", "from cli.main import app; app()"]
 
 
 def _proc_cmdline(pid: int) -> str:
@@ -271,7 +271,7 @@ class RoomClient:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from infra.local.gateway.sigv4 import presign_url
+        from infra.local.sigv4 import presign_url
 
         self.client_id, creds = identity
         self.creds = creds

@@ -36,7 +36,7 @@ NAME = "sigv4-connect"
 async def connect_main(config: dict[str, Any]) -> None:
     """Connect once per entry of ``config["identities"]``, by ``workers`` workers, timed."""
 
-    from infra.local.gateway.sigv4 import presign_url
+    from infra.local.sigv4 import presign_url
 
     context = ssl.create_default_context(cafile=config["ca_file"])
     host = f"{h.HOST}:{config['port']}"

@@ -405,7 +405,7 @@ def _mapping(
     account: str | None,
 ) -> EventSourceMappingSpec:
     """A ``CreateEventSourceMapping`` request for a Kinesis stream of this manifest."""
-    from infra.local.lambda_runtime.arn import function_name
+    from lambdas.arns import function_name
 
     _check_request(item, "lambda", "CreateEventSourceMapping", where)
     unsupported = sorted(set(item) - MAPPING_KEYS)

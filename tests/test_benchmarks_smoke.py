@@ -480,7 +480,7 @@ def test_bench_all_runs_every_benchmark_and_keeps_going_after_a_failure(
 
     import benchmarks
     from benchmarks import report
-    from client.cli import app
+    from cli.main import app
 
     modules = tmp_path / "modules"
     modules.mkdir()

@@ -18,12 +18,12 @@ import pytest
 from awsiot import mqtt_connection_builder
 from moto import mock_aws
 
-from client import devices
+from cli import devices
 from client.stack_file import ENV_STACK_FILE
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(90)
-IOTCHAT = [sys.executable, "-m", "client.cli"]
+IOTCHAT = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0
 

@@ -55,7 +55,7 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def running_stack(state_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
     """``iotchat up`` on ephemeral ports until the block ends (then killed if still running)."""
-    args = [sys.executable, "-m", "client.cli", "up", "--state-dir", str(state_dir)]
+    args = [sys.executable, "-m", "cli.main", "up", "--state-dir", str(state_dir)]
     for option in ("--mqtt-port", "--mqtts-port", "--wss-port", "--api-port", "--web-port"):
         args += [option, "0"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -32,7 +32,7 @@ from infra.local.gateway import (
     Principal,
     StaticCredentialStore,
 )
-from infra.local.gateway.sigv4 import SigV4Error
+from infra.local.sigv4 import SigV4Error
 from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 
 REGION = "us-east-1"

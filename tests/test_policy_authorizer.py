@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.gateway import Credential, Principal
-from infra.local.policy_authorizer import AMR, SUB, PolicyAuthorizer
+from infra.local.gateway.policy_authorizer import AMR, SUB, PolicyAuthorizer
 from tests.conftest import GatewayHandle, wait_for
 
 pytestmark = pytest.mark.timeout(60)

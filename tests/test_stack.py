@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import run_stack_in_thread, stack_options, wait_for
 
-IOTCHAT = [sys.executable, "-m", "client.cli"]
+IOTCHAT = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..devices import CONFIG_FILE
 from ..stack_file import StackFileError, StackInfo, load_stack_file, resolve_path
 
 DEFAULT_MQTTS_PORT = 8883
+
+# The device folder `iotchat device create` writes, locally or on AWS alike.
+CERT_FILE = "device.pem.crt"
+KEY_FILE = "private.pem.key"
+CA_FILE = "ca.pem"
+CONFIG_FILE = "device.json"
 
 
 class DeviceConfigError(ValueError):

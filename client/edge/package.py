@@ -22,7 +22,6 @@ ARTIFACT_NAME = "iotchat-edge.zip"
 CLIENT_MODULES = (
     "__init__.py",
     "chat_client.py",
-    "devices.py",
     "events.py",
     "identity.py",
     "stack_file.py",

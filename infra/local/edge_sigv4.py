@@ -1,6 +1,6 @@
 """SigV4 ``Authorization`` headers on edge API requests, verified as AWS's HTTP endpoints do.
 
-The gateway's :mod:`~infra.local.gateway.sigv4` verifies presigned WebSocket URLs (signature in
+The gateway's :mod:`~infra.local.sigv4` verifies presigned WebSocket URLs (signature in
 the query string); HTTP APIs such as iot-data publish carry it in a header instead::
 
     Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request,
@@ -20,8 +20,8 @@ import time
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
-from infra.local.gateway.auth import Credential, CredentialStore
-from infra.local.gateway.sigv4 import (
+from infra.local.identity import Credential, CredentialStore
+from infra.local.sigv4 import (
     ALGORITHM,
     SigV4Error,
     _canonical_headers,

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iot_rules.engine import RulesEngine
+from infra.local.rules.engine import RulesEngine
 from iot_rules.loader import RULES_DIR, load_rules
 from lambdas.manifest import MANIFEST_PATH, Manifest
 from policies.render import LOCAL_NAMES
 
+from .api.server import EdgeAPI
 from .ca import LocalCA
 from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
 from .cognito.identity_pool import CREDENTIAL_LIFETIME
 from .dynamodb import DynamoDBLocal, ensure_tables
-from .edge import EdgeAPI
 from .gateway import (
     ADMIN_ACCESS_KEY_ID,
     ADMIN_SECRET_ACCESS_KEY,
@@ -35,13 +35,13 @@ from .gateway import (
     Limits,
     StaticCredentialStore,
 )
-from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
+from .gateway.policy_authorizer import PolicyAuthorizer
+from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
 from .kinesis import KinesisLocal, ensure_streams
 from .lambda_runtime import LambdaRuntime
 from .lambda_runtime.event_sources import EventSourceMappings
-from .policy_authorizer import PolicyAuthorizer
 from .registry import Registry, RegistryCredentialStore
-from .rules_host import DirectJsonCaller, aws_client_factory, rule_services
+from .rules.host import DirectJsonCaller, aws_client_factory, rule_services
 from .web import WebServer, config_from_stack
 
 log = logging.getLogger("iotchat.stack")

@@ -175,7 +175,7 @@ def test_deploy_uploads_creates_the_stack_and_writes_a_stack_file_clients_read(
     assert info.user_pool_client_id == "clientid"
     assert any("CREATE_COMPLETE" in line for line in lines)  # progress was shown
     # `iotchat outputs` finds the stack from the stack file.
-    from client.cli import app
+    from cli.main import app
 
     shown = CliRunner().invoke(app, ["outputs", "--stack-file", str(stack_file), "--json"])
     assert shown.exit_code == 0, shown.output
@@ -365,7 +365,7 @@ def test_sign_in_attaches_the_user_policy_to_the_tokens_identity(
 
 
 def test_iotchat_template_writes_the_stacks_template(tmp_path: Path) -> None:
-    from client.cli import app
+    from cli.main import app
 
     out = tmp_path / "t.json"
     result = CliRunner().invoke(app, ["template", "--stack", "chat-c", "--output", str(out)])

@@ -75,7 +75,7 @@ def test_the_command_prints_json() -> None:
         [
             sys.executable,
             "-m",
-            "client.cli",
+            "cli.main",
             "cost",
             "--users",
             "1000",

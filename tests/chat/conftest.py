@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.gateway.sigv4 import presign_url
+from infra.local.sigv4 import presign_url
 from tests.cognito.helpers import guest_credentials, logins, new_user, unsigned_client
 from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 

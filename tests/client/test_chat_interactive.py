@@ -22,7 +22,7 @@ from client.chat_client import ChatClient
 from tests.client.test_cli_chat import cli_env
 from tests.conftest import InProcessStack, wait_for
 
-CLI = [sys.executable, "-m", "client.cli"]
+CLI = [sys.executable, "-m", "cli.main"]
 # CSI / OSC / charset / keypad sequences the line editor draws with; what is left is the text.
 ESCAPES = re.compile(
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Z]|[=>78])"

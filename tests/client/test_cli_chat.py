@@ -16,7 +16,7 @@ from typing import IO
 from tests.cognito.helpers import outbox_codes
 from tests.conftest import InProcessStack, wait_for
 
-CLI = [sys.executable, "-m", "client.cli"]
+CLI = [sys.executable, "-m", "cli.main"]
 
 
 def run_cli(

@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from infra.local.gateway.sigv4 import presign_url
+from infra.local.sigv4 import presign_url
 from tests.cognito.helpers import (
     guest_credentials,
     logins,

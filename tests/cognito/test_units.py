@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.cognito import LocalCognito, PolicyAttachments, TokenError, TokenSigner
-from infra.local.gateway.auth import Credential, Principal
+from infra.local.identity import Credential, Principal
 from infra.local.stack import PRUNE_EVERY, LocalStack
 from tests.conftest import stack_options
 

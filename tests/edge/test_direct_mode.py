@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from client import devices, events
+from cli import devices
+from client import events
 from client.chat_client import ChatClient
 from client.identity import Identity, SessionFile
 from client.stack_file import load_stack_file
@@ -22,7 +23,7 @@ from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, w
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
-IOTCHAT = [sys.executable, "-m", "client.cli"]
+IOTCHAT = [sys.executable, "-m", "cli.main"]
 ROOM = "workshop"
 TIMEOUT = 20.0
 HAS_STREAMS = bool(json.loads(Path(MANIFEST_PATH).read_text()).get("streams"))

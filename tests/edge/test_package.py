@@ -15,7 +15,7 @@ from client.edge import COMPONENT_NAME, COMPONENT_VERSION
 from client.edge.package import RECIPE_TEMPLATE, PackageError, package
 
 ROOT = Path(__file__).resolve().parents[2]
-IOTCHAT = [sys.executable, "-m", "client.cli"]
+IOTCHAT = [sys.executable, "-m", "cli.main"]
 
 
 def _check_recipe(recipe: dict, room: str) -> list[dict]:

@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from infra.local.gateway.sigv4 import presign_url
+from infra.local.sigv4 import presign_url
 
 if TYPE_CHECKING:
     from tests.conftest import GatewayHandle

@@ -32,7 +32,7 @@ from websockets.sync.client import connect as ws_connect
 from infra.local.ca import LocalCA
 from infra.local.gateway import Credential, Principal
 from infra.local.gateway.codec import CONNECT
-from infra.local.gateway.sigv4 import presign_url
+from infra.local.sigv4 import presign_url
 from tests.conftest import GatewayHandle, wait_for
 
 pytestmark = pytest.mark.timeout(60)

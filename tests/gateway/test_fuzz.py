@@ -54,8 +54,8 @@ from infra.local.gateway.codec import (
     Will,
     encode,
 )
-from infra.local.gateway.sigv4 import presign_url
 from infra.local.registry import Registry, RegistryCredentialStore
+from infra.local.sigv4 import presign_url
 from tests.conftest import GatewayHandle
 from tests.gateway.test_codec import packets, properties, publishes, subscribes
 from tests.gateway.test_limits import Bystander

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import pytest
 
-from infra.local.gateway.auth import Credential, Principal, StaticCredentialStore
-from infra.local.gateway.sigv4 import SigV4Error, presign_url, verify_presigned_request
+from infra.local.identity import Credential, Principal, StaticCredentialStore
+from infra.local.sigv4 import SigV4Error, presign_url, verify_presigned_request
 
 HOST = "abc123-ats.iot.us-east-1.amazonaws.com"
 REGION = "us-east-1"

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from infra.local.gateway import Gateway, GatewayConfig
-from infra.local.gateway.sigv4 import presign_url
+from infra.local.sigv4 import presign_url
 from tests.conftest import GatewayHandle, wait_for
 
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from iot_rules.actions import ActionFailed, KinesisAction, RuleServices
+from infra.local.rules.actions import ActionFailed, KinesisAction, RuleServices
 from iot_rules.sql import Result, SqlMessage
 
 

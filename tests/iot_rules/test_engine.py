@@ -15,8 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from iot_rules.actions import RuleServices
-from iot_rules.engine import RulesEngine
+from infra.local.rules.actions import RuleServices
+from infra.local.rules.engine import RulesEngine
 from iot_rules.loader import RuleDefinition
 from tests.conftest import GatewayHandle, wait_for
 

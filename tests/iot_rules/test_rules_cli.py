@@ -20,7 +20,7 @@ GOOD = {
 
 def iotchat(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -28,7 +28,7 @@ def _invoke_chatty(state_dir: Path) -> str:
 
 def _iotchat(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "client.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from infra.local.gateway.sigv4 import presign_url
+from infra.local.sigv4 import presign_url
 from tests.cognito.helpers import logins, new_user, unsigned_client
 from tests.conftest import InProcessStack
 

@@ -308,7 +308,7 @@ def test_a_browser_sees_what_iotchat_send_says_from_the_terminal(
         [
             sys.executable,
             "-m",
-            "client.cli",
+            "cli.main",
             "send",
             "--room",
             room,
@@ -331,7 +331,7 @@ def test_a_browser_sees_what_iotchat_send_says_from_the_terminal(
             sys.executable,
             "-c",
             (
-                "import json, sys; from client.terminal import open_session, connect; "
+                "import json, sys; from cli.terminal import open_session, connect; "
                 "from client import events; "
                 f"c = connect(open_session(None), 'mqtt5'); c.join({room!r}); "
                 "e = c.wait_for(lambda e: isinstance(e, events.History), 20); c.stop(); "

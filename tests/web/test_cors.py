@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infra.local.cors import is_loopback_origin
+from infra.local.api.cors import is_loopback_origin
 from tests.web.conftest import WebStack
 
 GET_ID = "AWSCognitoIdentityService.GetId"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..gateway.auth import Credential, Principal
+from ..identity import Credential, Principal
 from .attachments import PolicyAttachments
 from .errors import invalid_parameter, not_authorized, not_found
 from .store import load_json, save_json

@@ -1,6 +1,6 @@
 """The device gateway: an MQTT 3.1.1/5.0 broker with AWS IoT Core semantics."""
 
-from .auth import (
+from infra.local.identity import (
     ADMIN_ACCESS_KEY_ID,
     ADMIN_PRINCIPAL,
     ADMIN_SECRET_ACCESS_KEY,
@@ -11,6 +11,7 @@ from .auth import (
     Principal,
     StaticCredentialStore,
 )
+
 from .broker import Broker, PublishEvent, PublishTap
 from .limits import Limits
 from .server import Gateway, GatewayConfig

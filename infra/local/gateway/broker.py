@@ -16,8 +16,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from infra.local.identity import (
+    AdminOnlyAuthorizer,
+    Authorizer,
+    CredentialStore,
+    Principal,
+    check_password,
+)
+
 from . import lifecycle
-from .auth import AdminOnlyAuthorizer, Authorizer, CredentialStore, Principal, check_password
 from .codec import (
     AUTH,
     CONNECT,

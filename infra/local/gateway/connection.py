@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Protocol
 
-from .auth import Principal
+from infra.local.identity import Principal
+
 from .codec import MQTT_311, Packet, PacketReader, encode
 from .lifecycle import ConnectionIdentity
 

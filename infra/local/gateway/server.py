@@ -21,7 +21,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from .auth import (
+from infra.local.identity import (
     LOCAL_REGION,
     AdminOnlyAuthorizer,
     Authorizer,
@@ -29,11 +29,12 @@ from .auth import (
     Principal,
     StaticCredentialStore,
 )
+from infra.local.sigv4 import SigV4Error, verify_presigned_request
+
 from .broker import Broker, PublishTap
 from .connection import ClientConnection
 from .lifecycle import DisconnectReason
 from .limits import Limits
-from .sigv4 import SigV4Error, verify_presigned_request
 
 log = logging.getLogger("iotchat.gateway")
 

@@ -14,7 +14,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .auth import Principal
+from infra.local.identity import Principal
+
 from .codec import Prop, Properties, SubscriptionOptions, publish_parts
 
 # MQTT 5 properties forwarded from publisher to subscriber (topic alias and subscription

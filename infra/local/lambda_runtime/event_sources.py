@@ -34,10 +34,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.local.lambda_runtime import arn as arns
 from infra.local.lambda_runtime import awsformat
 from infra.local.lambda_runtime.pool import InvokeResult
 from infra.local.lambda_runtime.runtime import LambdaRuntime, failures_path
+from lambdas import arns
 from lambdas.manifest import EventSourceMappingSpec
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-from infra.local.lambda_runtime import arn as arns
 from infra.local.lambda_runtime import awsformat
 from infra.local.lambda_runtime.pool import FunctionPool, InvokeResult, default_max_workers
+from lambdas import arns
 from lambdas.manifest import FunctionSpec, Manifest
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from iot_rules.actions import RuleServices
+from infra.local.gateway import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, Gateway
+from infra.local.lambda_runtime import LambdaRuntime
+from infra.local.rules.actions import RuleServices
 from iot_rules.sql import SqlContext
-
-from .gateway import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, Gateway
-from .lambda_runtime import LambdaRuntime
 
 
 def aws_client_factory(endpoint: str, region: str) -> Callable[[str], Any]:
@@ -98,7 +97,7 @@ class DirectJsonCaller:
     async def __call__(self, service: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
 
-        from iot_rules.actions import AwsCallError
+        from infra.local.rules.actions import AwsCallError
 
         prefix, content_type = self.TARGETS[service]
         endpoint = self.endpoints(service)

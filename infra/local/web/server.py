@@ -24,7 +24,7 @@ from aiohttp import web
 
 log = logging.getLogger("iotchat.web")
 
-WEB_ROOT = Path(__file__).resolve().parents[2] / "client" / "web"
+WEB_ROOT = Path(__file__).resolve().parents[3] / "client" / "web"
 # URL path -> file under client/web/node_modules (the package's browser ES module build).
 VENDOR_FILES = {
     "/vendor/mqtt.js": "mqtt/dist/mqtt.esm.js",

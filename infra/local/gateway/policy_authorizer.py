@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from infra.local.identity import Principal
 from policies.arns import client_arn, topic_arn, topicfilter_arn
 from policies.documents import load_policy
 from policies.evaluator import CachedEvaluator
 from policies.model import Policy
-
-from .gateway.auth import Principal
 
 SUB = "cognito-identity.amazonaws.com:sub"
 AMR = "cognito-identity.amazonaws.com:amr"

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote
 
-from infra.local.gateway.auth import Credential, CredentialStore
+from infra.local.identity import Credential, CredentialStore
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICES = frozenset({"iotdevicegateway", "iotdata"})  # iotdata: legacy scope still accepted

@@ -211,7 +211,7 @@ def device_create(
     stack_file: StackFileOption = None,
 ) -> None:
     """Register a device (thing + ACTIVE certificate + device policy) and write its files."""
-    from client.devices import DeviceError, create_device
+    from cli.devices import DeviceError, create_device
 
     try:
         result = create_device(name, out, stack_file)
@@ -234,7 +234,7 @@ def device_revoke(
     stack_file: StackFileOption = None,
 ) -> None:
     """Mark the device's certificates REVOKED: the gateway refuses them from now on."""
-    from client.devices import DeviceError, revoke_device
+    from cli.devices import DeviceError, revoke_device
 
     try:
         revoked = revoke_device(name, stack_file)
@@ -325,7 +325,7 @@ SessionOption = Annotated[
 
 def _run(command: Any) -> Any:
     """Run a chat command; a CliFailure becomes its message on stderr and its exit code."""
-    from client.terminal import CliFailure
+    from cli.terminal import CliFailure
 
     try:
         return command()
@@ -351,8 +351,8 @@ def send(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the room's echo.")] = 15.0,
 ) -> None:
     """Post one message to a room and wait until the room carries it."""
-    from client.terminal import open_session
-    from client.terminal import send as send_message
+    from cli.terminal import open_session
+    from cli.terminal import send as send_message
 
     _check_protocol(protocol)
     message_id = _run(
@@ -377,8 +377,8 @@ def listen(
     protocol: ProtocolOption = "mqtt5",
 ) -> None:
     """Print the rooms' history, then everything said, until Ctrl-C (your inbox included)."""
-    from client.terminal import listen as listen_rooms
-    from client.terminal import open_session
+    from cli.terminal import listen as listen_rooms
+    from cli.terminal import open_session
 
     _check_protocol(protocol)
     _run(
@@ -397,8 +397,8 @@ def chat(
     protocol: ProtocolOption = "mqtt5",
 ) -> None:
     """Chat interactively in the terminal: type to talk, /help for commands, /quit to leave."""
-    from client.interactive import run_chat, valid_room
-    from client.terminal import open_session
+    from cli.interactive import run_chat, valid_room
+    from cli.terminal import open_session
 
     _check_protocol(protocol)
     if not valid_room(room):
@@ -417,7 +417,7 @@ def signup(
     session_file: SessionOption = None,
 ) -> None:
     """Create an account, confirm it with the emailed code, and sign in."""
-    from client import terminal
+    from cli import terminal
 
     def ask_code(outbox: str | None) -> str:
         if outbox:
@@ -438,7 +438,7 @@ def login(
     session_file: SessionOption = None,
 ) -> None:
     """Sign in; later commands on this stack use your account until `iotchat logout`."""
-    from client import terminal
+    from cli import terminal
 
     identity_id = _run(lambda: terminal.login(stack_file, session_file, email, password))
     typer.echo(f"signed in as {email} ({identity_id})")

@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.local.gateway.broker import PublishEvent
-
-from .actions import Action, ActionFailed, RepublishAction, RuleServices, build_action
-from .loader import RuleDefinition
-from .sql import Result, SqlMessage, Statement, compile_sql
+from infra.local.rules.actions import (
+    Action,
+    ActionFailed,
+    RepublishAction,
+    RuleServices,
+    build_action,
+)
+from iot_rules.loader import RuleDefinition
+from iot_rules.sql import Result, SqlMessage, Statement, compile_sql
 
 log = logging.getLogger("iotchat.rules")
 

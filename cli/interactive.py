@@ -1,7 +1,7 @@
 """``iotchat chat``: an interactive chat in a plain terminal (80x24 is enough, over SSH too).
 
 One input line at the bottom (prompt_toolkit, not full screen); everything the chat says is
-printed above it as it arrives, formatted by :func:`client.terminal.line`, so text from others
+printed above it as it arrives, formatted by :func:`cli.terminal.line`, so text from others
 is always shown as text. Plain lines go to the current room; ``/`` starts a command (``/help``).
 The chat client reconnects and fills gaps by itself; this loop only shows that it happened.
 """
@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import events
-from .chat_client import ChatClient
-from .terminal import Session, _printable, connect, line, who_is
+from cli.terminal import Session, _printable, connect, line, who_is
+from client import events
+from client.chat_client import ChatClient
 
 ROOM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")

@@ -17,8 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from infra.local.gateway.codec import Prop
-
-from .sql import Result, SqlContext, SqlMessage, Template, compile_template
+from iot_rules.sql import Result, SqlContext, SqlMessage, Template, compile_template
 
 
 class ActionFailed(Exception):

@@ -15,7 +15,12 @@ from typing import Any
 
 import aiohttp
 
-from .node_service import REPO_ROOT, NodeService, NodeServiceStartError, sigv4_probe_headers
+from infra.local.node_service import (
+    REPO_ROOT,
+    NodeService,
+    NodeServiceStartError,
+    sigv4_probe_headers,
+)
 
 DYNALITE_CLI = Path("node_modules") / "dynalite" / "cli.js"
 TARGET_PREFIX = "DynamoDB_20120810."

@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .stack_file import resolve_path
+from client.edge.device import CA_FILE, CERT_FILE, CONFIG_FILE, KEY_FILE
+from client.stack_file import resolve_path
 
 DEFAULT_DEVICE_POLICY = "iotchat-device"
-CERT_FILE = "device.pem.crt"
-KEY_FILE = "private.pem.key"
-CA_FILE = "ca.pem"
-CONFIG_FILE = "device.json"
 
 
 class DeviceError(Exception):
@@ -104,7 +101,8 @@ def revoke_device(name: str, stack_file: Path | None = None) -> list[str]:
 
 def _local_registry(info: dict[str, Any], stack_file: Path) -> Any:
     """The stack's registry: ARNs carry the region, so open it with the stack's."""
-    from infra.local.registry import LOCAL_REGION, Registry
+    from infra.local.identity import LOCAL_REGION
+    from infra.local.registry import Registry
 
     state_dir = Path(stack_file).resolve().parent
     return Registry.open(state_dir, region=info.get("region") or LOCAL_REGION)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from . import events
-from .chat_client import ChatClient, ConnectError
-from .identity import AuthError, Identity, SessionFile, confirm_sign_up, sign_up
-from .stack_file import StackFileError, StackInfo, load_stack_file
+from client import events
+from client.chat_client import ChatClient, ConnectError
+from client.identity import AuthError, Identity, SessionFile, confirm_sign_up, sign_up
+from client.stack_file import StackFileError, StackInfo, load_stack_file
 
 EXIT_REFUSED = 1
 EXIT_AUTH = 3

@@ -30,8 +30,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from .ca import LocalCA, certificate_id
-from .gateway.auth import (
+from client.edge.device import CA_FILE, CERT_FILE, CONFIG_FILE, KEY_FILE
+from infra.local.ca import LocalCA, certificate_id
+from infra.local.identity import (
     LOCAL_ACCOUNT_ID,
     LOCAL_REGION,
     Credential,
@@ -530,11 +531,6 @@ class RegistryCredentialStore:
 
 
 # ---------------------------------------------------------------------- device flows
-
-CERT_FILE = "device.pem.crt"
-KEY_FILE = "private.pem.key"
-CA_FILE = "ca.pem"
-CONFIG_FILE = "device.json"
 
 
 @dataclass(frozen=True)

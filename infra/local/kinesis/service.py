@@ -20,8 +20,13 @@ from typing import Any
 
 import aiohttp
 
-from .gateway.auth import LOCAL_ACCOUNT_ID, LOCAL_REGION
-from .node_service import REPO_ROOT, NodeService, NodeServiceStartError, sigv4_probe_headers
+from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from infra.local.node_service import (
+    REPO_ROOT,
+    NodeService,
+    NodeServiceStartError,
+    sigv4_probe_headers,
+)
 
 KINESALITE_DIR = Path("node_modules") / "kinesalite"
 TARGET_PREFIX = "Kinesis_20131202."

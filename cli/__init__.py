@@ -1,0 +1,1 @@
+"""The ``iotchat`` command: the one place that reaches into every layer."""
