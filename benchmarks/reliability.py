@@ -35,7 +35,7 @@ from benchmarks._harness import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The commands Lambda wrapped so a test can catch it mid-invoke (see its docstring).
-SLOW_COMMANDS_HANDLER = "tests.reliability.slow_handler.commands"
+SLOW_COMMANDS_HANDLER = "tests.e2e.reliability.slow_handler.commands"
 MARKER_ENV = "IOTCHAT_RELIABILITY_MARKERS"
 TIMEOUT = 30.0
 KEEPALIVE = 1200

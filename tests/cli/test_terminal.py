@@ -1,0 +1,132 @@
+"""``iotchat send`` / ``listen`` / ``signup`` / ``login`` as a user runs them: subprocesses
+against a local stack, reading their output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import IO
+
+from tests.conftest import InProcessStack, wait_for
+from tests.support.cognito import outbox_codes
+
+CLI = [sys.executable, "-m", "cli.main"]
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], input_: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, input=input_, capture_output=True, text=True, timeout=60
+    )
+
+
+def cli_env(chat_stack: InProcessStack, tmp_path: Path, who: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "IOTCHAT_STACK_FILE": str(chat_stack.stack.stack_file),
+        "IOTCHAT_SESSION_FILE": str(tmp_path / f"{who}-sessions.json"),
+    }
+
+
+class Lines:
+    """Collects a child's stdout lines on a thread, for polling with deadlines."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for text in stream:
+            self.lines.append(text.rstrip("\n"))
+
+
+def test_send_then_listen_json_gets_history_and_live_messages(
+    chat_stack: InProcessStack, tmp_path: Path
+) -> None:
+    room = f"cli-{uuid.uuid4().hex[:8]}"
+    alice = cli_env(chat_stack, tmp_path, "alice")
+    first = run_cli(["send", "--room", room, "--name", "Alice", "first <b>words</b>"], alice)
+    assert first.returncode == 0, first.stderr
+    first_id = first.stdout.strip()
+    listener = subprocess.Popen(
+        [*CLI, "listen", "--room", room, "--json"],
+        env=cli_env(chat_stack, tmp_path, "bob"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = Lines(listener.stdout)  # type: ignore[arg-type]
+        objects = lambda: [json.loads(line) for line in out.lines]  # noqa: E731
+        history = wait_for(
+            lambda: next((o for o in objects() if o["event"] == "history"), None), timeout=30
+        )
+        assert [m["id"] for m in history["messages"]] == [first_id]
+        assert history["messages"][0]["text"] == "first <b>words</b>"
+        second = run_cli(["send", "--room", room, "live one"], alice)
+        assert second.returncode == 0, second.stderr
+        live = wait_for(
+            lambda: next(
+                (
+                    o
+                    for o in objects()
+                    if o["event"] == "message" and o["id"] == second.stdout.strip()
+                ),
+                None,
+            ),
+            timeout=20,
+        )
+        assert live["text"] == "live one" and live["room"] == room
+    finally:
+        listener.send_signal(signal.SIGINT)
+        assert listener.wait(20) == 0  # Ctrl-C ends it cleanly
+
+
+def test_send_refused_and_missing_stack_exit_codes(
+    chat_stack: InProcessStack, tmp_path: Path
+) -> None:
+    env = cli_env(chat_stack, tmp_path, "carol")
+    refused = run_cli(["send", "--room", "not a room", "hi"], env)
+    assert refused.returncode == 1 and "INVALID_ROOM" in refused.stderr
+    missing = run_cli(
+        ["send", "--room", "x", "hi"], {**env, "IOTCHAT_STACK_FILE": str(tmp_path / "none.json")}
+    )
+    assert missing.returncode == 4 and "iotchat up" in missing.stderr
+
+
+def test_signup_with_the_outbox_code_then_send_as_the_user(
+    chat_stack: InProcessStack, tmp_path: Path
+) -> None:
+    email = f"u{uuid.uuid4().hex[:8]}@example.com"
+    env = cli_env(chat_stack, tmp_path, "dora")
+    process = subprocess.Popen(
+        [*CLI, "signup", "--email", email, "--password", "Correct-Horse-9"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    (code,) = wait_for(lambda: outbox_codes(chat_stack.stack.state_dir, email), timeout=20)
+    stdout, stderr = process.communicate(code + "\n", timeout=60)
+    assert process.returncode == 0, stderr
+    assert f"signed in as {email}" in stdout and "outbox" in stderr
+    sessions = json.loads((tmp_path / "dora-sessions.json").read_text())
+    assert oct((tmp_path / "dora-sessions.json").stat().st_mode & 0o777) == "0o600"
+    (entry,) = sessions.values()
+    user_id = entry["user"]["identityId"]
+    room = f"cli-{uuid.uuid4().hex[:8]}"
+    sent = run_cli(["send", "--room", room, "as a user"], env)
+    assert sent.returncode == 0, sent.stderr
+    bad = run_cli(["login", "--email", email, "--password", "wrong-Password-1"], env)
+    assert bad.returncode == 3
+    good = run_cli(["login", "--email", email, "--password", "Correct-Horse-9"], env)
+    assert good.returncode == 0 and user_id in good.stdout

@@ -1,0 +1,57 @@
+"""Direct messages reach exactly the two people in the conversation, and only they can read
+its history."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.chat.conftest import SUBACK_FAILURE, People, inbox, unique
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_direct_messages_reach_only_the_two_parties(people: People) -> None:
+    ada = people.connect("Ada", signed_in=True)
+    bob = people.connect("Bob")
+    eve = people.connect("Eve")
+
+    # Nobody can listen in on someone else's inbox.
+    for topic_filter in (inbox(ada.client_id), inbox(bob.client_id), "chat/in/+", "chat/in/#"):
+        assert eve.subscribe(topic_filter) == [SUBACK_FAILURE], topic_filter
+
+    started = int(time.time() * 1000)
+    first = unique("dm")
+    ada.send("message", id=first, to=bob.client_id, text="psst, Bob", name="Ada")
+
+    def is_first(m: dict) -> bool:
+        return m.get("type") == "message" and m.get("id") == first
+
+    got = bob.wait_for_message(inbox(bob.client_id), is_first, "Ada's direct message")
+    assert got["text"] == "psst, Bob"
+    assert got["to"] == bob.client_id
+    assert got["sender"] == ada.client_id
+    assert got["name"] == "Ada"
+    assert started <= got["ts"] <= time.time() * 1000
+    assert "room" not in got
+    # The sender gets its own copy too (other devices of the same person see the conversation).
+    assert ada.wait_for_message(inbox(ada.client_id), is_first, "the sender's copy") == got
+
+    reply = unique("dm")
+    bob.send("message", id=reply, to=ada.client_id, text="hi Ada")
+    back = ada.wait_for_message(inbox(ada.client_id), lambda m: m.get("id") == reply, "Bob's reply")
+    assert (back["sender"], back["to"]) == (bob.client_id, ada.client_id)
+
+    # Both parties read the same conversation, newest first.
+    for me, other in ((ada, bob), (bob, ada)):
+        page = me.history("with", other.client_id)
+        assert [m["id"] for m in page["messages"]] == [reply, first]
+        assert page["cursor"] is None
+
+    # Eve's own conversation with Ada is empty (answered, so every delivery is done by now)...
+    assert eve.history("with", ada.client_id)["messages"] == []
+    assert eve.history("with", bob.client_id)["messages"] == []
+    # ...and nothing of Ada and Bob's ever reached her.
+    assert eve.of_type(inbox(eve.client_id), "message") == []
+    assert [topic for topic, _ in eve.raw] == [inbox(eve.client_id)] * 2

@@ -1,0 +1,85 @@
+"""Private groups: members hear each other on their inboxes; someone outside the group can
+neither read nor post, and never receives the group's messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.chat.conftest import ChatClient, People, inbox, unique
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _group_update(client: ChatClient, members: set[str]) -> dict:
+    """The ``group`` message announcing exactly ``members``."""
+    return client.wait_for_message(
+        inbox(client.client_id),
+        lambda m: m.get("type") == "group" and set(m["members"]) == members,
+        f"a group update with {len(members)} members",
+    )
+
+
+def _group_message(client: ChatClient, group: str, message_id: str) -> dict:
+    return client.wait_for_message(
+        inbox(client.client_id),
+        lambda m: m.get("type") == "message" and m.get("id") == message_id,
+        f"group message {message_id}",
+    )
+
+
+def test_a_private_group_is_for_its_members_only(people: People) -> None:
+    ada = people.connect("Ada", signed_in=True)
+    bob = people.connect("Bob")
+    carol = people.connect("Carol")
+    mallory = people.connect("Mallory")
+
+    ada.send("create", id=unique("create"), name="ops", members=[bob.client_id])
+    founders = {ada.client_id, bob.client_id}
+    created = _group_update(ada, founders)
+    group = created["group"]
+    assert created["name"] == "ops"
+    assert created["owner"] == ada.client_id
+    assert _group_update(bob, founders) == created
+
+    ada.send("invite", id=unique("invite"), group=group, member=carol.client_id)
+    everyone = founders | {carol.client_id}
+    for member in (ada, bob, carol):
+        update = _group_update(member, everyone)
+        assert (update["group"], update["name"], update["owner"]) == (group, "ops", ada.client_id)
+
+    hello = unique("g")
+    ada.send("message", id=hello, group=group, text="welcome, Carol")
+    for member in (ada, bob, carol):
+        got = _group_message(member, group, hello)
+        assert (got["group"], got["sender"], got["text"]) == (
+            group,
+            ada.client_id,
+            "welcome, Carol",
+        )
+    thanks = unique("g")
+    carol.send("message", id=thanks, group=group, text="thanks")
+    for member in (ada, bob, carol):
+        assert _group_message(member, group, thanks)["sender"] == carol.client_id
+
+    page = bob.history("group", group)
+    assert [m["id"] for m in page["messages"]] == [thanks, hello]
+    assert all(m["group"] == group for m in page["messages"])
+
+    # Mallory knows the group id, but is not a member.
+    peek, post, sneak = unique("peek"), unique("post"), unique("sneak")
+    mallory.send("history", id=peek, group=group)
+    mallory.wait_error("NOT_A_MEMBER", ref=peek)
+    mallory.send("message", id=post, group=group, text="let me in")
+    mallory.wait_error("NOT_A_MEMBER", ref=post)
+    mallory.send("invite", id=sneak, group=group, member=mallory.client_id)
+    mallory.wait_error("NOT_A_MEMBER", ref=sneak)
+
+    later = unique("g")
+    bob.send("message", id=later, group=group, text="after Mallory tried")
+    for member in (ada, bob, carol):
+        _group_message(member, group, later)
+    # Her refused post was neither delivered nor stored.
+    assert [m["id"] for m in bob.history("group", group)["messages"]] == [later, thanks, hello]
+    # A reply to her own request means every earlier delivery has been made.
+    assert mallory.who(unique("room")) == set()
+    assert [m["type"] for m in mallory.inbox] == ["error", "error", "error", "who"]

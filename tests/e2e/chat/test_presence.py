@@ -1,0 +1,151 @@
+"""Presence as the room sees it: online when a member connects, offline when they go (cleanly
+or because the network dropped), and still online when a second connection takes over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.chat.conftest import ChatClient, People, room_topic, unique, wait_connection_recorded
+
+pytestmark = pytest.mark.timeout(60)
+
+JOIN_RACE_ATTEMPTS = 20
+JOIN_RACE_TIMEOUT = 2.0
+
+
+class RoomWatcher:
+    """Someone subscribed to a room (without joining it), reading its presence updates."""
+
+    def __init__(self, client: ChatClient, room: str) -> None:
+        self.client = client
+        self.room = room
+        assert client.subscribe(room_topic(room)) == [1]
+
+    def updates(self, client_id: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.client.of_type(room_topic(self.room), "presence")
+            if m["clientId"] == client_id
+        ]
+
+    def seen(self, member: ChatClient) -> int:
+        """How many updates about ``member`` arrived so far: take it before an action."""
+        return len(self.updates(member.client_id))
+
+    def next_update(self, member: ChatClient, status: str, since: int) -> dict[str, Any]:
+        """The first presence update for ``member`` with ``status`` after the first ``since``."""
+
+        def arrived() -> dict[str, Any] | None:
+            for update in self.updates(member.client_id)[since:]:
+                if update["status"] == status:
+                    return update
+            return None
+
+        return self.client.wait(arrived, f"presence {status} of {member.client_id}")
+
+
+def _joined(people: People, watcher: RoomWatcher, name: str) -> ChatClient:
+    """A member who has joined the room while connected: the room sees them come online."""
+    member = people.connect(name)
+    wait_connection_recorded(member)
+    member.join(watcher.room)
+    update = watcher.client.wait(
+        lambda: watcher.updates(member.client_id), f"presence of {name} after the join"
+    )[0]
+    assert update["status"] == "online"
+    assert update["name"] == name
+    assert update["room"] == watcher.room
+    assert "reason" not in update
+    return member
+
+
+def test_disconnect_and_reconnect_show_offline_then_online(people: People, room: str) -> None:
+    watcher = RoomWatcher(people.connect("Watcher"), room)
+    ada = _joined(people, watcher, "Ada")
+    assert watcher.client.who(room) == {ada.client_id}
+
+    since = watcher.seen(ada)
+    ada.disconnect()
+    offline = watcher.next_update(ada, "offline", since)
+    assert offline["reason"] == "disconnected"
+    assert offline["name"] == "Ada"
+    assert watcher.client.who(room) == set()
+
+    # Coming back later (still a member): the room sees them online again.
+    since = watcher.seen(ada)
+    ada_again = people.connect("Ada", identity=(ada.client_id, ada.creds))
+    online = watcher.next_update(ada_again, "online", since)
+    assert online["name"] == "Ada"
+    assert online["ts"] >= offline["ts"]
+    assert watcher.client.who(room) == {ada.client_id}
+
+
+def test_a_dropped_connection_shows_offline(people: People, room: str) -> None:
+    watcher = RoomWatcher(people.connect("Watcher"), room)
+    bob = _joined(people, watcher, "Bob")
+    carol = _joined(people, watcher, "Carol")
+    assert watcher.client.who(room) == {bob.client_id, carol.client_id}
+
+    since = watcher.seen(bob)
+    bob.drop()  # no DISCONNECT: the gateway only sees the socket go
+    offline = watcher.next_update(bob, "offline", since)
+    assert offline["reason"] == "disconnected"
+    assert watcher.client.who(room) == {carol.client_id}
+    assert [u["status"] for u in watcher.updates(carol.client_id)] == ["online"]
+
+
+def test_a_takeover_keeps_the_member_online(people: People, room: str) -> None:
+    watcher = RoomWatcher(people.connect("Watcher"), room)
+    dan = _joined(people, watcher, "Dan")
+
+    # The same identity connects again (a second tab, a phone that reconnected before the old
+    # connection timed out): the gateway closes the old connection.
+    since = watcher.seen(dan)
+    second = people.connect("Dan", identity=(dan.client_id, dan.creds))
+    dan.wait(lambda: dan.disconnects, "the takeover closing the first connection")
+    watcher.next_update(second, "online", since)
+    assert watcher.client.who(room) == {dan.client_id}
+    # Whatever the old connection's end announced, the member's latest status is online.
+    assert watcher.updates(dan.client_id)[-1]["status"] == "online"
+
+    # Messages still reach the new connection.
+    assert second.subscribe(room_topic(room)) == [1]
+    note = watcher.client.say(room, "still there?")
+    second.wait_for_message(room_topic(room), lambda m: m.get("id") == note, "the note")
+
+    since = watcher.seen(second)
+    second.disconnect()
+    assert watcher.next_update(second, "offline", since)["reason"] == "disconnected"
+    assert watcher.client.who(room) == set()
+
+
+def test_a_takeover_announces_no_offline(people: People, room: str) -> None:
+    watcher = RoomWatcher(people.connect("Watcher"), room)
+    erin = _joined(people, watcher, "Erin")
+    since = watcher.seen(erin)
+    second = people.connect("Erin", identity=(erin.client_id, erin.creds))
+    watcher.next_update(second, "online", since)
+    # The member never left: the room should not have been told otherwise.
+    assert [u["status"] for u in watcher.updates(erin.client_id)[since:]] == ["online"]
+
+
+def test_joining_right_after_connecting_shows_online(people: People) -> None:
+    watcher = people.connect("Watcher")
+    for attempt in range(JOIN_RACE_ATTEMPTS):
+        room = unique("race")
+        assert watcher.subscribe(room_topic(room)) == [1]
+        member = people.connect(f"member {attempt}")
+        member.join(room)  # as a client does: join the rooms it remembers as soon as it is up
+        watcher.wait(
+            lambda r=room, m=member: [
+                u
+                for u in watcher.of_type(room_topic(r), "presence")
+                if u["clientId"] == m.client_id
+            ],
+            f"presence online for attempt {attempt}",
+            timeout=JOIN_RACE_TIMEOUT,
+        )
+        assert member.client_id in watcher.who(room)
+        member.close()

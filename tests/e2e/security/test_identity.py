@@ -1,0 +1,168 @@
+"""Issue 4's end-to-end: people and a device chat through the local stack's access control.
+
+A guest and a signed-in user get credentials from the local Cognito with boto3, connect with
+awsiotsdk over SigV4 WebSocket, and a device connects over mutual TLS with a certificate from
+`create_device`; all three talk in a room through the republish rule, each allowed exactly what
+the policy files allow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import awscrt.auth
+import awscrt.mqtt
+import pytest
+from awsiot import mqtt_connection_builder
+
+from infra.local.registry import create_device, revoke_device
+from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.cognito import (
+    guest_credentials,
+    logins,
+    new_user,
+    unsigned_client,
+    wss_connection,
+)
+
+pytestmark = pytest.mark.timeout(90)
+TIMEOUT = 10.0
+ROOM_RULE = {
+    "sql": "SELECT *, clientid() AS sender FROM 'chat/out' WHERE type = 'message'",
+    "awsIotSqlVersion": "2016-03-23",
+    "actions": [
+        {
+            "republish": {
+                "roleArn": "arn:aws:iam::000000000000:role/republish",
+                "topic": "chat/pub/${room}",
+                "qos": 1,
+            }
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
+    root = tmp_path_factory.mktemp("identity-e2e")
+    (root / "rules").mkdir()
+    (root / "rules" / "RoomRepublish.json").write_text(json.dumps(ROOM_RULE))
+    with run_stack_in_thread(stack_options(root / "state", rules_dir=root / "rules")) as s:
+        yield s
+
+
+class Chatter:
+    """An awsiotsdk MQTT 3 connection that records what it receives."""
+
+    def __init__(self, connection: awscrt.mqtt.Connection, client_id: str) -> None:
+        self.connection = connection
+        self.client_id = client_id
+        self.received: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def _on_message(self, topic: str, payload: bytes, **_: Any) -> None:
+        with self.lock:
+            self.received.append(json.loads(payload))
+
+    def subscribe(self, topic: str) -> Any:
+        future, _ = self.connection.subscribe(
+            topic, awscrt.mqtt.QoS.AT_LEAST_ONCE, self._on_message
+        )
+        return future.result(TIMEOUT)["qos"]
+
+    def say(self, room: str, text: str) -> None:
+        body = json.dumps(
+            {"type": "message", "id": f"{self.client_id}-{text}", "room": room, "text": text}
+        )
+        future, _ = self.connection.publish("chat/out", body, awscrt.mqtt.QoS.AT_LEAST_ONCE)
+        future.result(TIMEOUT)
+
+    def texts(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return [(m["sender"], m["text"]) for m in self.received]
+
+
+def _wss(stack: InProcessStack, identity_id: str, creds: dict[str, Any]) -> Chatter:
+    connection = wss_connection(stack, identity_id, creds, endpoint="localhost")
+    connection.connect().result(TIMEOUT)
+    return Chatter(connection, identity_id)
+
+
+def _signed_in(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
+    user = new_user(stack)
+    identity = unsigned_client(stack, "cognito-identity")
+    login = logins(stack, user.id_token)
+    pool = stack.info["cognito"]["identityPoolId"]
+    identity_id = identity.get_id(IdentityPoolId=pool, Logins=login)["IdentityId"]
+    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
+    return identity_id, creds["Credentials"]
+
+
+def _device(stack: InProcessStack, directory: Path, name: str, client_id: str) -> Chatter:
+    files = create_device(stack.stack.registry, stack.stack.ca, name, directory)
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost",
+        port=stack.info["iot"]["mqttsPort"],
+        cert_filepath=str(files.cert_path),
+        pri_key_filepath=str(files.key_path),
+        ca_filepath=stack.info["iot"]["caFile"],
+        client_id=client_id,
+        clean_session=True,
+    )
+    connection.connect().result(TIMEOUT)
+    return Chatter(connection, client_id)
+
+
+def test_guest_signed_in_user_and_device_chat_in_a_room(stack, tmp_path):
+    guest = _wss(stack, *guest_credentials(stack))
+    user = _wss(stack, *_signed_in(stack))
+    device = _device(stack, tmp_path / "pi", "kitchen-pi", "kitchen-pi")
+    people = (guest, user, device)
+    try:
+        for chatter in people:
+            assert chatter.subscribe("chat/pub/lobby") == awscrt.mqtt.QoS.AT_LEAST_ONCE
+            assert chatter.subscribe(f"chat/in/{chatter.client_id}") is not None
+        guest.say("lobby", "hello from a guest")
+        user.say("lobby", "hello from a member")
+        device.say("lobby", "hello from the kitchen")
+        expected = {
+            (guest.client_id, "hello from a guest"),
+            (user.client_id, "hello from a member"),
+            (device.client_id, "hello from the kitchen"),
+        }
+        for chatter in people:
+            wait_for(lambda c=chatter: set(c.texts()) == expected, TIMEOUT)
+    finally:
+        for chatter in people:
+            chatter.connection.disconnect().result(TIMEOUT)
+
+
+def test_device_certificate_with_another_things_client_id_is_refused(stack, tmp_path):
+    _device(stack, tmp_path / "a", "device-a", "device-a").connection.disconnect().result(TIMEOUT)
+    create_device(stack.stack.registry, stack.stack.ca, "device-b", tmp_path / "b")
+    with pytest.raises(Exception):  # noqa: B017 - awscrt raises its own error types
+        _device(stack, tmp_path / "a2", "device-a2", "device-b")
+
+
+def test_revoked_device_is_refused(stack, tmp_path):
+    device = _device(stack, tmp_path / "r", "doomed", "doomed")
+    device.connection.disconnect().result(TIMEOUT)
+    revoke_device(stack.stack.registry, "doomed")
+    files_dir = tmp_path / "r"
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost",
+        port=stack.info["iot"]["mqttsPort"],
+        cert_filepath=str(files_dir / "device.pem.crt"),
+        pri_key_filepath=str(files_dir / "private.pem.key"),
+        ca_filepath=stack.info["iot"]["caFile"],
+        client_id="doomed",
+        clean_session=True,
+    )
+    future: Future[Any] = connection.connect()
+    with pytest.raises(Exception):  # noqa: B017
+        future.result(TIMEOUT)

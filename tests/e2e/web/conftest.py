@@ -1,0 +1,100 @@
+"""Fixtures for the browser tests: a real local stack, its web server, and Debian's chromium.
+
+The stack runs in its own thread (``run_stack_in_thread``) exactly as ``iotchat up`` wires it:
+the gateway's loopback ``ws`` listener on, so a page served over http connects without
+trusting the local CA, and the web server at the stack file's ``web.url`` with ``config.json``
+built from the stack file. Playwright drives the system chromium (never a downloaded
+browser), headless.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.web import config_from_stack
+from tests.conftest import InProcessStack, run_stack_in_thread, stack_options
+
+# Imported at collection, not lazily in a fixture while a stack thread runs: pytest rewrites
+# a test module's asserts with ast.parse on first import, and CPython 3.11's AST recursion
+# check can misfire ("recursion depth mismatch") when another thread builds ASTs meanwhile.
+try:
+    from tests.e2e.web.pages import Tab
+except ImportError:  # no playwright: the browser fixture skips every browser test
+    Tab = Any  # type: ignore[misc,assignment]
+
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "web"
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup installs it)")
+    return path
+
+
+@dataclass
+class WebStack:
+    stack: InProcessStack
+    url: str
+    config: dict[str, Any]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack.stack.state_dir
+
+
+@pytest.fixture(scope="package")
+def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
+    options = stack_options(tmp_path_factory.mktemp("web") / "state")
+    with run_stack_in_thread(options) as stack:
+        info = stack.info
+        assert info["iot"].get("wsPort") and info.get("web"), "the stack serves no web app"
+        yield WebStack(stack, info["web"]["url"], config_from_stack(info))
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="package")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def tabs(
+    browser: Any, web_stack: WebStack, artifacts: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Tab]]:
+    """Factory: ``tabs("alice")`` opens a new tab in its own browser context. At the end every
+    open tab is screenshotted into test-artifacts/web/ and must have logged no console error
+    (a CSP violation or a refused eval would be one), page error or dialog."""
+    opened: list[Tab] = []
+
+    def new_tab(label: str) -> Tab:
+        tab = Tab(browser, web_stack.url, label)
+        opened.append(tab)
+        return tab
+
+    yield new_tab
+    problems: dict[str, list[str]] = {}
+    for tab in opened:
+        try:
+            tab.screenshot(artifacts, request.node.name)
+        finally:
+            problems[tab.label] = tab.problems()
+            tab.close()
+    assert not any(problems.values()), problems

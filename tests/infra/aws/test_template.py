@@ -1,0 +1,318 @@
+"""The CloudFormation template deploys exactly what ``iotchat up`` runs, under per-stack names."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pytest
+
+from infra.aws.template import (
+    NOT_DEPLOYED,
+    TemplateError,
+    build_template,
+    check_stack_name,
+    rule_name,
+    web_csp,
+)
+from iot_rules.loader import load_rules
+from lambdas.manifest import Manifest
+from policies.documents import load_document, policy_names
+from policies.render import render
+from tests.infra.aws.cfn_resolve import camel_keys, resolve, values
+
+REGION, ACCOUNT = "eu-west-1", "123456789012"
+
+
+@cache
+def template(stack: str = "chat-a") -> dict[str, Any]:
+    return build_template(stack)
+
+
+def resolved(stack: str = "chat-a") -> dict[str, Any]:
+    return resolve(template(stack), values(stack, REGION, ACCOUNT))
+
+
+def of_type(tpl: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in tpl["Resources"].items() if res["Type"] == kind}
+
+
+def local(stack: str) -> dict[str, str]:
+    return {"region": REGION, "account": ACCOUNT, "stack": stack}
+
+
+# ------------------------------------------------------------------ same as the local stack
+
+
+@pytest.mark.parametrize("stack", ["chat-a", "iotchat"])
+def test_topic_rules_are_the_local_rules(stack: str) -> None:
+    rules = {rule_name(stack, r.name): r.payload for r in load_rules(names=local(stack))}
+    deployed = {
+        res["Properties"]["RuleName"]: camel_keys(res["Properties"]["TopicRulePayload"])
+        for res in of_type(resolved(stack), "AWS::IoT::TopicRule").values()
+    }
+    assert set(deployed) == set(rules)
+    for name, payload in rules.items():
+        # SQL, SQL version, actions (topics, roles, tables, functions, streams), error action.
+        assert deployed[name] == payload, name
+
+
+def test_iot_policies_are_the_local_documents() -> None:
+    policies = {
+        res["Properties"]["PolicyName"]: res["Properties"]["PolicyDocument"]
+        for res in of_type(resolved(), "AWS::IoT::Policy").values()
+    }
+    expected = {
+        f"chat-a-{name}": render(load_document("iot", name), **local("chat-a"))
+        for name in policy_names("iot")
+    }
+    assert policies == expected
+    # Policy variables reach IoT untouched.
+    assert "${cognito-identity.amazonaws.com:sub}" in str(policies["chat-a-user"])
+    assert "${iot:Connection.Thing.ThingName}" in str(policies["chat-a-device"])
+
+
+def test_iam_roles_carry_the_local_documents() -> None:
+    roles = {
+        res["Properties"]["RoleName"]: res["Properties"]
+        for res in of_type(resolved(), "AWS::IAM::Role").values()
+    }
+    for name in policy_names("iam"):
+        if name in NOT_DEPLOYED:
+            assert f"chat-a-{name}" not in roles
+            continue
+        attached = {
+            p["PolicyName"]: p["PolicyDocument"] for p in roles[f"chat-a-{name}"]["Policies"]
+        }
+        assert attached[name] == render(load_document("iam", name), **local("chat-a")), name
+
+
+def test_functions_tables_and_mappings_are_the_manifest() -> None:
+    tpl = resolved()
+    manifest = Manifest.load(region=REGION, account=ACCOUNT, stack="chat-a")
+    functions = {
+        res["Properties"]["FunctionName"]: res["Properties"]
+        for res in of_type(tpl, "AWS::Lambda::Function").values()
+    }
+    for spec in manifest:
+        props = functions[spec.name]
+        assert props["Handler"] == spec.handler
+        assert props["Timeout"] == spec.timeout
+        assert props["MemorySize"] == spec.memory_size
+        assert props.get("ReservedConcurrentExecutions") == spec.reserved_concurrency
+        env = dict(props["Environment"]["Variables"])
+        assert env.pop("IOT_DATA_ENDPOINT") == {"Ref": "IotDataEndpoint"}
+        assert env == dict(spec.environment)
+    tables = {
+        res["Properties"]["TableName"]: res["Properties"]
+        for res in of_type(tpl, "AWS::DynamoDB::Table").values()
+    }
+    assert set(tables) == set(manifest.table_names)
+    for request in manifest.tables:
+        props = tables[request["TableName"]]
+        assert props["KeySchema"] == request["KeySchema"]
+        assert props["AttributeDefinitions"] == request["AttributeDefinitions"]
+        assert props.get("LocalSecondaryIndexes") == request.get("LocalSecondaryIndexes")
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert tables["chat-a-messages"]["TimeToLiveSpecification"] == {
+        "AttributeName": "expiresAt",
+        "Enabled": True,
+    }
+    streams = of_type(tpl, "AWS::Kinesis::Stream")
+    assert {s["Properties"]["Name"] for s in streams.values()} == set(manifest.stream_names)
+    mappings = of_type(tpl, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == len(manifest.event_source_mappings)
+    for mapping, spec in zip(mappings.values(), manifest.event_source_mappings, strict=True):
+        props = mapping["Properties"]
+        assert props["StartingPosition"] == spec.starting_position
+        assert props["BatchSize"] == spec.batch_size
+        assert props["MaximumRetryAttempts"] == spec.maximum_retry_attempts
+
+
+def test_the_store_rule_writes_the_ttl_attribute() -> None:
+    store = next(r for r in load_rules(names=local("chat-a")) if r.name == "chat_room_store")
+    assert "AS expiresAt" in store.sql
+
+
+# ------------------------------------------------------------------ AWS-only wiring
+
+
+def test_every_rule_may_invoke_the_functions_it_names() -> None:
+    tpl = template()
+    permissions = of_type(tpl, "AWS::Lambda::Permission").values()
+    granted = {
+        (p["Properties"]["SourceArn"]["Fn::GetAtt"][0], p["Properties"]["FunctionName"]["Ref"])
+        for p in permissions
+        if p["Properties"]["Principal"] == "iot.amazonaws.com"
+    }
+    needed = set()
+    for rule_id, rule in of_type(tpl, "AWS::IoT::TopicRule").items():
+        payload = rule["Properties"]["TopicRulePayload"]
+        for action in [*payload["Actions"], payload["ErrorAction"]]:
+            if "Lambda" in action:
+                arn = action["Lambda"]["FunctionArn"]["Fn::Sub"]
+                short = arn.rpartition("${AWS::StackName}-")[2]
+                function = next(
+                    name
+                    for name, res in of_type(tpl, "AWS::Lambda::Function").items()
+                    if res["Properties"]["FunctionName"]["Fn::Sub"].endswith("}-" + short)
+                )
+                needed.add((rule_id, function))
+    assert needed and granted == needed
+
+
+def test_rule_roles_are_trusted_by_iot_only_for_this_stacks_rules() -> None:
+    roles = of_type(resolved(), "AWS::IAM::Role")
+    for name in ("RuleRepublishRole", "RuleDynamodbRole", "RuleKinesisRole"):
+        (statement,) = roles[name]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "iot.amazonaws.com"}
+        assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":rule/chat_a_*")
+
+
+def test_identity_pool_roles_are_bound_to_this_pool() -> None:
+    tpl = template()
+    attachment = of_type(tpl, "AWS::Cognito::IdentityPoolRoleAttachment")["IdentityPoolRoles"]
+    roles = attachment["Properties"]["Roles"]
+    assert roles["authenticated"]["Fn::GetAtt"][0] == "UserRole"
+    assert roles["unauthenticated"]["Fn::GetAtt"][0] == "GuestRole"
+    for role, amr in (("UserRole", "authenticated"), ("GuestRole", "unauthenticated")):
+        (trust,) = tpl["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Condition"]["StringEquals"]["cognito-identity.amazonaws.com:aud"] == {
+            "Ref": "IdentityPool"
+        }
+        assert trust["Condition"]["ForAnyValue:StringLike"] == {
+            "cognito-identity.amazonaws.com:amr": amr
+        }
+    # Only a signed-in identity may call the sign-in step.
+    user_extra = [
+        p
+        for p in tpl["Resources"]["UserRole"]["Properties"]["Policies"]
+        if p["PolicyName"] == "aws-sign-in"
+    ]
+    assert user_extra and "aws-sign-in" not in str(tpl["Resources"]["GuestRole"])
+    pool = tpl["Resources"]["UserPool"]["Properties"]
+    assert pool["AutoVerifiedAttributes"] == ["email"]
+    client = tpl["Resources"]["UserPoolClient"]["Properties"]
+    assert set(client["ExplicitAuthFlows"]) == {
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+    }
+    assert client["GenerateSecret"] is False
+
+
+def test_stream_path_exists_only_when_enabled() -> None:
+    tpl = template()
+    assert tpl["Parameters"]["EnableStream"]["Default"] == "false"
+    conditional = {
+        name for name, res in tpl["Resources"].items() if res.get("Condition") == "StreamEnabled"
+    }
+    assert set(of_type(tpl, "AWS::Kinesis::Stream")) <= conditional
+    assert set(of_type(tpl, "AWS::Lambda::EventSourceMapping")) <= conditional
+    assert "RuleChatStream" in conditional
+    # The refusal of invalid stream events stays, so nobody is answered with silence.
+    assert "RuleChatStreamInvalid" not in conditional
+    for name, res in tpl["Resources"].items():
+        if name not in conditional:
+            assert not (set(res.get("DependsOn", [])) & conditional), name
+
+
+def test_web_bucket_is_private_and_served_over_https_only() -> None:
+    tpl = template()
+    bucket = tpl["Resources"]["WebBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert "WebsiteConfiguration" not in bucket
+    statements = tpl["Resources"]["WebBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert [s["Principal"] for s in allows] == [{"Service": "cloudfront.amazonaws.com"}]
+    assert "AWS:SourceArn" in allows[0]["Condition"]["StringEquals"]
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in str(s) for s in statements)
+    config = tpl["Resources"]["WebDistribution"]["Properties"]["DistributionConfig"]
+    behaviours = [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]
+    assert {b["ViewerProtocolPolicy"] for b in behaviours} == {"redirect-to-https"}
+    assert config["Origins"][0]["OriginAccessControlId"] == {
+        "Fn::GetAtt": ["WebOriginAccess", "Id"]
+    }
+    oac = tpl["Resources"]["WebOriginAccess"]["Properties"]["OriginAccessControlConfig"]
+    assert oac["SigningBehavior"] == "always"
+
+
+def test_csp_is_the_local_servers_plus_the_sign_in_endpoint() -> None:
+    policy = web_csp()
+    assert "script-src 'self'" in policy and "'unsafe" not in policy
+    assert "wss://${IotDataEndpoint}" in policy
+    assert "https://lambda.${AWS::Region}.amazonaws.com" in policy
+    assert "https://cognito-idp.${AWS::Region}.amazonaws.com" in policy
+
+
+# ------------------------------------------------------------------ names
+
+
+NAME_PROPERTIES = {
+    "AWS::IoT::Policy": "PolicyName",
+    "AWS::IoT::TopicRule": "RuleName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::Kinesis::Stream": "Name",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::Cognito::UserPool": "UserPoolName",
+    "AWS::CloudFront::OriginAccessControl": "OriginAccessControlConfig.Name",
+    "AWS::CloudFront::ResponseHeadersPolicy": "ResponseHeadersPolicyConfig.Name",
+}
+
+
+def physical_names(stack: str) -> set[tuple[str, str]]:
+    names = set()
+    for res in resolved(stack)["Resources"].values():
+        path = NAME_PROPERTIES.get(res["Type"])
+        if path is None:
+            continue
+        value: Any = res["Properties"]
+        for part in path.split("."):
+            value = value[part]
+        assert isinstance(value, str), (res["Type"], value)
+        assert stack in value or stack.replace("-", "_") in value, value
+        names.add((res["Type"], value))
+    return names
+
+
+def test_two_stacks_share_no_physical_name() -> None:
+    a, b = physical_names("chat-a"), physical_names("chat-b")
+    assert len(a) == len(b) > 30
+    assert not a & b
+    # Within one stack, no two resources of a type share a name either.
+    tpl = resolved("chat-a")
+    per_type = [
+        (res["Type"], str(res["Properties"].get(NAME_PROPERTIES[res["Type"]].split(".")[0])))
+        for res in tpl["Resources"].values()
+        if res["Type"] in NAME_PROPERTIES
+    ]
+    assert len(per_type) == len(set(per_type))
+
+
+def test_every_named_resource_type_is_checked_for_collisions() -> None:
+    """A new resource type with a fixed name must join NAME_PROPERTIES (or be unnamed)."""
+    named = {"Name", "RoleName", "FunctionName", "TableName", "PolicyName", "RuleName"}
+    for res in template()["Resources"].values():
+        props = res.get("Properties", {})
+        given = [k for k in named & set(props) if "Ref" not in props[k]]
+        if given and res["Type"] not in NAME_PROPERTIES:
+            raise AssertionError(f"{res['Type']} sets a name that no test checks")
+
+
+@pytest.mark.parametrize("bad", ["", "Chat", "chat_a", "-chat", "chat-", "a" * 25, "9chat"])
+def test_stack_names_that_would_break_a_physical_name_are_refused(bad: str) -> None:
+    with pytest.raises(TemplateError):
+        check_stack_name(bad)
+
+
+def test_every_suppression_has_a_reason() -> None:
+    for name, res in template()["Resources"].items():
+        metadata = res.get("Metadata", {})
+        for skip in metadata.get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "").strip()) >= 30, (name, skip)
+        ignored = metadata.get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
+        assert not ignored, f"{name}: cfn-lint ignores need a reason in the template"

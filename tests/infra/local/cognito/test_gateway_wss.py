@@ -1,0 +1,127 @@
+"""Cognito credentials at the device gateway: a SigV4-signed WSS handshake maps back to the
+identity that the credentials were issued to, and expired credentials are refused with 403
+before any MQTT byte.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from infra.local.sigv4 import presign_url
+from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.cognito import (
+    guest_credentials,
+    logins,
+    new_user,
+    unsigned_client,
+    wss_connection,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+TIMEOUT = 10.0
+SHORT_LIFETIME = 3.0  # seconds: long enough for one legitimate connect, short to wait out
+NOT_AUTHORIZED = 0x87
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
+    options = stack_options(
+        tmp_path_factory.mktemp("cognito-wss") / "state",
+        cognito_credential_lifetime=SHORT_LIFETIME,
+    )
+    with run_stack_in_thread(options) as s:
+        yield s
+
+
+def tls(stack: InProcessStack) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=stack.info["iot"]["caFile"])
+
+
+def signed_url(stack: InProcessStack, creds: dict[str, object]) -> str:
+    # websockets sends ``Host: 127.0.0.1:<port>``; sign exactly that.
+    return presign_url(
+        f"127.0.0.1:{stack.info['iot']['wssPort']}",
+        str(creds["AccessKeyId"]),
+        str(creds["SecretKey"]),
+        region=stack.info["region"],
+        session_token=str(creds["SessionToken"]),
+    )
+
+
+def mqtt5_connect(client_id: str) -> bytes:
+    """A raw MQTT 5 CONNECT (clean start, keep-alive 60 s, no properties)."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + len(cid).to_bytes(2, "big") + cid
+    return bytes([0x10, len(body)]) + body
+
+
+def signed_in_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
+    user = new_user(stack)
+    identity = unsigned_client(stack, "cognito-identity")
+    pool_id = stack.info["cognito"]["identityPoolId"]
+    login = logins(stack, user.id_token)
+    identity_id = identity.get_id(IdentityPoolId=pool_id, Logins=login)["IdentityId"]
+    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
+    return identity_id, creds["Credentials"]
+
+
+@pytest.mark.parametrize("who", ["guest", "signed-in"])
+def test_cognito_credentials_sign_a_wss_connect_as_the_identity(
+    stack: InProcessStack, who: str
+) -> None:
+    obtain = guest_credentials if who == "guest" else signed_in_credentials
+    identity_id, creds = obtain(stack)
+    connection = wss_connection(stack, identity_id, creds)
+    connection.connect().result(TIMEOUT)
+    try:
+        topic = f"$aws/events/presence/connected/{identity_id}"
+        (event,) = wait_for(lambda: stack.taps_on(topic), TIMEOUT)
+        body = json.loads(event.payload)
+        assert body["principalIdentifier"] == identity_id
+        assert body["clientId"] == identity_id
+    finally:
+        connection.disconnect().result(TIMEOUT)
+
+
+def test_identity_passes_sigv4_but_another_client_id_is_refused_at_connect(
+    stack: InProcessStack,
+) -> None:
+    _, creds = guest_credentials(stack)
+    other_id, _ = guest_credentials(stack)
+    with ws_connect(
+        signed_url(stack, creds), ssl=tls(stack), subprotocols=["mqtt"], open_timeout=TIMEOUT
+    ) as ws:
+        assert ws.response.status_code == 101  # the signature is good
+        ws.send(mqtt5_connect(other_id))
+        connack = ws.recv(timeout=TIMEOUT)
+        assert connack[0] == 0x20 and connack[3] == NOT_AUTHORIZED  # authorization says no
+    assert not stack.taps_on(f"$aws/events/presence/connected/{other_id}")
+
+
+def test_expired_cognito_credentials_are_refused_at_the_handshake(stack: InProcessStack) -> None:
+    _, creds = guest_credentials(stack)
+    expiration = creds["Expiration"]
+    assert isinstance(expiration, datetime)
+    # While valid, the credentials open the WebSocket...
+    with ws_connect(
+        signed_url(stack, creds), ssl=tls(stack), subprotocols=["mqtt"], open_timeout=TIMEOUT
+    ) as ws:
+        assert ws.response.status_code == 101
+    # ...and once expired, a freshly signed URL with them is refused with 403.
+    wait_for(lambda: time.time() > expiration.timestamp(), SHORT_LIFETIME + 2, interval=0.05)
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(
+            signed_url(stack, creds), ssl=tls(stack), subprotocols=["mqtt"], open_timeout=TIMEOUT
+        )
+    assert refused.value.response.status_code == 403
+    assert b"CredentialExpired" in refused.value.response.body
