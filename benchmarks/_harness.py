@@ -390,6 +390,8 @@ def gateway_command(
         "0",
         "--wss-port",
         "0",
+        "--ws-port",
+        "0",
         "--api-port",
         "0",
         "--web-port",

@@ -38,7 +38,14 @@ def _iotchat(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     state_dir = tmp_path_factory.mktemp("device-cli") / "state"
     args = ["up", "--state-dir", str(state_dir)]
-    for option in ("--mqtt-port", "--mqtts-port", "--wss-port", "--api-port", "--web-port"):
+    for option in (
+        "--mqtt-port",
+        "--mqtts-port",
+        "--wss-port",
+        "--ws-port",
+        "--api-port",
+        "--web-port",
+    ):
         args += [option, "0"]
     proc = subprocess.Popen(
         [*IOTCHAT, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

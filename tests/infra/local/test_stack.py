@@ -22,7 +22,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _start(state_dir: Path) -> subprocess.Popen[bytes]:
     args = ["up", "--state-dir", str(state_dir)]
-    for option in ("--mqtt-port", "--mqtts-port", "--wss-port", "--api-port", "--web-port"):
+    for option in (
+        "--mqtt-port",
+        "--mqtts-port",
+        "--wss-port",
+        "--ws-port",
+        "--api-port",
+        "--web-port",
+    ):
         args += [option, "0"]
     return subprocess.Popen(
         [*IOTCHAT, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -140,6 +147,8 @@ def test_busy_port_gives_a_clear_error(tmp_path: Path):
                 "--mqtts-port",
                 "0",
                 "--wss-port",
+                "0",
+                "--ws-port",
                 "0",
                 "--api-port",
                 "0",

@@ -56,7 +56,14 @@ def _alive(pid: int) -> bool:
 def running_stack(state_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
     """``iotchat up`` on ephemeral ports until the block ends (then killed if still running)."""
     args = [sys.executable, "-m", "cli.main", "up", "--state-dir", str(state_dir)]
-    for option in ("--mqtt-port", "--mqtts-port", "--wss-port", "--api-port", "--web-port"):
+    for option in (
+        "--mqtt-port",
+        "--mqtts-port",
+        "--wss-port",
+        "--ws-port",
+        "--api-port",
+        "--web-port",
+    ):
         args += [option, "0"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     stack_file = state_dir / "stack.json"

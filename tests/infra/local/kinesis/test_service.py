@@ -145,7 +145,14 @@ def _kinesalite_children(pid: int) -> list[Path]:
 def test_kinesalite_does_not_outlive_a_killed_stack(tmp_path: Path):
     state_dir = tmp_path / "state"
     args = [sys.executable, "-m", "cli.main", "up", "--state-dir", str(state_dir)]
-    for option in ("--mqtt-port", "--mqtts-port", "--wss-port", "--api-port", "--web-port"):
+    for option in (
+        "--mqtt-port",
+        "--mqtts-port",
+        "--wss-port",
+        "--ws-port",
+        "--api-port",
+        "--web-port",
+    ):
         args += [option, "0"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
