@@ -14,6 +14,7 @@ from typing import Any
 
 from lark import Token, Tree
 
+from ..topics import InvalidTopic, levels_match, validate_topic_filter
 from . import types as T
 from .functions import CAST_TYPES, CAST_TYPES_V2_ONLY, FUNCTIONS, IMPURE, Env, cast_value
 from .model import DEFAULT_CONTEXT, SqlContext, SqlError, SqlMessage
@@ -59,33 +60,6 @@ def _const(value: Any) -> Closure:
 
 def _is_true(v: Any) -> bool:
     return v is True or (type(v) is str and v.lower() == "true")
-
-
-def validate_topic_filter(topic_filter: str) -> str | None:
-    """Why a FROM topic filter is invalid, or None."""
-    if not topic_filter:
-        return "topic filter is empty"
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return "'#' must be the whole last level"
-        if "+" in level and level != "+":
-            return "'+' must be a whole level"
-    return None
-
-
-def topic_matches(levels: tuple[str, ...], topic: str) -> bool:
-    """AWS FROM semantics: '+' one level, '#' one or more levels ('a/#' does not match 'a')."""
-    parts = topic.split("/")
-    if parts[0].startswith("$") and levels[0] in ("+", "#"):
-        return False
-    n = len(parts)
-    for i, f in enumerate(levels):
-        if f == "#":
-            return n > i
-        if i >= n or (f != "+" and f != parts[i]):
-            return False
-    return n == len(levels)
 
 
 class _Compiler:
@@ -712,13 +686,14 @@ class Statement:
                 select_node = child
         assert from_tok is not None and select_node is not None
         self.topic_filter = _unescape(from_tok.value)
-        problem = validate_topic_filter(self.topic_filter)
-        if problem:
+        try:  # a FROM filter has no size limits
+            validate_topic_filter(self.topic_filter, max_bytes=None, max_slashes=None)
+        except InvalidTopic as problem:
             raise SqlError(
                 f"invalid topic filter '{self.topic_filter}' in FROM: {problem}",
                 from_tok.line,
                 from_tok.column,
-            )
+            ) from None
         self._levels = tuple(self.topic_filter.split("/"))
         self._has_wildcard = "+" in self._levels or "#" in self._levels
         self._project = comp.select(select_node)
@@ -740,7 +715,7 @@ class Statement:
     def matches(self, topic: str) -> bool:
         if not self._has_wildcard:
             return topic == self.topic_filter
-        return topic_matches(self._levels, topic)
+        return levels_match(self._levels, topic, hash_matches_parent=False)
 
     def evaluate(self, msg: SqlMessage, ctx: SqlContext | None = None) -> Result | None:
         """The SELECT output for ``msg``, or None when WHERE is not true."""
