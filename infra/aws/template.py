@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from client.webapp import content_security_policy
 from iot_rules.loader import RULES_DIR, load_rules
 from lambdas.manifest import MANIFEST_PATH, Manifest
 from policies.documents import load_document, policy_names
@@ -969,12 +969,13 @@ def _service_trust(service: str) -> dict[str, Any]:
     )
 
 
-def web_csp(csp: Callable[[dict[str, Any]], str] | None = None) -> str:
-    """The web app's Content-Security-Policy as an ``Fn::Sub`` string: the local server's
-    policy for an AWS config, plus the Lambda endpoint the sign-in step calls."""
-    if csp is None:
-        from infra.local.web import content_security_policy as csp
-    policy = csp({"region": "${AWS::Region}", "iot": {"url": "wss://${IotDataEndpoint}/mqtt"}})
+def web_csp() -> str:
+    """The web app's Content-Security-Policy as an ``Fn::Sub`` string: the app's own policy
+    (the one the local server sends) for an AWS config, plus the Lambda endpoint the sign-in
+    step calls."""
+    policy = content_security_policy(
+        {"region": "${AWS::Region}", "iot": {"url": "wss://${IotDataEndpoint}/mqtt"}}
+    )
     return policy.replace(
         "connect-src ", "connect-src https://lambda.${AWS::Region}.amazonaws.com ", 1
     )

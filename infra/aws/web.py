@@ -1,8 +1,9 @@
 """The web app on AWS: the same files ``iotchat up`` serves, uploaded to the stack's bucket.
 
-The file table is the local web server's (``infra/local/web.py``): the app's own files and the
-two vendor modules under ``/vendor/``, nothing else from ``node_modules``. ``config.json`` is the
-local server's config for this stack file, plus the sign-in step's function name.
+The file table is the web app's own (``client/webapp.py``, the one the local server uses too):
+the app's own files and the two vendor modules under ``/vendor/``, nothing else from
+``node_modules``. ``config.json`` is the app's config for this stack file, plus the sign-in
+step's function name.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infra.local.web import CONTENT_TYPES, WEB_ROOT, WebServer, config_from_stack
+from client.webapp import CONTENT_TYPES, WEB_ROOT, config_from_stack, served_files
 
 CONFIG_KEY = "config.json"
 
 
 def web_files(root: Path = WEB_ROOT) -> dict[str, Path]:
     """Object key -> file, exactly the files the local server would serve."""
-    table = WebServer(dict, root).scan()
+    table = served_files(root)
     return {url.lstrip("/"): path for url, path in table.items() if url != "/"}
 
 
