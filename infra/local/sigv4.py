@@ -1,16 +1,29 @@
-"""SigV4 presigned WebSocket handshakes, verified the way AWS IoT Core's gateway does.
+"""SigV4 signatures, verified the way AWS does, in both of the forms the local stack receives.
 
-Clients reach ``wss://<endpoint>/mqtt`` with the signature in the query string, not in an
-``Authorization`` header (browsers cannot set headers on a WebSocket upgrade). Two IoT
-quirks shape this module:
+* **Presigned query** (:func:`verify_presigned_request`, :func:`presign_url`): WebSocket
+  handshakes to the gateway's ``wss://<endpoint>/mqtt`` carry the signature in the query
+  string, not in an ``Authorization`` header (browsers cannot set headers on a WebSocket
+  upgrade). Two IoT quirks shape this form:
 
-* ``X-Amz-Security-Token`` is appended *after* signing, so it is not part of the signed
-  query. Some older clients signed it anyway; a signature computed either way is accepted.
-* The AWS IoT device SDK (awscrt) signs every handshake header it does not skip, which in
-  practice is ``connection;host`` (not just ``host``), sends ``Host`` without the port and
-  sends no ``X-Amz-Expires``. Pass the request's headers as ``headers=`` to verify those.
+  - ``X-Amz-Security-Token`` is appended *after* signing, so it is not part of the signed
+    query. Some older clients signed it anyway; a signature computed either way is accepted.
+  - The AWS IoT device SDK (awscrt) signs every handshake header it does not skip, which in
+    practice is ``connection;host`` (not just ``host``), sends ``Host`` without the port and
+    sends no ``X-Amz-Expires``. Pass the request's headers as ``headers=`` to verify those.
 
-Everything here is pure computation (no I/O) and cheap enough for hundreds of connects/s.
+* **Authorization header** (:func:`verify_authorization_header`): HTTP APIs on the edge API
+  (iot-data publish, Kinesis) carry the signature in a header::
+
+      Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request,
+                     SignedHeaders=host;x-amz-date, Signature=<hex>
+
+  Its canonical request differs from the presigned one in three ways: the method is the
+  request's own, the path is normalised and percent-encoded once more (non-S3 services), and
+  the payload hash is the body's SHA-256 unless ``X-Amz-Content-SHA256`` says otherwise.
+
+Both share the credential scope, the signing key, header canonicalisation, the credential and
+session-token checks and the error codes. Everything here is pure computation (no I/O) and
+cheap enough for hundreds of connects/s.
 """
 
 from __future__ import annotations
@@ -19,8 +32,9 @@ import calendar
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, quote
+from collections.abc import Container, Iterable, Mapping
+from typing import NamedTuple
+from urllib.parse import parse_qsl, quote, unquote
 
 from infra.local.identity import Credential, CredentialStore
 
@@ -40,12 +54,13 @@ _P_TOKEN = "X-Amz-Security-Token"  # noqa: S105 - a parameter name, not a secret
 _AUTH_PARAMS = frozenset(
     {_P_ALGORITHM, _P_CREDENTIAL, _P_DATE, _P_EXPIRES, _P_SIGNED_HEADERS, _P_SIGNATURE, _P_TOKEN}
 )
+_CONTENT_SHA256 = "x-amz-content-sha256"
 
 HeaderSource = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 class SigV4Error(Exception):
-    """A handshake that must be refused; ``reason`` is a short machine-readable code.
+    """A request that must be refused; ``reason`` is a short machine-readable code.
 
     Codes: MissingParameter, InvalidParameter, InvalidDate, InvalidCredentialScope,
     Expired, NotYetValid, UnknownAccessKey, CredentialExpired, TokenMismatch,
@@ -55,6 +70,22 @@ class SigV4Error(Exception):
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(f"{reason}: {message}" if message else reason)
         self.reason = reason
+
+
+class _Scope(NamedTuple):
+    """``<key>/<date>/<region>/<service>/aws4_request``, split."""
+
+    access_key_id: str
+    date: str
+    region: str
+    service: str
+
+    @property
+    def signing_parts(self) -> tuple[str, str, str]:
+        return (self.date, self.region, self.service)
+
+
+# ---------------------------------------------------------------------- shared pieces
 
 
 def _uri_encode(value: str) -> str:
@@ -93,10 +124,6 @@ def _signature(
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-def _canonical_request(path: str, query: str, canonical_headers: str, signed: str) -> str:
-    return f"GET\n{path}\n{query}\n{canonical_headers}\n{signed}\n{EMPTY_SHA256}"
-
-
 def _parse_amz_date(value: str) -> float:
     """``yyyymmddTHHMMSSZ`` to epoch seconds; strict, since it is part of what is signed."""
     if len(value) != 16 or value[8] != "T" or value[15] != "Z":
@@ -117,6 +144,30 @@ def _format_amz_date(epoch: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
+def _parse_scope(value: str, services: Container[str], expected: str, region: str | None) -> _Scope:
+    """The credential scope, checked against the accepted ``services`` (named ``expected``
+    in the error) and, when given, the stack's ``region``."""
+    parts = value.split("/")
+    if len(parts) != 5 or not parts[0] or parts[4] != "aws4_request":
+        raise SigV4Error("InvalidCredentialScope", "expected <key>/<date>/<region>/<service>/...")
+    scope = _Scope(parts[0], parts[1], parts[2], parts[3])
+    if scope.service not in services:
+        raise SigV4Error("InvalidCredentialScope", f"service {scope.service!r} is not {expected}")
+    if region is not None and scope.region != region:
+        raise SigV4Error("InvalidCredentialScope", f"region {scope.region!r} is not {region!r}")
+    return scope
+
+
+def _signed_at(amz_date: str, scope: _Scope, now: float, max_skew: int) -> float:
+    """``X-Amz-Date`` as epoch seconds, once it matches the scope and is not in the future."""
+    signed_at = _parse_amz_date(amz_date)
+    if scope.date != amz_date[:8]:
+        raise SigV4Error("InvalidCredentialScope", "scope date differs from X-Amz-Date")
+    if signed_at - now > max_skew:
+        raise SigV4Error("NotYetValid", "X-Amz-Date is too far in the future")
+    return signed_at
+
+
 def _header_values(headers: HeaderSource | None, name: str) -> list[str]:
     """All values of one header, case-insensitively, from a mapping or (name, value) pairs."""
     if headers is None:
@@ -129,6 +180,11 @@ def _header_values(headers: HeaderSource | None, name: str) -> list[str]:
     else:
         pairs = headers
     return [value for key, value in pairs if key.lower() == name]
+
+
+def _first_header(headers: HeaderSource, name: str) -> str | None:
+    values = _header_values(headers, name)
+    return values[0] if values else None
 
 
 def _canonical_header_value(value: str) -> str:
@@ -172,6 +228,30 @@ def _token_matches(presented: str, expected: str) -> bool:
     )
 
 
+def _signing_credential(
+    store: CredentialStore, access_key_id: str, token: str | None, now: float
+) -> Credential:
+    """The live credential behind ``access_key_id``, with the session token it must carry."""
+    credential = store.lookup_access_key(access_key_id)
+    if credential is None:
+        raise SigV4Error("UnknownAccessKey", f"no credential for {access_key_id!r}")
+    if credential.expired(now):
+        raise SigV4Error("CredentialExpired", f"credential {access_key_id!r} has expired")
+    if credential.session_token is not None:
+        if token is None or not _token_matches(token, credential.session_token):
+            raise SigV4Error("TokenMismatch", "session token missing or wrong")
+    elif token is not None:
+        raise SigV4Error("TokenMismatch", "a session token was sent for a long-term key")
+    return credential
+
+
+# ---------------------------------------------------------------------- presigned query
+
+
+def _presigned_request(path: str, query: str, canonical_headers: str, signed: str) -> str:
+    return f"GET\n{path}\n{query}\n{canonical_headers}\n{signed}\n{EMPTY_SHA256}"
+
+
 def verify_presigned_request(
     path: str,
     query: str,
@@ -207,21 +287,9 @@ def verify_presigned_request(
     if auth[_P_ALGORITHM] != ALGORITHM:
         raise SigV4Error("InvalidParameter", f"X-Amz-Algorithm must be {ALGORITHM}")
 
-    scope = auth[_P_CREDENTIAL].split("/")
-    if len(scope) != 5 or not scope[0] or scope[4] != "aws4_request":
-        raise SigV4Error("InvalidCredentialScope", "expected <key>/<date>/<region>/<service>/...")
-    access_key_id, scope_date, scope_region, scope_service, _ = scope
-    if scope_service not in SERVICES:
-        raise SigV4Error("InvalidCredentialScope", f"service {scope_service!r} is not IoT's")
-    if region is not None and scope_region != region:
-        raise SigV4Error("InvalidCredentialScope", f"region {scope_region!r} is not {region!r}")
-
+    scope = _parse_scope(auth[_P_CREDENTIAL], SERVICES, "IoT's", region)
     amz_date = auth[_P_DATE]
-    signed_at = _parse_amz_date(amz_date)
-    if scope_date != amz_date[:8]:
-        raise SigV4Error("InvalidCredentialScope", "scope date differs from X-Amz-Date")
-    if signed_at - now > max_skew:
-        raise SigV4Error("NotYetValid", "X-Amz-Date is too far in the future")
+    signed_at = _signed_at(amz_date, scope, now, max_skew)
     expires = auth.get(_P_EXPIRES)
     if expires is not None:
         if not expires.isascii() or not expires.isdigit() or int(expires) > MAX_EXPIRES:
@@ -232,23 +300,12 @@ def verify_presigned_request(
         raise SigV4Error("Expired", "X-Amz-Date is too old")
 
     signed_headers = _parse_signed_headers(auth[_P_SIGNED_HEADERS])
-
-    credential = store.lookup_access_key(access_key_id)
-    if credential is None:
-        raise SigV4Error("UnknownAccessKey", f"no credential for {access_key_id!r}")
-    if credential.expired(now):
-        raise SigV4Error("CredentialExpired", f"credential {access_key_id!r} has expired")
     token = auth.get(_P_TOKEN)
-    if credential.session_token is not None:
-        if token is None or not _token_matches(token, credential.session_token):
-            raise SigV4Error("TokenMismatch", "session token missing or wrong")
-    elif token is not None:
-        raise SigV4Error("TokenMismatch", "a session token was sent for a long-term key")
+    credential = _signing_credential(store, scope.access_key_id, token, now)
 
     canonical_headers = _canonical_headers(signed_headers, host, headers)
     canonical_path = path.split("?", 1)[0] or "/"
     signed = ";".join(signed_headers)
-    scope_parts = (scope_date, scope_region, scope_service)
     presented = auth[_P_SIGNATURE].lower().encode()
 
     # Primary: the token was appended after signing. Legacy: it was signed with the rest.
@@ -257,8 +314,8 @@ def verify_presigned_request(
         variants.append((_P_SIGNATURE,))
     for unsigned in variants:
         query_string = _canonical_query(kv for kv in pairs if kv[0] not in unsigned)
-        request = _canonical_request(canonical_path, query_string, canonical_headers, signed)
-        expected = _signature(credential.secret_access_key, amz_date, scope_parts, request)
+        request = _presigned_request(canonical_path, query_string, canonical_headers, signed)
+        expected = _signature(credential.secret_access_key, amz_date, scope.signing_parts, request)
         if hmac.compare_digest(expected.encode(), presented):
             return credential
     raise SigV4Error("SignatureMismatch", "signature does not match")
@@ -297,9 +354,133 @@ def presign_url(
         params.append((_P_EXPIRES, str(expires)))
     query = _canonical_query(params)
     canonical_headers = f"host:{host.strip().lower()}\n"
-    request = _canonical_request(path, query, canonical_headers, "host")
+    request = _presigned_request(path, query, canonical_headers, "host")
     signature = _signature(secret, amz_date, (date, region, service), request)
     url = f"{scheme}://{host}{path}?{query}&{_P_SIGNATURE}={signature}"
     if session_token is not None:
         url += f"&{_P_TOKEN}={_uri_encode(session_token)}"
     return url
+
+
+# ---------------------------------------------------------------------- Authorization header
+
+
+def _auth_fields(header: str) -> dict[str, str]:
+    """``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` to a dict."""
+    algorithm, _, rest = header.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise SigV4Error("InvalidParameter", f"Authorization must use {ALGORITHM}")
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or key in fields:
+            raise SigV4Error("InvalidParameter", "malformed Authorization header")
+        fields[key] = value
+    for required in ("Credential", "SignedHeaders", "Signature"):
+        if required not in fields:
+            raise SigV4Error("MissingParameter", required)
+    return fields
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 as the SDKs apply it: '.', '..' and empty segments go."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if not segment or segment == ".":
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+        else:
+            segments.append(segment)
+    trailing = "/" if path.endswith("/") and segments else ""
+    return "/" + "/".join(segments) + trailing
+
+
+def canonical_path(raw_path: str) -> str:
+    """The canonical URI of a non-S3 request: the path as sent, normalised, encoded again."""
+    return quote(_remove_dot_segments(raw_path or "/"), safe="/~")
+
+
+def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
+    """Decode ``a=1&b=%2F`` without turning '+' into a space (SigV4 encodes '+' as %2B)."""
+    if not raw_query:
+        return []
+    parts = raw_query.split("&")
+    if len(parts) > MAX_QUERY_FIELDS:
+        raise SigV4Error("InvalidParameter", "too many query parameters")
+    pairs = []
+    for part in parts:
+        key, _, value = part.partition("=")
+        pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
+def _payload_hash(headers: Mapping[str, str], body: bytes) -> str:
+    """The body's SHA-256, or what ``X-Amz-Content-SHA256`` says once it is checked."""
+    declared = _first_header(headers, _CONTENT_SHA256)
+    if declared is None:
+        return hashlib.sha256(body).hexdigest()
+    if declared != "UNSIGNED-PAYLOAD" and not hmac.compare_digest(
+        declared.encode(), hashlib.sha256(body).hexdigest().encode()
+    ):
+        raise SigV4Error("SignatureMismatch", "X-Amz-Content-SHA256 does not match the body")
+    return declared
+
+
+def verify_authorization_header(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    store: CredentialStore,
+    *,
+    service: str,
+    region: str | None = None,
+    now: float | None = None,
+    max_skew: int = 900,
+) -> Credential:
+    """Check a header-signed request and return the signing credential.
+
+    ``raw_path`` and ``raw_query`` are exactly as received (still percent-encoded); ``headers``
+    the received headers (a multidict keeps repeated ones). Raises :class:`SigV4Error`.
+    """
+    now = time.time() if now is None else now
+    header = _first_header(headers, "authorization")
+    if header is None:
+        raise SigV4Error("MissingParameter", "Authorization")
+    fields = _auth_fields(header)
+    scope = _parse_scope(fields["Credential"], (service,), repr(service), region)
+
+    raw_date = _first_header(headers, "x-amz-date")
+    if raw_date is None:
+        raise SigV4Error("MissingParameter", "X-Amz-Date")
+    amz_date = raw_date.strip()
+    signed_at = _signed_at(amz_date, scope, now, max_skew)
+    if now - signed_at > max_skew:
+        raise SigV4Error("Expired", "X-Amz-Date is too old")
+
+    signed_headers = _parse_signed_headers(fields["SignedHeaders"])
+    if "x-amz-date" not in signed_headers:
+        raise SigV4Error("MissingSignedHeader", "x-amz-date must be signed")
+    token = _first_header(headers, "x-amz-security-token")
+    credential = _signing_credential(store, scope.access_key_id, token, now)
+
+    host = _first_header(headers, "host") or ""
+    canonical_headers = _canonical_headers(signed_headers, host, headers)
+    payload_hash = _payload_hash(headers, body)
+    request = "\n".join(
+        (
+            method.upper(),
+            canonical_path(raw_path),
+            _canonical_query(_query_pairs(raw_query)),
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_hash,
+        )
+    )
+    expected = _signature(credential.secret_access_key, amz_date, scope.signing_parts, request)
+    if not hmac.compare_digest(expected.encode(), fields["Signature"].lower().encode()):
+        raise SigV4Error("SignatureMismatch", "signature does not match")
+    return credential

@@ -28,11 +28,10 @@ import aiohttp
 from aiohttp import web
 
 from infra.local.api.cors import cors_middleware
-from infra.local.edge_sigv4 import verify_authorization_header
 from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
-from infra.local.sigv4 import SigV4Error
+from infra.local.sigv4 import SigV4Error, verify_authorization_header
 
 log = logging.getLogger("iotchat.edge")
 

@@ -25,14 +25,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.edge_sigv4 import canonical_path, verify_authorization_header
 from infra.local.gateway import (
     ADMIN_PRINCIPAL,
     Credential,
     Principal,
     StaticCredentialStore,
 )
-from infra.local.sigv4 import SigV4Error
+from infra.local.sigv4 import SigV4Error, canonical_path, verify_authorization_header
 from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 
 REGION = "us-east-1"
