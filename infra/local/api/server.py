@@ -31,6 +31,7 @@ from infra.local.api.cors import cors_middleware
 from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
+from infra.local.http import AppServer
 from infra.local.sigv4 import SigV4Error, verify_authorization_header
 
 log = logging.getLogger("iotchat.edge")
@@ -182,7 +183,7 @@ class EdgeAPI:
         )
         self.app.router.add_get("/_iotchat/health", self._health)
         self.app.router.add_post(TOPICS_PREFIX + "{topic:.*}", self._publish)
-        self._runner: web.AppRunner | None = None
+        self._server = AppServer(self.app)
         self._client: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
@@ -203,25 +204,15 @@ class EdgeAPI:
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=60),
         )
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
         try:
-            await site.start()
+            self.port = await self._server.start(host, port)
         except OSError:
-            await runner.cleanup()
             await self._client.close()
             raise
-        self._runner = runner
-        server = site._server  # aiohttp exposes the bound port only here
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
         return self.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
         if self._client is not None:
             await self._client.close()
             self._client = None

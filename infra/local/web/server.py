@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from infra.local.http import AppServer
+
 log = logging.getLogger("iotchat.web")
 
 WEB_ROOT = Path(__file__).resolve().parents[3] / "client" / "web"
@@ -115,10 +117,10 @@ class WebServer:
         self.root = root.resolve()
         self.files: dict[str, Path] = {}
         self.port: int | None = None
-        self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._security_headers])
         self.app.router.add_get("/config.json", self._config)
         self.app.router.add_get("/{path:.*}", self._file)
+        self._server = AppServer(self.app)
 
     def scan(self) -> dict[str, Path]:
         """URL path -> file, for the app's own files and the vendor files that exist."""
@@ -149,25 +151,12 @@ class WebServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on ``host:port`` (0 picks a free port) and return the bound port."""
         self.files = self.scan()
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        server = site._server  # aiohttp exposes the bound port only here
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        self.port = await self._server.start(host, port)
         log.info("web client on http://%s:%d/", host, self.port)
         return self.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     @web.middleware
     async def _security_headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
