@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from cli import devices
 from client.stack_file import ENV_STACK_FILE
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 IOTCHAT = [sys.executable, "-m", "cli.main"]

@@ -20,7 +20,8 @@ import pytest
 from client import events
 from client.chat_client import ChatClient
 from tests.cli.test_terminal import cli_env
-from tests.conftest import InProcessStack, wait_for
+from tests.support.stack import InProcessStack
+from tests.support.waiting import wait_for
 
 CLI = [sys.executable, "-m", "cli.main"]
 # CSI / OSC / charset / keypad sequences the line editor draws with; what is left is the text.

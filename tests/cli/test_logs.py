@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 from infra.local.lambda_runtime import LambdaRuntime
-from tests.conftest import wait_for
 from tests.infra.local.lambda_runtime.helpers import fn, run_runtime
+from tests.support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = [fn("chatty", "chatty")]

@@ -13,8 +13,9 @@ import uuid
 from pathlib import Path
 from typing import IO
 
-from tests.conftest import InProcessStack, wait_for
 from tests.support.cognito import outbox_codes
+from tests.support.stack import InProcessStack
+from tests.support.waiting import wait_for
 
 CLI = [sys.executable, "-m", "cli.main"]
 

@@ -10,7 +10,7 @@ import pytest
 from client.chat_client import ChatClient
 from client.identity import Identity, SessionFile
 from client.stack_file import StackInfo, load_stack_file
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 
 
 @pytest.fixture(scope="module")

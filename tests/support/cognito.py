@@ -12,7 +12,7 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from tests.conftest import InProcessStack
+from tests.support.stack import InProcessStack
 
 PASSWORD = "Correct-horse-9"
 

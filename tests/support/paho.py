@@ -30,7 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from infra.local.sigv4 import presign_url
 
 if TYPE_CHECKING:
-    from tests.conftest import GatewayHandle
+    from tests.support.stack import GatewayHandle
 
 ADMIN_KEY = "test"
 ADMIN_SECRET = "test"  # the documented local admin, as in LocalStack

@@ -19,7 +19,8 @@ from client.chat_client import ChatClient
 from client.identity import Identity, SessionFile
 from client.stack_file import load_stack_file
 from lambdas.manifest import MANIFEST_PATH
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[3]

@@ -23,8 +23,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.sigv4 import presign_url
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 from tests.support.cognito import guest_credentials, logins, new_user, unsigned_client
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 TIMEOUT = 10.0
 # Far longer than any test: a dropped connection must be noticed from the socket, not from a

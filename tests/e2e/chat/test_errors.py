@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tests.conftest import wait_for
 from tests.e2e.chat.conftest import People, room_topic
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

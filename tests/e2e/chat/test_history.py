@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import InProcessStack, wait_for
 from tests.e2e.chat.conftest import People, room_topic
+from tests.support.stack import InProcessStack
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

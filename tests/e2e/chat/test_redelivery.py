@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import wait_for
 from tests.e2e.chat.conftest import ChatClient, People, room_topic, unique
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

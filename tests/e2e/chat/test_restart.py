@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 from tests.e2e.chat.conftest import (
     ChatClient,
     Message,
@@ -23,6 +22,8 @@ from tests.e2e.chat.conftest import (
     unique,
     wait_connection_recorded,
 )
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,8 +10,9 @@ import boto3
 import pytest
 
 from infra.local.lambda_runtime import log_path
-from tests.conftest import run_stack_in_thread, stack_options, wait_for
 from tests.e2e.chat.conftest import People, room_topic, unique
+from tests.support.stack import run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -18,8 +18,8 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from infra.local.sigv4 import presign_url
-from tests.conftest import InProcessStack
 from tests.support.cognito import logins, new_user, unsigned_client
+from tests.support.stack import InProcessStack
 
 TIMEOUT = 10.0
 V311, V5 = 4, 5

@@ -83,7 +83,6 @@ from websockets.exceptions import InvalidStatus
 
 from infra.local.ca import LocalCA
 from infra.local.registry import INACTIVE, DeviceFiles, create_device, revoke_device
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 from tests.e2e.security.helpers import (
     TIMEOUT,
     V5,
@@ -98,6 +97,8 @@ from tests.e2e.security.helpers import (
     wss_session,
 )
 from tests.support.cognito import guest_credentials
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

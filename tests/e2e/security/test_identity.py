@@ -21,7 +21,6 @@ import pytest
 from awsiot import mqtt_connection_builder
 
 from infra.local.registry import create_device, revoke_device
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 from tests.support.cognito import (
     guest_credentials,
     logins,
@@ -29,6 +28,8 @@ from tests.support.cognito import (
     unsigned_client,
     wss_connection,
 )
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 TIMEOUT = 10.0

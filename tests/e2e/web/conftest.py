@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from infra.local.web import config_from_stack
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 
 # Imported at collection, not lazily in a fixture while a stack thread runs: pytest rewrites
 # a test module's asserts with ast.parse on first import, and CPython 3.11's AST recursion

@@ -15,7 +15,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=TIMEOUT_MS)

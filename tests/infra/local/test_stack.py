@@ -14,7 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import run_stack_in_thread, stack_options, wait_for
+from tests.support.stack import run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 IOTCHAT = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parents[3]

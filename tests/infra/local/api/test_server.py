@@ -32,7 +32,8 @@ from infra.local.gateway import (
     StaticCredentialStore,
 )
 from infra.local.sigv4 import SigV4Error, canonical_path, verify_authorization_header
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 REGION = "us-east-1"
 MAX_PAYLOAD = 128 * 1024

@@ -17,7 +17,6 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from infra.local.sigv4 import presign_url
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
 from tests.support.cognito import (
     guest_credentials,
     logins,
@@ -25,6 +24,8 @@ from tests.support.cognito import (
     unsigned_client,
     wss_connection,
 )
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

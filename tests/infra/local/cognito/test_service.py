@@ -22,7 +22,6 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from infra.local.cognito import USER_POLICY_NAME, TokenSigner
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.cognito import (
     PASSWORD,
     confirm,
@@ -34,6 +33,7 @@ from tests.support.cognito import (
     sign_up,
     unsigned_client,
 )
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ import pytest
 from infra.local.cognito import LocalCognito, PolicyAttachments, TokenError, TokenSigner
 from infra.local.identity import Credential, Principal
 from infra.local.stack import PRUNE_EVERY, LocalStack
-from tests.conftest import stack_options
+from tests.support.stack import stack_options
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Abcdefghi"
 

@@ -23,7 +23,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from infra.local.dynamodb import DynamoDBLocal, DynamoDBStartError
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[4]
 TABLE = "chat-history"

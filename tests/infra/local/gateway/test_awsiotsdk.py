@@ -33,7 +33,8 @@ from infra.local.ca import LocalCA
 from infra.local.gateway import Credential, Principal
 from infra.local.gateway.codec import CONNECT
 from infra.local.sigv4 import presign_url
-from tests.conftest import GatewayHandle, wait_for
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -56,9 +56,9 @@ from infra.local.gateway.codec import (
 )
 from infra.local.registry import Registry, RegistryCredentialStore
 from infra.local.sigv4 import presign_url
-from tests.conftest import GatewayHandle
 from tests.infra.local.gateway.test_codec import packets, properties, publishes, subscribes
 from tests.infra.local.gateway.test_limits import Bystander
+from tests.support.stack import GatewayHandle
 
 FUZZ = settings(
     derandomize=True,

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import pytest
 
 from infra.local.gateway import Credential, Limits, Principal
-from tests.conftest import GatewayHandle, wait_for
 from tests.support.paho import (
     ALL_COMBOS,
     TCP_V5,
@@ -30,6 +29,8 @@ from tests.support.paho import (
     unique,
     wait_event,
 )
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

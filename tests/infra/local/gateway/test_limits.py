@@ -34,7 +34,8 @@ from infra.local.gateway.codec import (
     SubscriptionOptions,
     encode,
 )
-from tests.conftest import GatewayHandle, wait_for
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 import pytest
 
 from infra.local.gateway import Limits
-from tests.conftest import GatewayHandle, wait_for
 from tests.support.paho import (
     TCP_V5,
     V5_COMBOS,
@@ -28,6 +27,8 @@ from tests.support.paho import (
     unique,
     wait_event,
 )
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

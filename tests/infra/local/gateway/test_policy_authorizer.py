@@ -18,7 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.gateway import Credential, Principal
 from infra.local.gateway.policy_authorizer import AMR, SUB, PolicyAuthorizer
-from tests.conftest import GatewayHandle, wait_for
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

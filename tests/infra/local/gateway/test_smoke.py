@@ -3,7 +3,7 @@
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def test_admin_roundtrip_over_tcp(gateway):

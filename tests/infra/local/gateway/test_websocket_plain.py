@@ -10,7 +10,8 @@ import pytest
 
 from infra.local.gateway import Gateway, GatewayConfig
 from infra.local.sigv4 import presign_url
-from tests.conftest import GatewayHandle, wait_for
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 
 def ws_client(

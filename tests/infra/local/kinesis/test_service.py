@@ -14,7 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local.kinesis import KinesisLocal, KinesisStartError, ensure_streams
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -22,7 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from infra.local.lambda_runtime import failures_path
 from infra.local.lambda_runtime.event_sources import checkpoint_path
 from lambdas.manifest import Manifest, ManifestError
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -48,7 +48,7 @@ from infra.local.registry import (
     create_device,
     revoke_device,
 )
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,7 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from infra.local.rules.actions import RuleServices
 from infra.local.rules.engine import RulesEngine
 from iot_rules.loader import RuleDefinition
-from tests.conftest import GatewayHandle, wait_for
+from tests.support.stack import GatewayHandle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.lambda_runtime import failures_path
-from tests.conftest import InProcessStack, run_stack_in_thread, stack_options, wait_for
+from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

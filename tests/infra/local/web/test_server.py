@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infra.local.web import WebServer, config_from_stack, content_security_policy
+from client.webapp import content_security_policy
+from infra.local.web import WebServer, config_from_stack
 from tests.e2e.web.conftest import WebStack
 
 
