@@ -9,49 +9,20 @@ the project does not define. ``eval`` is the console's SQL tester on the command
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .loader import RULES_DIR, RuleFileError, load_rule_file
+from .loader import RULES_DIR, Reference, RuleFileError, load_rule_file
 from .sql import SqlError, SqlMessage, compile_sql, compile_template
 
-_FUNCTION_ARN = re.compile(r"^arn:aws:lambda:[^:]*:[^:]*:function:([A-Za-z0-9_-]+)(:[^:]+)?$")
-
-
-def _function_name(arn: str) -> str | None:
-    """The function a Lambda ARN (or a bare name) refers to, when it is not templated."""
-    if "${" in arn:
-        return None
-    match = _FUNCTION_ARN.match(arn)
-    return match.group(1) if match else arn
-
-
-def _action_references(action: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    """(function names, table names, stream names) an action refers to, when literal."""
-    functions: list[str] = []
-    tables: list[str] = []
-    streams: list[str] = []
-    for kind, params in action.items():
-        if kind == "lambda":
-            name = _function_name(params.get("functionArn", ""))
-            if name:
-                functions.append(name)
-        elif kind == "dynamoDBv2":
-            table = params.get("putItem", {}).get("tableName", "")
-            if table and "${" not in table:
-                tables.append(table)
-        elif kind == "dynamoDB":
-            table = params.get("tableName", "")
-            if table and "${" not in table:
-                tables.append(table)
-        elif kind == "kinesis":
-            stream = params.get("streamName", "")
-            if stream and "${" not in stream:
-                streams.append(stream)
-    return functions, tables, streams
+# What `check` compares with the project's definitions, and how it names each kind.
+_DEFINED_IN = {
+    "function": "Lambda function {!r} is not in the Lambda manifest",
+    "table": "DynamoDB table {!r} is not defined",
+    "stream": "Kinesis stream {!r} is not defined",
+}
 
 
 def check_rule_file(
@@ -75,35 +46,25 @@ def check_rule_file(
     specs = list(rule.actions)
     if rule.error_action:
         specs.append(rule.error_action)
-    referenced_functions: list[str] = []
-    referenced_tables: list[str] = []
-    referenced_streams: list[str] = []
     for spec in specs:
-        f, t, k = _action_references(spec)
-        referenced_functions += f
-        referenced_tables += t
-        referenced_streams += k
         for params in spec.values():
             for text in _template_strings(params):
                 try:
                     compile_template(text, rule.sql_version)
                 except SqlError as exc:
                     problems.append(f"{where}: substitution template {text!r}: {exc}")
+    references = list(rule.references())
     if statement is not None:
-        referenced_functions += [n for n in map(_function_name, statement.lambda_arns) if n]
-        referenced_tables += list(statement.tables)
-    if functions is not None:
-        for name in referenced_functions:
-            if name not in functions:
-                problems.append(f"{where}: Lambda function {name!r} is not in the Lambda manifest")
-    if tables is not None:
-        for name in referenced_tables:
-            if name not in tables:
-                problems.append(f"{where}: DynamoDB table {name!r} is not defined")
-    if streams is not None:
-        for name in referenced_streams:
-            if name not in streams:
-                problems.append(f"{where}: Kinesis stream {name!r} is not defined")
+        references += [Reference("function", arn, "aws_lambda") for arn in statement.lambda_arns]
+        references += [Reference("table", table, "get_dynamodb") for table in statement.tables]
+    defined = {"function": functions, "table": tables, "stream": streams}
+    for kind, message in _DEFINED_IN.items():
+        known = defined[kind]
+        if known is None:
+            continue
+        for ref in references:
+            if ref.kind == kind and ref.literal and ref.name not in known:
+                problems.append(f"{where}: {message.format(ref.name)}")
     return problems
 
 

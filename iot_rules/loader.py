@@ -11,23 +11,78 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from policies.arns import arn_resource_name
 from policies.render import LOCAL_NAMES, RenderError, render
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 RULE_NAME = re.compile(r"^[a-zA-Z0-9_]{1,128}$")
 
-# The actions the local engine runs; any other action type is valid on AWS but not here.
-LOCAL_ACTIONS = ("republish", "lambda", "dynamoDBv2", "dynamoDB", "kinesis")
+ReferenceKind = Literal["function", "table", "stream", "topic", "role"]
+
+# The action types the local engine runs (any other is valid on AWS but not here), each with
+# the fields that name a resource: (kind, path into the action's parameters). Every action may
+# also name a ``roleArn``. The rule checker, the CloudFormation template and the local engine's
+# action table all start from this one table.
+ACTION_REFERENCES: dict[str, tuple[tuple[ReferenceKind, tuple[str, ...]], ...]] = {
+    "republish": (("topic", ("topic",)),),
+    "lambda": (("function", ("functionArn",)),),
+    "dynamoDBv2": (("table", ("putItem", "tableName")),),
+    "dynamoDB": (("table", ("tableName",)),),
+    "kinesis": (("stream", ("streamName",)),),
+}
+LOCAL_ACTIONS = tuple(ACTION_REFERENCES)
 
 
 class RuleFileError(ValueError):
     """A rule file that AWS would refuse, or the local engine cannot run; names file and problem."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One resource a rule action names, as written in the rule (an ARN, a name or a topic)."""
+
+    kind: ReferenceKind
+    value: str
+    action: str
+    in_error_action: bool = False
+
+    @property
+    def literal(self) -> bool:
+        """False for a ``${...}`` substitution template, known only per message."""
+        return "${" not in self.value
+
+    @property
+    def name(self) -> str:
+        """The function's or role's name when the value is its ARN; else the value itself."""
+        if self.kind == "function":
+            return arn_resource_name(self.value, "lambda", "function") or self.value
+        if self.kind == "role":
+            return arn_resource_name(self.value, "iam", "role") or self.value
+        return self.value
+
+
+def action_references(
+    action: Mapping[str, Any], in_error_action: bool = False
+) -> Iterator[Reference]:
+    """The resources one action names, in :data:`ACTION_REFERENCES` order, then its role."""
+    for kind, params in action.items():
+        if not isinstance(params, Mapping):
+            continue
+        for ref_kind, path in ACTION_REFERENCES.get(kind, ()):
+            value: Any = params
+            for key in path:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if isinstance(value, str) and value:
+                yield Reference(ref_kind, value, kind, in_error_action)
+        role = params.get("roleArn")
+        if isinstance(role, str) and role:
+            yield Reference("role", role, kind, in_error_action)
 
 
 @dataclass(frozen=True)
@@ -55,6 +110,13 @@ class RuleDefinition:
     @property
     def error_action(self) -> dict[str, Any] | None:
         return self.payload.get("errorAction")
+
+    def references(self) -> Iterator[Reference]:
+        """Every resource the actions and the errorAction name, in the file's order."""
+        for action in self.actions:
+            yield from action_references(action)
+        if self.error_action:
+            yield from action_references(self.error_action, in_error_action=True)
 
 
 @cache

@@ -1,27 +1,20 @@
-"""Function names and ARNs: the forms Lambda's Invoke accepts for ``FunctionName``."""
+"""Function names and ARNs: the forms Lambda's Invoke accepts for ``FunctionName``.
+
+The parser itself is :func:`policies.arns.lambda_function_name`, the project's one ARN reader
+(``iot_rules/`` needs it too and may not import ``lambdas/``); this module gives it the local
+stack's default region and account.
+"""
 
 from __future__ import annotations
 
-import re
+from policies.arns import lambda_function_arn
+from policies.arns import lambda_function_name as function_name
 
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"
 
-# name | account:function:name | arn:aws:lambda:region:account:function:name, each with an
-# optional :qualifier ($LATEST, a version or an alias; all run the one local version).
-_FORMS = re.compile(
-    r"^(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:)?(?:\d{12}:function:)?"
-    r"(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
-)
+__all__ = ["ACCOUNT_ID", "REGION", "function_arn", "function_name"]
 
 
 def function_arn(name: str, region: str = REGION, account_id: str = ACCOUNT_ID) -> str:
-    return f"arn:aws:lambda:{region}:{account_id}:function:{name}"
-
-
-def function_name(name_or_arn: str) -> str | None:
-    """The bare function name in any accepted form, or None if the string is no such form."""
-    if name_or_arn.startswith("arn:") and ":function:" not in name_or_arn:
-        return None
-    match = _FORMS.match(name_or_arn)
-    return match.group("name") if match else None
+    return lambda_function_arn(name, region, account_id)

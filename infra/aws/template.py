@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from client.webapp import content_security_policy
-from iot_rules.loader import RULES_DIR, load_rules
+from iot_rules.loader import RULES_DIR, RuleDefinition, load_rules
 from lambdas.manifest import MANIFEST_PATH, Manifest
 from policies.documents import load_document, policy_names
 from policies.render import render_cloudformation
@@ -194,6 +194,13 @@ class _Builder:
         self.functions: dict[str, str] = {}
         self.tables: dict[str, str] = {}
         self.streams: dict[str, str] = {}
+        # A rule reference's kind -> (templated name -> logical id, what to say when missing).
+        self._declared = {
+            "function": (self.functions, "is not in the manifest"),
+            "table": (self.tables, "is not in the manifest"),
+            "stream": (self.streams, "is not in the manifest"),
+            "role": (self.roles, "has no policies/iam file"),
+        }
 
     def add(self, name: str, resource: dict[str, Any]) -> str:
         if name in self.resources:
@@ -498,32 +505,18 @@ class _Builder:
     ) -> tuple[set[str], str | None]:
         """What a rule's actions name (DependsOn), and its condition: a rule that feeds the
         stream exists only with the stream."""
-        actions = [*raw.get("actions", []), *([raw["errorAction"]] if "errorAction" in raw else [])]
-        condition = "StreamEnabled" if any("kinesis" in action for action in actions) else None
+        references = list(RuleDefinition(stem, raw).references())
+        condition = "StreamEnabled" if any(r.kind == "stream" for r in references) else None
         depends: set[str] = set()
-        for action in actions:
-            for kind, body in action.items():
-                if kind == "lambda":
-                    name = body["functionArn"].rpartition(":function:")[2]
-                    if name not in self.functions:
-                        raise TemplateError(f"rule {stem}: function {name} is not in the manifest")
-                    depends.add(self.functions[name])
-                    invoked.setdefault(name, []).append((logical_id("rule", stem), condition))
-                if "roleArn" in body:
-                    role = body["roleArn"].rpartition(":role/")[2]
-                    if role not in self.roles:
-                        raise TemplateError(f"rule {stem}: role {role} has no policies/iam file")
-                    depends.add(self.roles[role])
-                if kind in ("dynamoDBv2", "dynamoDB"):
-                    table = body.get("putItem", {}).get("tableName") or body.get("tableName")
-                    if table not in self.tables:
-                        raise TemplateError(f"rule {stem}: table {table} is not in the manifest")
-                    depends.add(self.tables[table])
-                if kind == "kinesis":
-                    stream = body["streamName"]
-                    if stream not in self.streams:
-                        raise TemplateError(f"rule {stem}: stream {stream} is not in the manifest")
-                    depends.add(self.streams[stream])
+        for ref in references:
+            if ref.kind == "topic":
+                continue
+            declared, missing = self._declared[ref.kind]
+            if ref.name not in declared:
+                raise TemplateError(f"rule {stem}: {ref.kind} {ref.name} {missing}")
+            depends.add(declared[ref.name])
+            if ref.kind == "function":
+                invoked.setdefault(ref.name, []).append((logical_id("rule", stem), condition))
         return depends, condition
 
     # ---------------------------------------------------------------------- AWS-only parts
