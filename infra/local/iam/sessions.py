@@ -1,0 +1,61 @@
+"""Temporary credentials for role sessions: what ``sts:AssumeRole`` hands a Lambda or a rule.
+
+On AWS a Lambda function's code runs with temporary credentials of its execution role (in
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``), and a rule action
+acts as its ``roleArn``. Locally each session gets its own key, secret and session token,
+registered with the stack's credential store so that every door maps the key back to the
+role session (``Principal(kind="role", identifier=<role ARN>)``) and authorizes it against
+that role's policy, never the admin's.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import string
+import time
+from collections.abc import Callable
+
+from infra.local.identity import Credential, Principal
+
+from .roles import Role
+
+DEFAULT_LIFETIME = 3600.0  # seconds; AssumeRole's default DurationSeconds
+SESSION_ATTRIBUTE = "session"
+_KEY_ALPHABET = string.ascii_uppercase + "234567"
+
+
+def temporary_access_key_id() -> str:
+    """``ASIA`` + 16 characters: the shape AWS gives temporary (STS) access key ids."""
+    return "ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+
+
+def role_principal(role: Role, session_name: str) -> Principal:
+    return Principal("role", role.arn, ((SESSION_ATTRIBUTE, session_name),))
+
+
+class RoleSessions:
+    """Issues credentials for role sessions and registers each with the stack's store."""
+
+    def __init__(
+        self,
+        register: Callable[[Credential], None],
+        *,
+        lifetime: float = DEFAULT_LIFETIME,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._register = register
+        self.lifetime = lifetime
+        self._clock = clock
+
+    def issue(self, role: Role, session_name: str, lifetime: float | None = None) -> Credential:
+        """New credentials for ``role`` as session ``session_name``, valid for ``lifetime`` s."""
+        credential = Credential(
+            access_key_id=temporary_access_key_id(),
+            secret_access_key=base64.b64encode(secrets.token_bytes(30)).decode(),
+            principal=role_principal(role, session_name),
+            session_token=base64.b64encode(secrets.token_bytes(96)).decode(),
+            expires_at=self._clock() + (self.lifetime if lifetime is None else lifetime),
+        )
+        self._register(credential)
+        return credential
