@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import aiohttp
 
@@ -63,15 +67,59 @@ def sigv4_probe_headers(target: str, service: str, json_version: str) -> dict[st
     }
 
 
+@dataclass(frozen=True)
+class ReadinessProbe:
+    """A cheap list call (``target``) that a ready emulator answers with ``answer_key``."""
+
+    target: str
+    signing_service: str
+    json_version: str
+    answer_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return sigv4_probe_headers(self.target, self.signing_service, self.json_version)
+
+
+class NodeOptions(TypedDict, total=False):
+    """Where and how a Node service runs; every subclass takes these as keywords."""
+
+    host: str
+    root: Path
+    node: str
+
+
+def create_missing(
+    client: Any,
+    list_operation: str,
+    names_key: str,
+    requests: Iterable[Mapping[str, Any]],
+    name_key: str,
+    create: Callable[[Mapping[str, Any]], None],
+) -> list[str]:
+    """Call ``create(request)`` for each request whose resource (named by ``name_key``) is not
+    among those ``list_operation`` pages through; return the names created."""
+    existing: set[str] = set()
+    for page in client.get_paginator(list_operation).paginate():
+        existing.update(page.get(names_key, []))
+    created = []
+    for request in requests:
+        if request[name_key] not in existing:
+            create(request)
+            created.append(request[name_key])
+    return created
+
+
 class NodeService:
     """One Node server process on ``host``; start, then stop, once each.
 
-    Subclasses say how to run it (:meth:`command`) and how to tell it is ready
-    (:meth:`ready`); ``label`` names it in logs and errors.
+    Subclasses say how to run it (:meth:`command`) and which list call tells it is ready
+    (``probe``); ``label`` names it in logs and errors.
     """
 
     label = "node service"
     error_type: type[NodeServiceStartError] = NodeServiceStartError
+    probe: ReadinessProbe
 
     def __init__(
         self,
@@ -116,7 +164,10 @@ class NodeService:
 
     async def ready(self, session: aiohttp.ClientSession) -> bool:
         """One probe: True once the server answers as itself."""
-        raise NotImplementedError
+        headers = self.probe.headers
+        async with session.post(self.endpoint + "/", data=b"{}", headers=headers) as resp:
+            body = await resp.read()
+            return resp.status == 200 and self.probe.answer_key in json.loads(body)
 
     def node_path(self) -> str:
         node = shutil.which(self.node)

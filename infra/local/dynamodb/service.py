@@ -8,23 +8,20 @@ Spawning, readiness and stopping are shared with kinesalite (:mod:`.node_service
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import Any, Unpack
 
 from infra.local.node_service import (
-    REPO_ROOT,
+    NodeOptions,
     NodeService,
     NodeServiceStartError,
-    sigv4_probe_headers,
+    ReadinessProbe,
+    create_missing,
 )
 
 DYNALITE_CLI = Path("node_modules") / "dynalite" / "cli.js"
 TARGET_PREFIX = "DynamoDB_20120810."
-_PROBE_HEADERS = sigv4_probe_headers(TARGET_PREFIX + "ListTables", "dynamodb", "1.0")
 
 
 class DynamoDBStartError(NodeServiceStartError):
@@ -36,18 +33,17 @@ class DynamoDBLocal(NodeService):
 
     label = "dynalite"
     error_type = DynamoDBStartError
+    probe = ReadinessProbe(TARGET_PREFIX + "ListTables", "dynamodb", "1.0", "TableNames")
 
     def __init__(
         self,
         data_dir: Path,
         log_file: Path,
         *,
-        host: str = "127.0.0.1",
-        root: Path = REPO_ROOT,
-        node: str = "node",
         table_transition_ms: int = 0,
+        **options: Unpack[NodeOptions],
     ) -> None:
-        super().__init__(data_dir, log_file, host=host, root=root, node=node)
+        super().__init__(data_dir, log_file, **options)
         # Real DynamoDB keeps a table CREATING for seconds; dynalite's default is 500 ms. Zero
         # makes boto3's table_exists waiter and tests immediate without changing any result.
         self.table_transition_ms = table_transition_ms
@@ -73,23 +69,14 @@ class DynamoDBLocal(NodeService):
             ms,
         ]
 
-    async def ready(self, session: aiohttp.ClientSession) -> bool:
-        async with session.post(self.endpoint + "/", data=b"{}", headers=_PROBE_HEADERS) as resp:
-            body = await resp.read()
-            return resp.status == 200 and "TableNames" in json.loads(body)
-
 
 def ensure_tables(client: Any, tables: Iterable[Mapping[str, Any]]) -> list[str]:
     """Create each declared table that does not exist yet; return the names created."""
-    existing: set[str] = set()
-    for page in client.get_paginator("list_tables").paginate():
-        existing.update(page.get("TableNames", []))
-    created = []
-    for table in tables:
-        if table["TableName"] not in existing:
-            request = dict(table)
-            if "BillingMode" not in request and "ProvisionedThroughput" not in request:
-                request["BillingMode"] = "PAY_PER_REQUEST"
-            client.create_table(**request)
-            created.append(table["TableName"])
-    return created
+
+    def create(table: Mapping[str, Any]) -> None:
+        request = dict(table)
+        if "BillingMode" not in request and "ProvisionedThroughput" not in request:
+            request["BillingMode"] = "PAY_PER_REQUEST"
+        client.create_table(**request)
+
+    return create_missing(client, "list_tables", "TableNames", tables, "TableName", create)

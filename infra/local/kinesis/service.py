@@ -16,21 +16,19 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import Any, Unpack
 
 from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from infra.local.node_service import (
-    REPO_ROOT,
+    NodeOptions,
     NodeService,
     NodeServiceStartError,
-    sigv4_probe_headers,
+    ReadinessProbe,
+    create_missing,
 )
 
 KINESALITE_DIR = Path("node_modules") / "kinesalite"
 TARGET_PREFIX = "Kinesis_20131202."
-_PROBE_HEADERS = sigv4_probe_headers(TARGET_PREFIX + "ListStreams", "kinesis", "1.1")
 # argv: kinesalite's directory, its options as JSON, port, host.
 _LAUNCHER = (
     "const [dir, options, port, host] = process.argv.slice(1);"
@@ -48,20 +46,19 @@ class KinesisLocal(NodeService):
 
     label = "kinesalite"
     error_type = KinesisStartError
+    probe = ReadinessProbe(TARGET_PREFIX + "ListStreams", "kinesis", "1.1", "StreamNames")
 
     def __init__(
         self,
         data_dir: Path,
         log_file: Path,
         *,
-        host: str = "127.0.0.1",
-        root: Path = REPO_ROOT,
-        node: str = "node",
         region: str = LOCAL_REGION,
         account_id: str = LOCAL_ACCOUNT_ID,
         stream_transition_ms: int = 0,
+        **options: Unpack[NodeOptions],
     ) -> None:
-        super().__init__(data_dir, log_file, host=host, root=root, node=node)
+        super().__init__(data_dir, log_file, **options)
         # kinesalite builds StreamARNs from these, so they match the ARNs the manifest names.
         self.region = region
         self.account_id = account_id
@@ -84,11 +81,6 @@ class KinesisLocal(NodeService):
     def environment(self) -> dict[str, str]:
         return {"AWS_REGION": self.region, "AWS_ACCOUNT_ID": self.account_id}
 
-    async def ready(self, session: aiohttp.ClientSession) -> bool:
-        async with session.post(self.endpoint + "/", data=b"{}", headers=_PROBE_HEADERS) as resp:
-            body = await resp.read()
-            return resp.status == 200 and "StreamNames" in json.loads(body)
-
 
 def ensure_streams(
     client: Any, stream_requests: Iterable[Mapping[str, Any]], timeout: float = 10.0
@@ -96,14 +88,14 @@ def ensure_streams(
     """Create each declared stream that does not exist yet, wait until every declared stream
     is ACTIVE, and return the names created. A stream request is a ``CreateStream`` request."""
     requests = list(stream_requests)
-    existing: set[str] = set()
-    for page in client.get_paginator("list_streams").paginate():
-        existing.update(page.get("StreamNames", []))
-    created = []
-    for request in requests:
-        if request["StreamName"] not in existing:
-            client.create_stream(**request)
-            created.append(request["StreamName"])
+    created = create_missing(
+        client,
+        "list_streams",
+        "StreamNames",
+        requests,
+        "StreamName",
+        lambda request: client.create_stream(**request),
+    )
     deadline = time.monotonic() + timeout
     for request in requests:
         name = request["StreamName"]
