@@ -4,6 +4,7 @@ A device talks to AWS IoT Core over mutual TLS with a certificate that is regist
 attached to a thing named like its client id and to the device policy. The same steps run
 against the local stack (its registry and CA in the stack's state dir) or against AWS (the
 ``iot`` API through boto3), chosen by the stack file's ``kind``; both write the same files.
+The commands sit at the end, next to the steps they run.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from cli.options import StackFileOption
 from client.edge.device import CA_FILE, CERT_FILE, CONFIG_FILE, KEY_FILE
 from client.stack_file import resolve_path
 
@@ -256,3 +260,51 @@ def _revoke_aws(info: dict[str, Any], name: str) -> list[str]:
     except (ClientError, BotoCoreError) as exc:
         raise _aws_error(exc) from exc
     return revoked
+
+
+# ---------------------------------------------------------------------------- the commands
+
+device_app = typer.Typer(no_args_is_help=True, help="Give devices their own X.509 identity.")
+
+
+def _refused(command: str, exc: DeviceError) -> typer.Exit:
+    typer.echo(f"iotchat device {command}: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@device_app.command("create")
+def device_create(
+    name: Annotated[
+        str, typer.Argument(help="Thing name; the device connects with it as client id.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the files (default: ./NAME).")
+    ] = None,
+    stack_file: StackFileOption = None,
+) -> None:
+    """Register a device (thing + ACTIVE certificate + device policy) and write its files."""
+    try:
+        result = create_device(name, out, stack_file)
+    except DeviceError as exc:
+        raise _refused("create", exc) from exc
+    typer.echo(f"device {result.name}: certificate {result.certificate_id} ACTIVE")
+    typer.echo(f"  certificate: {result.cert_path}")
+    typer.echo(f"  private key: {result.key_path} (mode 0600)")
+    if result.ca_path is not None:
+        typer.echo(f"  CA:          {result.ca_path}")
+    else:
+        typer.echo("  CA:          not written; supply Amazon Root CA 1 yourself")
+    typer.echo(f"  settings:    {result.config_path}")
+
+
+@device_app.command("revoke")
+def device_revoke(
+    name: Annotated[str, typer.Argument(help="The device's thing name.")],
+    stack_file: StackFileOption = None,
+) -> None:
+    """Mark the device's certificates REVOKED: the gateway refuses them from now on."""
+    try:
+        revoked = revoke_device(name, stack_file)
+    except DeviceError as exc:
+        raise _refused("revoke", exc) from exc
+    typer.echo(f"device {name}: {len(revoked)} certificate(s) REVOKED")

@@ -1,4 +1,4 @@
-"""``iotchat send``, ``listen``, ``signup``, ``login``: the chat from a shell.
+"""``iotchat send``, ``listen``, ``signup``, ``login``, ``logout``: the chat from a shell.
 
 Exit codes: 0 done; 1 the chat refused the request (its error is printed); 3 sign-up, sign-in or
 credentials refused; 4 no stack file, or no connection to the stack; 130 never (Ctrl-C ends
@@ -159,6 +159,15 @@ def login(stack_file: Path | None, session_file: Path | None, email: str, passwo
         return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
     except AuthError as exc:
         raise CliFailure(EXIT_AUTH, str(exc)) from None
+
+
+def logout(stack_file: Path | None, session_file: Path | None) -> None:
+    """Forget the stack's signed-in user; the guest identity stays."""
+    stack = load_stack(stack_file)
+    sessions = SessionFile(session_file)
+    entry = sessions.load(stack.identity_pool_id)
+    entry.pop("user", None)
+    sessions.save(stack.identity_pool_id, entry)
 
 
 def send(

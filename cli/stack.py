@@ -1,0 +1,103 @@
+"""``iotchat up`` and ``iotchat logs``: run the local stack and read its Lambda logs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.options import VerboseOption, setup_logging
+
+
+def up(
+    state_dir: Annotated[Path, typer.Option(help="Where the stack keeps its state.")] = Path(
+        ".iotchat"
+    ),
+    mqtt_port: Annotated[
+        int, typer.Option(help="Plain MQTT over TCP (loopback only); 0 picks a free port.")
+    ] = 1883,
+    mqtts_port: Annotated[
+        int, typer.Option(help="MQTT over mutual TLS; 0 picks a free port.")
+    ] = 8883,
+    wss_port: Annotated[
+        int, typer.Option(help="MQTT over SigV4 WebSocket (TLS); 0 picks a free port.")
+    ] = 8443,
+    ws_port: Annotated[
+        int,
+        typer.Option(
+            help="MQTT over plain WebSocket for the web app (SigV4, loopback only); 0 picks a "
+            "free port."
+        ),
+    ] = 8083,
+    api_port: Annotated[
+        int, typer.Option(help="Edge API (AWS_ENDPOINT_URL); 0 picks a free port.")
+    ] = 4566,
+    web_port: Annotated[int, typer.Option(help="Web client; 0 picks a free port.")] = 8080,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(help="Override an AWS limit, e.g. --limit publishes_per_second=5000."),
+    ] = None,
+    rules_dir: Annotated[
+        Path | None,
+        typer.Option(help="Topic rules to run (default: the project's iot_rules/rules)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="Lambda manifest (default: the project's lambdas/manifest.json)."),
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run the local stack in the foreground until Ctrl-C."""
+    from infra.local.gateway import Limits
+    from infra.local.stack import StackOptions, run_until_signalled
+
+    setup_logging(verbose)
+    try:
+        limits = Limits.from_overrides(limit or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--limit") from exc
+    options = StackOptions(
+        state_dir=state_dir,
+        mqtt_port=mqtt_port,
+        mqtts_port=mqtts_port,
+        wss_port=wss_port,
+        ws_port=ws_port,
+        api_port=api_port,
+        web_port=web_port,
+        limits=limits,
+    )
+    if rules_dir is not None:
+        options.rules_dir = rules_dir
+    if manifest is not None:
+        options.manifest = manifest
+    try:
+        asyncio.run(run_until_signalled(options))
+    except OSError as exc:
+        typer.echo(f"iotchat up: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def logs(
+    function: Annotated[str, typer.Argument(help="The Lambda function's name.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    state_dir: Annotated[Path, typer.Option(help="The stack's state directory.")] = Path(
+        ".iotchat"
+    ),
+) -> None:
+    """Print a Lambda function's log (handler output and START/END/REPORT lines)."""
+    import sys
+
+    from infra.local.lambda_runtime.logtail import copy_log, is_known, known_functions
+
+    if not is_known(state_dir, function):
+        known = ", ".join(known_functions(state_dir)) or "none"
+        typer.echo(f"iotchat logs: no function named {function!r} (known: {known})", err=True)
+        raise typer.Exit(1)
+    try:
+        copy_log(state_dir, function, sys.stdout.buffer, follow=follow)
+    except KeyboardInterrupt:
+        return
