@@ -19,9 +19,16 @@ from typing import Any
 
 from . import events
 from .events import Event
-from .identity import Identity
+from .identity import ClientIdentity, Identity
 from .stack_file import StackInfo
-from .transport import Mqtt5Transport, Mqtt311Transport, Transport
+from .transport import (
+    ConnectOptions,
+    Mqtt5Transport,
+    Mqtt311Transport,
+    Transport,
+    TransportCallbacks,
+    TransportFactory,
+)
 
 OUT = "chat/out"
 STREAM = "chat/stream"
@@ -35,14 +42,20 @@ class ConnectError(RuntimeError):
 
 
 class ChatClient:
+    """One session in the chat: its subscriptions, de-duplication and the typed requests.
+
+    ``identity`` is a Cognito :class:`~client.identity.Identity` for the default SigV4
+    transports; ``transport_factory`` brings its own transport and identity (the edge's).
+    """
+
     def __init__(
         self,
         stack: StackInfo,
-        identity: Identity,
+        identity: ClientIdentity,
         *,
         protocol: str = "mqtt5",
         on_event: Callable[[Event], None] | None = None,
-        transport_factory: Callable[..., Transport] | None = None,
+        transport_factory: TransportFactory | None = None,
         keep_alive: int = 60,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
@@ -59,19 +72,16 @@ class ChatClient:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._last_failure = ""
-        if transport_factory is None:
-            transport_factory = Mqtt311Transport if protocol == "mqtt311" else Mqtt5Transport
-        self.transport: Transport = transport_factory(
-            stack,
-            identity,
-            self.client_id,
-            self._received,
-            self._on_connected,
-            self._on_disconnected,
-            keep_alive=keep_alive,
-            min_backoff=min_backoff,
-            max_backoff=max_backoff,
-        )
+        callbacks = TransportCallbacks(self._received, self._on_connected, self._on_disconnected)
+        options = ConnectOptions(keep_alive, min_backoff, max_backoff)
+        self.transport: Transport
+        if transport_factory is not None:
+            self.transport = transport_factory(stack, identity, self.client_id, callbacks, options)
+        elif isinstance(identity, Identity):
+            sigv4 = Mqtt311Transport if protocol == "mqtt311" else Mqtt5Transport
+            self.transport = sigv4(stack, identity, self.client_id, callbacks, options)
+        else:
+            raise TypeError("the SigV4 transports connect as a Cognito Identity")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,30 +223,19 @@ class ChatClient:
 
     def say(self, room: str, text: str, name: str | None = None) -> str:
         """Post to a room; returns the message id (the room echo carries it back)."""
-        message_id = str(uuid.uuid4())
-        self._send(
-            _without_none(
-                {"type": "message", "id": message_id, "room": room, "text": text, "name": name}
-            )
-        )
-        return message_id
+        return self._post({"room": room}, text, name)
 
     def direct(self, to: str, text: str, name: str | None = None) -> str:
-        message_id = str(uuid.uuid4())
-        self._send(
-            _without_none(
-                {"type": "message", "id": message_id, "to": to, "text": text, "name": name}
-            )
-        )
-        return message_id
+        return self._post({"to": to}, text, name)
 
     def group_say(self, group: str, text: str, name: str | None = None) -> str:
+        return self._post({"group": group}, text, name)
+
+    def _post(self, where: dict[str, str], text: str, name: str | None) -> str:
+        """A message to ``where`` (room, person or group) under a new idempotency key."""
         message_id = str(uuid.uuid4())
-        self._send(
-            _without_none(
-                {"type": "message", "id": message_id, "group": group, "text": text, "name": name}
-            )
-        )
+        body = {"type": "message", "id": message_id, **where, "text": text, "name": name}
+        self._send(_without_none(body))
         return message_id
 
     def history(

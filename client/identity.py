@@ -13,13 +13,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .stack_file import StackInfo
 
 # Refresh credentials when less than this is left of their hour.
 REFRESH_MARGIN = 300.0
 ENV_SESSION_FILE = "IOTCHAT_SESSION_FILE"
+
+
+class ClientIdentity(Protocol):
+    """Whoever a chat client connects as: a Cognito :class:`Identity`, or a device's
+    certificate identity (client/edge/device.py). ``identity_id`` becomes the MQTT client id."""
+
+    @property
+    def identity_id(self) -> str: ...
 
 
 class AuthError(RuntimeError):

@@ -1,24 +1,52 @@
 """MQTT for the chat client: awsiotsdk's MQTT 5 client (default) or its MQTT 3.1.1 connection,
 over SigV4-signed WebSocket, behind one small interface.
 
-Both reconnect by themselves with exponential backoff and jitter; the credentials provider is
-asked on every (re)connect, so an expired key is never reused. On each successful connection
-the transport calls ``on_connected(resumed)`` and the chat client resubscribes.
+Every transport is built the same way, ``factory(stack, identity, client_id, callbacks,
+options)``, and reports through one :class:`TransportCallbacks`; the edge component's
+transports (client/edge/) follow the same shape. Both MQTT transports reconnect by themselves
+with exponential backoff and jitter; the credentials provider is asked on every (re)connect, so
+an expired key is never reused. On each successful connection the transport calls
+``on_connected(resumed)`` and the chat client resubscribes.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from .identity import Identity
+from .identity import ClientIdentity, Identity
 from .stack_file import StackInfo
 
 log = logging.getLogger("iotchat.client")
 
 MessageHandler = Callable[[str, bytes], None]
+IdentityT = TypeVar("IdentityT", bound=ClientIdentity)
+
+
+@dataclass(frozen=True)
+class TransportCallbacks:
+    """What a transport tells its chat client; called on the transport's own thread."""
+
+    on_message: MessageHandler  # a publish arrived: (topic, payload)
+    on_connected: Callable[[bool], None]  # connected; True when it is a reconnect
+    on_disconnected: Callable[[str], None]  # the connection (or an attempt) failed: why
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How an MQTT transport keeps its connection; transports whose broker connection belongs
+    to someone else (the Greengrass nucleus) ignore them."""
+
+    keep_alive: int = 60
+    min_backoff: float = 0.5  # seconds before the first reconnect attempt
+    max_backoff: float = 30.0  # the longest wait between attempts
+
+
+DEFAULT_OPTIONS = ConnectOptions()
 
 
 class Transport(Protocol):
@@ -26,6 +54,11 @@ class Transport(Protocol):
     def subscribe(self, topic_filter: str) -> Any: ...
     def publish(self, topic: str, payload: bytes) -> Any: ...
     def stop(self) -> None: ...
+
+
+# How the chat client builds its transport. The identity is whatever that transport connects
+# as: a Cognito Identity for the SigV4 transports, a device identity for the edge's.
+TransportFactory = Callable[[StackInfo, Any, str, TransportCallbacks, ConnectOptions], Transport]
 
 
 def _credentials_provider(identity: Identity) -> Any:
@@ -43,25 +76,30 @@ def _credentials_provider(identity: Identity) -> Any:
     return AwsCredentialsProvider.new_delegate(current)
 
 
-def _tls_kwargs(stack: StackInfo) -> dict[str, Any]:
-    return {"ca_filepath": stack.ca_file} if stack.ca_file else {}
+def _sigv4_websocket(stack: StackInfo, identity: Identity) -> dict[str, Any]:
+    """The builder arguments both awsiotsdk builders take for a SigV4-signed WebSocket."""
+    where: dict[str, Any] = {
+        "region": stack.region,
+        "credentials_provider": _credentials_provider(identity),
+        "endpoint": stack.iot_host,
+        "port": stack.wss_port,
+    }
+    if stack.ca_file:
+        where["ca_filepath"] = stack.ca_file
+    return where
 
 
-class Mqtt5Transport:
-    """awsiotsdk's MQTT 5 client; subclasses choose how it reaches the gateway (``_build``)."""
+class Mqtt5Client(ABC, Generic[IdentityT]):
+    """awsiotsdk's MQTT 5 client wired to the callbacks, QoS 1 both ways; subclasses choose how
+    it reaches the gateway (:meth:`_build`) and so which identity they connect as."""
 
     def __init__(
         self,
         stack: StackInfo,
-        identity: Any,
+        identity: IdentityT,
         client_id: str,
-        on_message: MessageHandler,
-        on_connected: Callable[[bool], None],
-        on_disconnected: Callable[[str], None],
-        *,
-        keep_alive: int = 60,
-        min_backoff: float = 0.5,
-        max_backoff: float = 30.0,
+        callbacks: TransportCallbacks,
+        options: ConnectOptions = DEFAULT_OPTIONS,
     ) -> None:
         from awscrt import mqtt5
 
@@ -70,29 +108,29 @@ class Mqtt5Transport:
 
         def received(data: Any) -> None:
             packet = data.publish_packet
-            on_message(packet.topic, bytes(packet.payload or b""))
+            callbacks.on_message(packet.topic, bytes(packet.payload or b""))
 
         def success(data: Any) -> None:
             self._connections += 1
-            on_connected(self._connections > 1)
+            callbacks.on_connected(self._connections > 1)
 
         def lost(data: Any) -> None:
-            on_disconnected(str(getattr(data, "exception", None) or "disconnected"))
+            callbacks.on_disconnected(str(getattr(data, "exception", None) or "disconnected"))
 
         def failed(data: Any) -> None:
             log.info("connection attempt failed: %s", getattr(data, "exception", data))
-            on_disconnected(f"connect failed: {getattr(data, 'exception', data)}")
+            callbacks.on_disconnected(f"connect failed: {getattr(data, 'exception', data)}")
 
         self.client = self._build(
             stack,
             identity,
             client_id=client_id,
             connect_options=mqtt5.ConnectPacket(
-                client_id=client_id, keep_alive_interval_sec=keep_alive
+                client_id=client_id, keep_alive_interval_sec=options.keep_alive
             ),
             session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
-            min_reconnect_delay_ms=int(min_backoff * 1000),
-            max_reconnect_delay_ms=int(max_backoff * 1000),
+            min_reconnect_delay_ms=int(options.min_backoff * 1000),
+            max_reconnect_delay_ms=int(options.max_backoff * 1000),
             retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
             on_publish_received=received,
             on_lifecycle_connection_success=success,
@@ -100,18 +138,9 @@ class Mqtt5Transport:
             on_lifecycle_connection_failure=failed,
         )
 
-    def _build(self, stack: StackInfo, identity: Identity, **options: Any) -> Any:
-        """SigV4 WebSocket with the identity's Cognito credentials."""
-        from awsiot import mqtt5_client_builder
-
-        return mqtt5_client_builder.websockets_with_default_aws_signing(
-            region=stack.region,
-            credentials_provider=_credentials_provider(identity),
-            endpoint=stack.iot_host,
-            port=stack.wss_port,
-            **options,
-            **_tls_kwargs(stack),
-        )
+    @abstractmethod
+    def _build(self, stack: StackInfo, identity: IdentityT, **options: Any) -> Any:
+        """The awsiotsdk MQTT 5 client for ``options`` (client id, callbacks, backoff)."""
 
     def start(self) -> None:
         self.client.start()
@@ -134,58 +163,61 @@ class Mqtt5Transport:
         self.client.stop()
 
 
+class Mqtt5Transport(Mqtt5Client[Identity]):
+    """MQTT 5 over SigV4 WebSocket with the identity's Cognito credentials."""
+
+    def _build(self, stack: StackInfo, identity: Identity, **options: Any) -> Any:
+        from awsiot import mqtt5_client_builder
+
+        return mqtt5_client_builder.websockets_with_default_aws_signing(
+            **_sigv4_websocket(stack, identity), **options
+        )
+
+
 class Mqtt311Transport:
+    """MQTT 3.1.1 over SigV4 WebSocket; its connection reports resumes, not first connects."""
+
     def __init__(
         self,
         stack: StackInfo,
         identity: Identity,
         client_id: str,
-        on_message: MessageHandler,
-        on_connected: Callable[[bool], None],
-        on_disconnected: Callable[[str], None],
-        *,
-        keep_alive: int = 60,
-        min_backoff: float = 0.5,
-        max_backoff: float = 30.0,
+        callbacks: TransportCallbacks,
+        options: ConnectOptions = DEFAULT_OPTIONS,
     ) -> None:
         from awscrt import mqtt
         from awsiot import mqtt_connection_builder
 
         self._mqtt = mqtt
-        self._on_message = on_message
-        self._on_connected = on_connected
+        self._callbacks = callbacks
 
         def interrupted(connection: Any, error: Any, **_: Any) -> None:
-            on_disconnected(str(error))
+            callbacks.on_disconnected(str(error))
 
         def resumed(connection: Any, return_code: Any, session_present: bool, **_: Any) -> None:
-            on_connected(True)
+            callbacks.on_connected(True)
 
         self.connection = mqtt_connection_builder.websockets_with_default_aws_signing(
-            region=stack.region,
-            credentials_provider=_credentials_provider(identity),
-            endpoint=stack.iot_host,
-            port=stack.wss_port,
+            **_sigv4_websocket(stack, identity),
             client_id=client_id,
             clean_session=True,
-            keep_alive_secs=keep_alive,
-            reconnect_min_timeout_secs=max(1, int(min_backoff)),
-            reconnect_max_timeout_secs=max(1, int(max_backoff)),
+            keep_alive_secs=options.keep_alive,
+            reconnect_min_timeout_secs=max(1, int(options.min_backoff)),
+            reconnect_max_timeout_secs=max(1, int(options.max_backoff)),
             on_connection_interrupted=interrupted,
             on_connection_resumed=resumed,
-            **_tls_kwargs(stack),
         )
 
     def start(self) -> None:
         def connected(future: Any) -> None:
             if future.exception() is None:
-                self._on_connected(False)
+                self._callbacks.on_connected(False)
 
         self.connection.connect().add_done_callback(connected)
 
     def subscribe(self, topic_filter: str) -> Any:
         def callback(topic: str, payload: bytes, **_: Any) -> None:
-            self._on_message(topic, bytes(payload))
+            self._callbacks.on_message(topic, bytes(payload))
 
         future, _ = self.connection.subscribe(
             topic_filter, self._mqtt.QoS.AT_LEAST_ONCE, callback=callback

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..stack_file import StackInfo
-from ..transport import MessageHandler
+from ..transport import DEFAULT_OPTIONS, ConnectOptions, TransportCallbacks
+from .device import DeviceIdentity
 
 log = logging.getLogger("iotchat.edge")
 
@@ -34,21 +35,19 @@ def _default_ipc_client() -> Any:
 
 
 class IpcTransport:
+    """The chat client's transport interface over the nucleus's ``mqttproxy`` IPC service."""
+
     def __init__(
         self,
         stack: StackInfo,
-        identity: Any,
+        identity: DeviceIdentity,
         client_id: str,
-        on_message: MessageHandler,
-        on_connected: Callable[[bool], None],
-        on_disconnected: Callable[[str], None],
+        callbacks: TransportCallbacks,
+        options: ConnectOptions = DEFAULT_OPTIONS,  # unused: the nucleus keeps its connection
         *,
         ipc_client_factory: Callable[[], Any] = _default_ipc_client,
-        **_: Any,  # keep_alive and backoff belong to the nucleus's own connection
     ) -> None:
-        self._on_message = on_message
-        self._on_connected = on_connected
-        self._on_disconnected = on_disconnected
+        self._callbacks = callbacks
         self._factory = ipc_client_factory
         self.ipc: Any = None
         self._operations: list[Any] = []  # streaming operations must stay referenced
@@ -60,9 +59,9 @@ class IpcTransport:
             # No retry: without its nucleus the component cannot work, and the nucleus
             # restarts components that exit with an error.
             reason = f"cannot reach the Greengrass nucleus: {exc}"
-            self._on_disconnected(reason)
+            self._callbacks.on_disconnected(reason)
             raise ConnectionError(reason) from exc
-        self._on_connected(False)
+        self._callbacks.on_connected(False)
 
     def subscribe(self, topic_filter: str) -> Any:
         from awsiot.greengrasscoreipc.model import QOS
@@ -72,7 +71,7 @@ class IpcTransport:
             payload = mqtt.payload
             if isinstance(payload, str):
                 payload = payload.encode()
-            self._on_message(mqtt.topic_name, bytes(payload or b""))
+            self._callbacks.on_message(mqtt.topic_name, bytes(payload or b""))
 
         def error(exc: Exception) -> bool:
             log.warning("subscription to %s: %s", topic_filter, exc)

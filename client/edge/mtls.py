@@ -1,6 +1,6 @@
 """Direct mode: MQTT 5 over mutual TLS with the device's own certificate (port 8883).
 
-Built like the chat client's SigV4 transports (same constructor, same callbacks), so
+The chat client's MQTT 5 transport with another way in (same constructor, same callbacks), so
 ``ChatClient(stack, identity, transport_factory=MtlsTransport)`` works unchanged; the identity is
 a :class:`~client.edge.device.DeviceIdentity`, whose thing name is the client id the device
 policy requires.
@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..stack_file import StackInfo
-from ..transport import Mqtt5Transport
+from ..transport import Mqtt5Client
 from .device import DEFAULT_MQTTS_PORT, DeviceIdentity
 
 
-class MtlsTransport(Mqtt5Transport):
+class MtlsTransport(Mqtt5Client[DeviceIdentity]):
     def _build(self, stack: StackInfo, identity: DeviceIdentity, **options: Any) -> Any:
         """Mutual TLS with the device certificate, instead of SigV4 WebSocket."""
         from awsiot import mqtt5_client_builder

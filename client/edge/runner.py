@@ -12,13 +12,14 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..chat_client import ChatClient
+from ..transport import TransportFactory
 from .agent import EdgeAgent
 from .device import DeviceConfigError, greengrass_device, load_device
 from .ipc import THING_NAME_ENV, IpcTransport, under_greengrass
@@ -58,7 +59,7 @@ def open_chat(settings: EdgeSettings) -> ChatClient:
         if not thing:
             raise EdgeError(f"under Greengrass but no thing name (${THING_NAME_ENV} is unset)")
         stack, identity = greengrass_device(thing)
-        factory: Callable[..., Any] = IpcTransport
+        factory: TransportFactory = IpcTransport
     else:
         if settings.device_dir is None:
             raise EdgeError(
@@ -69,8 +70,7 @@ def open_chat(settings: EdgeSettings) -> ChatClient:
         except DeviceConfigError as exc:
             raise EdgeError(str(exc)) from None
         factory = MtlsTransport
-    # ChatClient only reads identity.identity_id and hands the identity to the transport.
-    return ChatClient(stack, identity, transport_factory=factory)  # type: ignore[arg-type]
+    return ChatClient(stack, identity, transport_factory=factory)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from client.chat_client import ChatClient
 from client.edge.agent import EdgeAgent, parse_command, telemetry_data
 from client.edge.device import greengrass_device
 from client.edge.metrics import read_metrics, summary
+from client.transport import ConnectOptions, TransportCallbacks
 
 THING = "kitchen-pi"
 ROOM = "lab"
@@ -23,17 +24,20 @@ class FakeTransport:
     """Records what the client sends; ``deliver`` plays the broker."""
 
     def __init__(
-        self, stack: Any, identity: Any, client_id: str, on_message, on_connected, on_lost, **_
+        self,
+        stack: Any,
+        identity: Any,
+        client_id: str,
+        callbacks: TransportCallbacks,
+        options: ConnectOptions,
     ):
         self.client_id = client_id
-        self.on_message = on_message
-        self.on_connected = on_connected
-        self.on_disconnected = on_lost
+        self.callbacks = callbacks
         self.published: list[tuple[str, dict[str, Any]]] = []
         self.subscribed: list[str] = []
 
     def start(self) -> None:
-        self.on_connected(False)
+        self.callbacks.on_connected(False)
 
     def subscribe(self, topic_filter: str) -> None:
         self.subscribed.append(topic_filter)
@@ -45,7 +49,7 @@ class FakeTransport:
         pass
 
     def deliver(self, topic: str, body: dict[str, Any]) -> None:
-        self.on_message(topic, json.dumps({"v": 1, **body}).encode())
+        self.callbacks.on_message(topic, json.dumps({"v": 1, **body}).encode())
 
     def sent(self, topic: str = "chat/out", kind: str = "message") -> list[dict[str, Any]]:
         return [b for t, b in self.published if t == topic and b.get("type") == kind]
@@ -66,7 +70,8 @@ def rig() -> tuple[EdgeAgent, FakeTransport, Clock]:
     clock = Clock()
     edge = EdgeAgent(chat, THING, ROOM, 30, metrics=lambda: dict(READING), clock=clock)
     edge.start()
-    return edge, chat.transport, clock  # type: ignore[return-value]
+    assert isinstance(chat.transport, FakeTransport)
+    return edge, chat.transport, clock
 
 
 def _room_message(sender: str, text: str, mid: str = "m1", **extra: Any) -> dict[str, Any]:
@@ -107,11 +112,11 @@ def test_telemetry_is_a_small_object_per_protocol_and_repeats_each_interval(rig)
 
 def test_no_readings_pile_up_while_offline(rig):
     edge, transport, clock = rig
-    transport.on_disconnected("network down")
+    transport.callbacks.on_disconnected("network down")
     clock.now += 90
     _drain(edge)
     assert len(transport.sent("chat/stream", "telemetry")) == 1  # only the one from start
-    transport.on_connected(True)
+    transport.callbacks.on_connected(True)
     clock.now += 30
     _drain(edge)
     assert len(transport.sent("chat/stream", "telemetry")) == 2
@@ -157,7 +162,7 @@ def test_ignores_its_own_messages_other_devices_chat_and_replays(rig):
 
 def test_old_commands_replayed_from_history_after_a_reconnect_are_not_answered(rig):
     edge, transport, _ = rig
-    transport.on_connected(True)  # a reconnect: the client fills the gap from history
+    transport.callbacks.on_connected(True)  # a reconnect: the client fills the gap from history
     old = _room_message("u1", "/status", "while-away")
     transport.deliver(f"chat/in/{THING}", {"type": "history", "room": ROOM, "messages": [old]})
     _drain(edge)

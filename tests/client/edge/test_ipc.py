@@ -18,6 +18,7 @@ from client.chat_client import ChatClient
 from client.edge import ipc
 from client.edge.device import greengrass_device
 from client.edge.ipc import IpcTransport
+from client.transport import TransportCallbacks
 
 THING = "gg-core-1"
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,15 +92,8 @@ def test_no_nucleus_is_a_disconnect_not_a_crash():
         raise ConnectionRefusedError("no socket")
 
     stack, identity = greengrass_device(THING)
-    transport = IpcTransport(
-        stack,
-        identity,
-        THING,
-        lambda *_: None,
-        lambda _: None,
-        failures.append,
-        ipc_client_factory=broken,
-    )
+    callbacks = TransportCallbacks(lambda *_: None, lambda _: None, failures.append)
+    transport = IpcTransport(stack, identity, THING, callbacks, ipc_client_factory=broken)
     with pytest.raises(ConnectionError):
         transport.start()
     assert failures and "Greengrass nucleus" in failures[0]
