@@ -10,14 +10,11 @@ full set strict verifiers (awscrt's s2n, Python's ``VERIFY_X509_STRICT``,
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import ipaddress
-import os
 import ssl
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-try:  # POSIX: serialise concurrent first runs so ca.pem and ca.key always belong together
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from infra.local.state_files import directory_lock, write_atomic
 
 CA_COMMON_NAME = "iotchat local CA"
 CA_VALIDITY = datetime.timedelta(days=3650)
@@ -61,21 +55,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temporary file so readers never see half a PEM; ``mode`` from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -93,20 +72,6 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def _same_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
     return cert.public_key() == key.public_key()
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    with open(directory / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class LocalCA:
@@ -135,7 +100,7 @@ class LocalCA:
     def load_or_create(cls, directory: Path) -> LocalCA:
         """Load the CA from ``directory``, creating it on first use."""
         directory = Path(directory)
-        with _locked(directory):
+        with directory_lock(directory):  # concurrent first runs: ca.pem and ca.key match
             cert_path, key_path = directory / "ca.pem", directory / "ca.key"
             if cert_path.exists() and key_path.exists():
                 certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -145,8 +110,8 @@ class LocalCA:
                 return cls(directory, key, certificate)
             key = ec.generate_private_key(ec.SECP256R1())
             certificate = cls._self_signed(key)
-            _write_atomic(key_path, _key_pem(key), 0o600)
-            _write_atomic(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_atomic(key_path, _key_pem(key), 0o600)
+            write_atomic(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
             return cls(directory, key, certificate)
 
     @staticmethod
@@ -255,7 +220,7 @@ class LocalCA:
         if not names and not addresses:
             raise ValueError("a server certificate needs at least one hostname or IP")
         cert_path, key_path = self.directory / "server.pem", self.directory / "server.key"
-        with _locked(self.directory):
+        with directory_lock(self.directory):
             existing = self._reusable_server(cert_path, key_path, set(names), set(addresses))
             if existing is not None:
                 return existing
@@ -314,8 +279,8 @@ class LocalCA:
         cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, cert_path: Path, key_path: Path
     ) -> IssuedCertificate:
         pem = cert.public_bytes(serialization.Encoding.PEM)
-        _write_atomic(key_path, _key_pem(key), 0o600)
-        _write_atomic(cert_path, pem, 0o644)
+        write_atomic(key_path, _key_pem(key), 0o600)
+        write_atomic(cert_path, pem, 0o644)
         return IssuedCertificate(
             cert_path,
             key_path,
