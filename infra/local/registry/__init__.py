@@ -1,72 +1,36 @@
-"""The local AWS IoT registry: device certificates, things, and what is attached to what."""
+"""The local AWS IoT registry: device certificates, things, and what is attached to what.
 
-from .service import (
-    ACTIVE,
-    ATTRIBUTE_NAME,
-    ATTRIBUTE_VALUE,
-    CA_FILE,
-    CERT_FILE,
-    CERT_ID,
-    CERTIFICATE_ID_VARIABLE,
-    COGNITO_IDENTITY_ID,
-    CONFIG_FILE,
-    DEVICE_POLICY,
-    FORMAT_VERSION,
-    INACTIVE,
-    KEY_FILE,
-    MAX_ATTRIBUTES,
-    MAX_POLICIES_PER_TARGET,
-    POLICY_NAME,
-    REGISTRY_DIR,
-    REGISTRY_FILE,
-    REVOKED,
-    STATUSES,
-    THING_ATTACHED_VARIABLE,
-    THING_ATTRIBUTE_VARIABLE,
-    THING_NAME,
-    THING_NAME_VARIABLE,
-    CertificateRecord,
+``service`` holds the registry itself (one JSON document under the state dir, shared with the
+CLI's processes), ``errors`` the AWS IoT error each refused call maps to, ``credentials`` the
+gateway's credential store that lets only registered ACTIVE certificates in, and ``devices``
+the create and revoke flows of ``iotchat device``. No HTTP API serves it: the CLI and the
+stack call it directly.
+"""
+
+from .credentials import RegistryCredentialStore
+from .devices import DeviceFiles, create_device, revoke_device
+from .errors import (
     CertificateState,
-    DeviceFiles,
     InvalidRequest,
     LimitExceeded,
-    Registry,
-    RegistryChange,
-    RegistryCredentialStore,
     RegistryError,
     ResourceAlreadyExists,
     ResourceNotFound,
-    ThingRecord,
-    create_device,
-    revoke_device,
+)
+from .service import (
+    CERTIFICATE_ID_VARIABLE,
+    INACTIVE,
+    THING_ATTACHED_VARIABLE,
+    THING_NAME_VARIABLE,
+    Registry,
+    RegistryChange,
 )
 
 __all__ = [
-    "ACTIVE",
-    "ATTRIBUTE_NAME",
-    "ATTRIBUTE_VALUE",
-    "CA_FILE",
     "CERTIFICATE_ID_VARIABLE",
-    "CERT_FILE",
-    "CERT_ID",
-    "COGNITO_IDENTITY_ID",
-    "CONFIG_FILE",
-    "DEVICE_POLICY",
-    "FORMAT_VERSION",
     "INACTIVE",
-    "KEY_FILE",
-    "MAX_ATTRIBUTES",
-    "MAX_POLICIES_PER_TARGET",
-    "POLICY_NAME",
-    "REGISTRY_DIR",
-    "REGISTRY_FILE",
-    "REVOKED",
-    "STATUSES",
     "THING_ATTACHED_VARIABLE",
-    "THING_ATTRIBUTE_VARIABLE",
-    "THING_NAME",
     "THING_NAME_VARIABLE",
-    "CertificateRecord",
     "CertificateState",
     "DeviceFiles",
     "InvalidRequest",
@@ -77,7 +41,6 @@ __all__ = [
     "RegistryError",
     "ResourceAlreadyExists",
     "ResourceNotFound",
-    "ThingRecord",
     "create_device",
     "revoke_device",
 ]

@@ -1,4 +1,4 @@
-"""The local AWS IoT registry: device certificates, things and who is attached to what.
+"""The local AWS IoT registry's store: device certificates, things and what is attached to what.
 
 AWS IoT refuses a device certificate that is not registered and ACTIVE, even when a trusted
 CA signed it, and it resolves ``${iot:Connection.Thing.ThingName}`` only when the client id
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,20 +29,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from client.edge.device import CA_FILE, CERT_FILE, CONFIG_FILE, KEY_FILE
-from infra.local.ca import LocalCA, certificate_id
-from infra.local.identity import (
-    LOCAL_ACCOUNT_ID,
-    LOCAL_REGION,
-    Credential,
-    Principal,
-    StaticCredentialStore,
-)
+from infra.local.ca import certificate_id
+from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Principal
+from infra.local.state_files import directory_lock, write_atomic
 
-try:  # POSIX: serialise writers in different processes (the stack and the CLI)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from .errors import (
+    CertificateState,
+    InvalidRequest,
+    LimitExceeded,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +81,6 @@ _NAME_PARTS = {
     NameOID.GENERATION_QUALIFIER: "GenerationQualifier",
     NameOID.DN_QUALIFIER: "DistinguishedNameQualifier",
 }
-
-
-class RegistryError(Exception):
-    """A refused registry call; ``code`` is the AWS IoT error the same call would return."""
-
-    code = "InvalidRequestException"
-
-
-class InvalidRequest(RegistryError):
-    code = "InvalidRequestException"
-
-
-class ResourceNotFound(RegistryError):
-    code = "ResourceNotFoundException"
-
-
-class ResourceAlreadyExists(RegistryError):
-    code = "ResourceAlreadyExistsException"
-
-
-class CertificateState(RegistryError):
-    code = "CertificateStateException"
-
-
-class LimitExceeded(RegistryError):
-    code = "LimitExceededException"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,21 +126,6 @@ def _name_attributes(prefix: str, name: x509.Name) -> list[tuple[str, str]]:
         if values:
             found.append((f"iot:Certificate.{prefix}.{part}", str(values[0].value)))
     return found
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -243,18 +198,6 @@ class Registry:
         return data
 
     @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover - Windows
-            yield
-            return
-        with open(self.directory / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Group changes into one write and one version bump; all or nothing on error."""
         with self._lock:
@@ -265,7 +208,7 @@ class Registry:
                 finally:
                     self._depth -= 1
                 return
-            with self._file_lock():
+            with directory_lock(self.directory):
                 self.refresh()
                 snapshot = copy.deepcopy(self._data)
                 before = self._active_ids()
@@ -280,7 +223,7 @@ class Registry:
                 if self._data == snapshot:
                     return
                 self._data["version"] = snapshot["version"] + 1
-                _write_atomic(self.path, json.dumps(self._data, indent=1).encode())
+                write_atomic(self.path, json.dumps(self._data, indent=1).encode())
                 self._stamp = self._current_stamp()
                 self._principals.clear()
                 change = RegistryChange(self.version, tuple(sorted(before - self._active_ids())))
@@ -374,13 +317,13 @@ class Registry:
 
     def create_thing(self, name: str, attributes: dict[str, str] | None = None) -> ThingRecord:
         """Create a thing; as on AWS, creating it again with the same attributes is a no-op."""
-        _check(THING_NAME, name, "thing name")
+        check_name(THING_NAME, name, "thing name")
         attributes = dict(attributes or {})
         if len(attributes) > MAX_ATTRIBUTES:
             raise InvalidRequest(f"a thing without a type has at most {MAX_ATTRIBUTES} attributes")
         for key, value in attributes.items():
-            _check(ATTRIBUTE_NAME, key, "attribute name")
-            _check(ATTRIBUTE_VALUE, value, "attribute value")
+            check_name(ATTRIBUTE_NAME, key, "attribute name")
+            check_name(ATTRIBUTE_VALUE, value, "attribute value")
         with self.batch():
             existing = self._data["things"].get(name)
             if existing is not None:
@@ -452,7 +395,7 @@ class Registry:
         """Attach an IoT policy to a certificate ARN or a Cognito identity id (idempotent).
 
         Whether the policy exists is the policy store's business, not the registry's."""
-        _check(POLICY_NAME, policy_name, "policy name")
+        check_name(POLICY_NAME, policy_name, "policy name")
         with self.batch():
             self._check_principal(target)
             pair = [policy_name, target]
@@ -496,7 +439,8 @@ class Registry:
             return values
 
 
-def _check(pattern: re.Pattern[str], value: str, what: str) -> None:
+def check_name(pattern: re.Pattern[str], value: str, what: str) -> None:
+    """Refuse ``value`` (InvalidRequest) unless it is a string ``pattern`` matches whole."""
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise InvalidRequest(f"invalid {what}: {value!r}")
 
@@ -504,123 +448,3 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> None:
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(sorted(STATUSES))}")
-
-
-@dataclass
-class RegistryCredentialStore:
-    """The gateway's credential store: access keys from ``static``, certificates only from
-    the registry, so an unregistered or non-ACTIVE certificate has no principal."""
-
-    static: StaticCredentialStore
-    registry: Registry
-
-    def add(self, credential: Credential) -> None:
-        self.static.add(credential)
-
-    def lookup_access_key(self, access_key_id: str) -> Credential | None:
-        return self.static.lookup_access_key(access_key_id)
-
-    def lookup_certificate(self, certificate_id: str) -> Principal | None:
-        if not CERT_ID.fullmatch(certificate_id):
-            return None
-        try:
-            return self.registry.certificate_principal(certificate_id)
-        except (OSError, ValueError):  # an unreadable registry fails closed, loudly
-            log.exception("device registry unreadable; refusing certificate %s", certificate_id)
-            return None
-
-
-# ---------------------------------------------------------------------- device flows
-
-
-@dataclass(frozen=True)
-class DeviceFiles:
-    """What ``create_device`` wrote: the files a device needs to connect over mutual TLS."""
-
-    thing_name: str
-    certificate_id: str
-    certificate_arn: str
-    directory: Path
-    cert_path: Path
-    key_path: Path
-    ca_path: Path
-    config_path: Path
-
-
-def create_device(
-    registry: Registry,
-    ca: LocalCA,
-    name: str,
-    out_dir: Path,
-    policy_name: str = DEVICE_POLICY,
-) -> DeviceFiles:
-    """The local ``create_keys_and_certificate`` + ``create_thing`` + ``attach_policy`` +
-    ``attach_thing_principal``: issue a key and certificate, register them ACTIVE and write
-    the device's files. ``device.json`` leaves the endpoint for the CLI to fill in."""
-    _check(THING_NAME, name, "thing name")
-    _check(POLICY_NAME, policy_name, "policy name")
-    if registry.has_thing(name):
-        raise ResourceAlreadyExists(f"thing {name} already exists")
-    out_dir = Path(out_dir)
-    key_path, cert_path = out_dir / KEY_FILE, out_dir / CERT_FILE
-    if key_path.exists() or cert_path.exists():
-        raise ResourceAlreadyExists(f"{out_dir.name} already holds device credentials")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    issued = ca.issue_client_certificate(name, out_dir)
-    os.replace(issued.key_path, key_path)  # keeps the 0600 the CA wrote it with
-    os.replace(issued.cert_path, cert_path)
-    try:
-        with registry.batch():
-            if registry.has_thing(name):  # created meanwhile by another process
-                raise ResourceAlreadyExists(f"thing {name} already exists")
-            record = registry.register_certificate(issued.certificate_pem, ACTIVE)
-            registry.create_thing(name)
-            registry.attach_thing_principal(name, record.certificate_arn)
-            registry.attach_policy(policy_name, record.certificate_arn)
-    except BaseException:
-        for path in (key_path, cert_path):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        raise
-    ca_path = out_dir / CA_FILE
-    _write_atomic(ca_path, ca.certificate_pem.encode())
-    os.chmod(ca_path, 0o644)
-    config_path = out_dir / CONFIG_FILE
-    config = {
-        "thingName": name,
-        "clientId": name,
-        "certificateId": record.certificate_id,
-        "certificateArn": record.certificate_arn,
-        "policyName": policy_name,
-        "region": registry.region,
-        "accountId": registry.account_id,
-        "certificateFile": CERT_FILE,
-        "privateKeyFile": KEY_FILE,
-        "caFile": CA_FILE,
-        "endpoint": {"host": None, "mqttsPort": None},
-    }
-    _write_atomic(config_path, (json.dumps(config, indent=2) + "\n").encode())
-    os.chmod(config_path, 0o644)
-    return DeviceFiles(
-        name,
-        record.certificate_id,
-        record.certificate_arn,
-        out_dir,
-        cert_path,
-        key_path,
-        ca_path,
-        config_path,
-    )
-
-
-def revoke_device(registry: Registry, name: str) -> list[str]:
-    """Mark every certificate attached to thing ``name`` REVOKED; returns their ids."""
-    prefix = registry.certificate_arn("")
-    with registry.batch():
-        registry.describe_thing(name)  # ResourceNotFound for an unknown thing
-        revoked = [
-            arn[len(prefix) :] for arn in registry.thing_principals(name) if arn.startswith(prefix)
-        ]
-        for cert_id in revoked:
-            registry.update_certificate(cert_id, REVOKED)
-    return revoked
