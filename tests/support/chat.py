@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def new_client(stack_info: StackInfo, tmp_path: Path) -> Iterator[Callable[..., 
     started: list[ChatClient] = []
 
     def make(
-        protocol: str = "mqtt5", identity: Identity | None = None, **kwargs: object
+        protocol: str = "mqtt5", identity: Identity | None = None, **kwargs: Any
     ) -> ChatClient:
         sessions = SessionFile(tmp_path / f"sessions-{len(started)}.json")
         client = ChatClient(

@@ -90,11 +90,24 @@ def logins(stack: InProcessStack, id_token: str) -> dict[str, str]:
 
 
 def guest_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
+    """A new guest identity id and its temporary credentials."""
+    return _identity_credentials(stack, None)
+
+
+def signed_in_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
+    """A new user signs up, signs in and gets credentials for their identity (the first
+    credentials attach the user IoT policy to it)."""
+    return _identity_credentials(stack, logins(stack, new_user(stack).id_token))
+
+
+def _identity_credentials(
+    stack: InProcessStack, login: dict[str, str] | None
+) -> tuple[str, dict[str, Any]]:
     identity = unsigned_client(stack, "cognito-identity")
-    identity_id = identity.get_id(IdentityPoolId=stack.info["cognito"]["identityPoolId"])[
-        "IdentityId"
-    ]
-    creds = identity.get_credentials_for_identity(IdentityId=identity_id)
+    extra: dict[str, Any] = {} if login is None else {"Logins": login}
+    pool = stack.info["cognito"]["identityPoolId"]
+    identity_id = identity.get_id(IdentityPoolId=pool, **extra)["IdentityId"]
+    creds = identity.get_credentials_for_identity(IdentityId=identity_id, **extra)
     return identity_id, creds["Credentials"]
 
 

@@ -198,6 +198,12 @@ class InProcessStack:
     def endpoint(self) -> str:
         return str(self.info["api"]["endpoint"])
 
+    @property
+    def ca(self) -> LocalCA:
+        """The stack's certificate authority (there from start to stop)."""
+        assert self.stack.ca is not None, "the stack is not running"
+        return self.stack.ca
+
     def taps_on(self, topic: str) -> list[PublishEvent]:
         return [event for event in list(self.tapped) if event.topic == topic]
 

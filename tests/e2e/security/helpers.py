@@ -1,5 +1,8 @@
 """Clients for the security attempts: raw MQTT over a SigV4 WebSocket, mutual TLS sockets.
 
+The packets come from :mod:`tests.support.raw_mqtt` (the project's codec); this module reads
+the answers packet by packet.
+
 The raw packets let a test read the exact refusal a client sees (a CONNACK/SUBACK/PUBACK
 reason code, a closed connection, an HTTP status, a TLS alert) instead of whatever an SDK
 turns it into.
@@ -16,91 +19,25 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from infra.local.sigv4 import presign_url
-from tests.support.cognito import logins, new_user, unsigned_client
+from tests.support.raw_mqtt import (
+    CONNACK,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    SUBACK,
+    V5,
+    Frames,
+    connect_packet,
+    publish_packet,
+    read_varint,
+    subscribe_packet,
+)
 from tests.support.stack import InProcessStack
 
 TIMEOUT = 10.0
-V311, V5 = 4, 5
-
-
-# ---------------------------------------------------------------------- MQTT packets
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: str) -> bytes:
-    data = s.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def connect_packet(client_id: str, version: int = V5) -> bytes:
-    """CONNECT with clean start and keep-alive 60 s (no properties in MQTT 5)."""
-    props = b"\x00" if version == V5 else b""
-    return _packet(
-        0x10, _string("MQTT") + bytes([version, 0x02, 0, 60]) + props + _string(client_id)
-    )
-
-
-def subscribe_packet(packet_id: int, topic_filter: str, version: int = V5) -> bytes:
-    props = b"\x00" if version == V5 else b""
-    return _packet(0x82, packet_id.to_bytes(2, "big") + props + _string(topic_filter) + b"\x01")
-
-
-def publish_packet(
-    packet_id: int, topic: str, payload: bytes, version: int = V5, retain: bool = False
-) -> bytes:
-    """A QoS 1 PUBLISH, so that MQTT 5 answers with a PUBACK reason code."""
-    props = b"\x00" if version == V5 else b""
-    first = 0x32 | (0x01 if retain else 0)
-    return _packet(first, _string(topic) + packet_id.to_bytes(2, "big") + props + payload)
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int] | None:
-    value, shift = 0, 0
-    while at < len(data):
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at += 1
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-    return None
-
-
-class Packets:
-    """Splits a byte stream into MQTT packets (frames may carry part of one or several)."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-
-    def feed(self, data: bytes) -> None:
-        self.buffer += data
-
-    def next(self) -> tuple[int, bytes] | None:
-        if not self.buffer:
-            return None
-        header = _read_varint(self.buffer, 1)
-        if header is None:
-            return None
-        length, start = header
-        if len(self.buffer) < start + length:
-            return None
-        first, body = self.buffer[0], self.buffer[start : start + length]
-        self.buffer = self.buffer[start + length :]
-        return first, body
 
 
 # ---------------------------------------------------------------------- MQTT sessions
@@ -111,7 +48,7 @@ class Session:
 
     def __init__(self, version: int) -> None:
         self.version = version
-        self.packets = Packets()
+        self.packets = Frames()
         self.packet_id = 0
 
     def _send(self, data: bytes) -> None:
@@ -145,21 +82,21 @@ class Session:
     def connect(self, client_id: str) -> int | None:
         """CONNACK reason/return code, or ``None`` if the server closed without one."""
         self._send(connect_packet(client_id, self.version))
-        packet = self.read_kind(2)
+        packet = self.read_kind(CONNACK)
         return None if packet is None else packet[1][1]
 
     def subscribe(self, topic_filter: str) -> int | None:
         """The SUBACK code for ``topic_filter``, or ``None`` if the server closed."""
         self.packet_id += 1
         self._send(subscribe_packet(self.packet_id, topic_filter, self.version))
-        packet = self.read_kind(9)
+        packet = self.read_kind(SUBACK)
         if packet is None:
             return None
         body = packet[1]
         assert int.from_bytes(body[:2], "big") == self.packet_id
         at = 2
         if self.version == V5:
-            props = _read_varint(body, 2)
+            props = read_varint(body, 2)
             assert props is not None
             at = props[1] + props[0]
         return body[at]
@@ -168,7 +105,7 @@ class Session:
         """The PUBACK reason code (0 when omitted), or ``None`` if the server closed."""
         self.packet_id += 1
         self._send(publish_packet(self.packet_id, topic, payload, self.version, retain))
-        packet = self.read_kind(4)
+        packet = self.read_kind(PUBACK)
         if packet is None:
             return None
         body = packet[1]
@@ -177,8 +114,8 @@ class Session:
 
     def alive(self) -> bool:
         """Whether the server still answers: PINGREQ gets a PINGRESP."""
-        self._send(b"\xc0\x00")
-        return self.read_kind(13) is not None
+        self._send(PINGREQ)
+        return self.read_kind(PINGRESP) is not None
 
 
 class WssSession(Session):
@@ -255,13 +192,13 @@ def open_ws(stack: InProcessStack, url: str) -> ClientConnection:
     occasionally never completes on the client side."""
     context = server_tls(stack)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    ws = ws_connect(url, ssl=context, subprotocols=["mqtt"], open_timeout=TIMEOUT)
+    ws = ws_connect(url, ssl=context, subprotocols=[Subprotocol("mqtt")], open_timeout=TIMEOUT)
     return ws.__enter__()  # the caller closes it; entering marks it as managed
 
 
 def wss_session(stack: InProcessStack, creds: dict[str, Any], version: int = V5) -> WssSession:
     ws = open_ws(stack, signed_url(stack, creds))
-    assert ws.response.status_code == 101
+    assert ws.response is not None and ws.response.status_code == 101
     return WssSession(ws, version)
 
 
@@ -284,18 +221,7 @@ def tls_session(
     return TlsSession(tls_socket(stack, cert_path, key_path), version)
 
 
-# ---------------------------------------------------------------------- identities
-
-
-def signed_in_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
-    """A new user's identity id and credentials (its first credentials attach iotchat-user)."""
-    user = new_user(stack)
-    identity = unsigned_client(stack, "cognito-identity")
-    login = logins(stack, user.id_token)
-    pool = stack.info["cognito"]["identityPoolId"]
-    identity_id = identity.get_id(IdentityPoolId=pool, Logins=login)["IdentityId"]
-    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
-    return identity_id, creds["Credentials"]
+# ---------------------------------------------------------------------- refusals
 
 
 def refused_before_connack(stack: InProcessStack, cert_path: Any, key_path: Any) -> bool:

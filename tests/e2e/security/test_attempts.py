@@ -76,27 +76,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import awscrt.auth
 import pytest
-from awsiot import mqtt_connection_builder
 from websockets.exceptions import InvalidStatus
 
 from infra.local.ca import LocalCA
 from infra.local.registry import INACTIVE, DeviceFiles, create_device, revoke_device
 from tests.e2e.security.helpers import (
     TIMEOUT,
-    V5,
-    V311,
     Session,
     open_ws,
     refused_before_connack,
-    signed_in_credentials,
     signed_url,
     tls_session,
     wss_host,
     wss_session,
 )
-from tests.support.cognito import guest_credentials
+from tests.support.cognito import guest_credentials, signed_in_credentials, wss_connection
+from tests.support.raw_mqtt import V5, V311
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
@@ -165,19 +161,7 @@ def test_connect_v311_with_a_client_id_other_than_ones_identity_id(stack, sessio
 
 
 def _sdk_connection(stack: InProcessStack, creds: dict[str, Any], client_id: str) -> Any:
-    provider = awscrt.auth.AwsCredentialsProvider.new_static(
-        creds["AccessKeyId"], creds["SecretKey"], creds["SessionToken"]
-    )
-    return mqtt_connection_builder.websockets_with_default_aws_signing(
-        region=stack.info["region"],
-        credentials_provider=provider,
-        endpoint="localhost",
-        port=stack.info["iot"]["wssPort"],
-        ca_filepath=stack.info["iot"]["caFile"],
-        client_id=client_id,
-        clean_session=True,
-        keep_alive_secs=30,
-    )
+    return wss_connection(stack, client_id, creds, endpoint="localhost")
 
 
 def test_awsiotsdk_connect_with_another_identity_id(stack):
@@ -351,7 +335,7 @@ def test_websocket_handshake_with_a_bad_signature(stack, attempt):
     assert refused.value.response.status_code == 403  # before any MQTT byte
     assert reason.encode() in refused.value.response.body  # refused for the intended reason
     with open_ws(stack, signed_url(stack, creds)) as ws:
-        assert ws.response.status_code == 101
+        assert ws.response is not None and ws.response.status_code == 101
 
 
 @pytest.fixture(scope="module")
@@ -384,11 +368,11 @@ def test_guest_credentials_after_their_expiry(short_lived):
 
 def _device(stack: InProcessStack, tmp_path: Path, label: str) -> DeviceFiles:
     name = f"{label}-{uuid.uuid4().hex[:8]}"
-    return create_device(stack.stack.registry, stack.stack.ca, name, tmp_path / name)
+    return create_device(stack.stack.registry, stack.ca, name, tmp_path / name)
 
 
 def _unregistered(stack: InProcessStack, tmp_path: Path) -> tuple[Path, Path]:
-    issued = stack.stack.ca.issue_client_certificate("ghost", tmp_path / "ghost")
+    issued = stack.ca.issue_client_certificate("ghost", tmp_path / "ghost")
     return issued.cert_path, issued.key_path
 
 

@@ -21,13 +21,7 @@ import pytest
 from awsiot import mqtt_connection_builder
 
 from infra.local.registry import create_device, revoke_device
-from tests.support.cognito import (
-    guest_credentials,
-    logins,
-    new_user,
-    unsigned_client,
-    wss_connection,
-)
+from tests.support.cognito import guest_credentials, signed_in_credentials, wss_connection
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
@@ -94,34 +88,29 @@ def _wss(stack: InProcessStack, identity_id: str, creds: dict[str, Any]) -> Chat
     return Chatter(connection, identity_id)
 
 
-def _signed_in(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
-    user = new_user(stack)
-    identity = unsigned_client(stack, "cognito-identity")
-    login = logins(stack, user.id_token)
-    pool = stack.info["cognito"]["identityPoolId"]
-    identity_id = identity.get_id(IdentityPoolId=pool, Logins=login)["IdentityId"]
-    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
-    return identity_id, creds["Credentials"]
-
-
-def _device(stack: InProcessStack, directory: Path, name: str, client_id: str) -> Chatter:
-    files = create_device(stack.stack.registry, stack.stack.ca, name, directory)
-    connection = mqtt_connection_builder.mtls_from_path(
+def _mtls(stack: InProcessStack, cert: Path, key: Path, client_id: str) -> Any:
+    """An awsiotsdk MQTT 3 connection over mutual TLS (not yet connected)."""
+    return mqtt_connection_builder.mtls_from_path(
         endpoint="localhost",
         port=stack.info["iot"]["mqttsPort"],
-        cert_filepath=str(files.cert_path),
-        pri_key_filepath=str(files.key_path),
+        cert_filepath=str(cert),
+        pri_key_filepath=str(key),
         ca_filepath=stack.info["iot"]["caFile"],
         client_id=client_id,
         clean_session=True,
     )
+
+
+def _device(stack: InProcessStack, directory: Path, name: str, client_id: str) -> Chatter:
+    files = create_device(stack.stack.registry, stack.ca, name, directory)
+    connection = _mtls(stack, files.cert_path, files.key_path, client_id)
     connection.connect().result(TIMEOUT)
     return Chatter(connection, client_id)
 
 
 def test_guest_signed_in_user_and_device_chat_in_a_room(stack, tmp_path):
     guest = _wss(stack, *guest_credentials(stack))
-    user = _wss(stack, *_signed_in(stack))
+    user = _wss(stack, *signed_in_credentials(stack))
     device = _device(stack, tmp_path / "pi", "kitchen-pi", "kitchen-pi")
     people = (guest, user, device)
     try:
@@ -137,7 +126,11 @@ def test_guest_signed_in_user_and_device_chat_in_a_room(stack, tmp_path):
             (device.client_id, "hello from the kitchen"),
         }
         for chatter in people:
-            wait_for(lambda c=chatter: set(c.texts()) == expected, TIMEOUT)
+
+            def sees_everything(c: Chatter = chatter) -> bool:
+                return set(c.texts()) == expected
+
+            wait_for(sees_everything, TIMEOUT)
     finally:
         for chatter in people:
             chatter.connection.disconnect().result(TIMEOUT)
@@ -145,7 +138,7 @@ def test_guest_signed_in_user_and_device_chat_in_a_room(stack, tmp_path):
 
 def test_device_certificate_with_another_things_client_id_is_refused(stack, tmp_path):
     _device(stack, tmp_path / "a", "device-a", "device-a").connection.disconnect().result(TIMEOUT)
-    create_device(stack.stack.registry, stack.stack.ca, "device-b", tmp_path / "b")
+    create_device(stack.stack.registry, stack.ca, "device-b", tmp_path / "b")
     with pytest.raises(Exception):  # noqa: B017 - awscrt raises its own error types
         _device(stack, tmp_path / "a2", "device-a2", "device-b")
 
@@ -155,15 +148,7 @@ def test_revoked_device_is_refused(stack, tmp_path):
     device.connection.disconnect().result(TIMEOUT)
     revoke_device(stack.stack.registry, "doomed")
     files_dir = tmp_path / "r"
-    connection = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost",
-        port=stack.info["iot"]["mqttsPort"],
-        cert_filepath=str(files_dir / "device.pem.crt"),
-        pri_key_filepath=str(files_dir / "private.pem.key"),
-        ca_filepath=stack.info["iot"]["caFile"],
-        client_id="doomed",
-        clean_session=True,
-    )
+    connection = _mtls(stack, files_dir / "device.pem.crt", files_dir / "private.pem.key", "doomed")
     future: Future[Any] = connection.connect()
     with pytest.raises(Exception):  # noqa: B017
         future.result(TIMEOUT)
