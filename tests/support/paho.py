@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from infra.local.sigv4 import presign_url
+from tests.support.wss_client import cut_connection
 
 if TYPE_CHECKING:
     from tests.support.stack import GatewayHandle
@@ -317,11 +317,9 @@ class MqttClient:
         gateway see the peer vanish, and paho's own loop sees the dead socket and stops; it
         cannot send anything afterwards.
         """
-        sock = self.paho.socket()
-        assert sock is not None, "not connected"
-        raw = getattr(sock, "_socket", sock)  # paho's WebSocket wrapper keeps the TLS socket
         self._dropped = True
-        socket.socket.shutdown(raw, socket.SHUT_RDWR)
+        had_socket = cut_connection(self.paho)
+        assert had_socket, "not connected"
         self.wait(lambda: self.disconnects, timeout, "paho to notice the dropped socket")
         self.paho.loop_stop()
 
@@ -343,11 +341,8 @@ class MqttClient:
                 self.wait(lambda: self.disconnects, 2.0, "the disconnect")
         except Exception:  # cleanup must not mask the test's own outcome
             pass
-        sock = self.paho.socket()
-        if sock is not None:
-            raw = getattr(sock, "_socket", sock)
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(raw, socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            cut_connection(self.paho)
         # Not loop_stop(): it waits forever while an unacknowledged (QoS 2) publish is queued.
         thread = self.paho._thread
         if thread is not None:

@@ -1,39 +1,28 @@
 """Fixtures for the chat backend's acceptance tests: real people on a real local stack.
 
-Every client here is what a user runs: a Cognito identity (a guest, or a signed-in user) whose
-temporary credentials sign a SigV4 WebSocket handshake, and an MQTT connection whose client id
-is that identity id, as the IoT policies require. paho-mqtt is used (over the same presigned
-WSS URL awsiotsdk builds) because a test must also be able to vanish without a DISCONNECT,
-which awsiotsdk has no way to do. Each client records what it receives per topic, so a test
-waits for what a user would see, with a deadline, instead of sleeping.
+Every client here is what a user runs: a Cognito identity (a guest, or a signed-in user) and
+its MQTT connection over a SigV4 WebSocket, recording what it receives
+(:class:`tests.support.wss_client.RecordingClient`), with the chat protocol's requests on top,
+so a test waits for what a user would see, with a deadline, instead of sleeping.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.sigv4 import presign_url
-from tests.support.cognito import guest_credentials, logins, new_user, unsigned_client
+from tests.support.cognito import guest_credentials, signed_in_credentials
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
+from tests.support.wss_client import Message, RecordingClient, inbox
 
 TIMEOUT = 10.0
-# Far longer than any test: a dropped connection must be noticed from the socket, not from a
-# missed PINGREQ.
-KEEPALIVE = 1200
 SUBACK_FAILURE = 0x80
-
-Message = dict[str, Any]
 
 
 def unique(prefix: str) -> str:
@@ -41,118 +30,28 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def inbox(client_id: str) -> str:
-    return f"chat/in/{client_id}"
-
-
 def room_topic(room: str) -> str:
     return f"chat/pub/{room}"
 
 
-def signed_in_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
-    """A new user signs up, signs in and gets credentials for their identity (which attaches
-    the user IoT policy to it)."""
-    user = new_user(stack)
-    identity = unsigned_client(stack, "cognito-identity")
-    login = logins(stack, user.id_token)
-    pool = stack.info["cognito"]["identityPoolId"]
-    identity_id = identity.get_id(IdentityPoolId=pool, Logins=login)["IdentityId"]
-    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
-    return identity_id, creds["Credentials"]
+class ChatClient(RecordingClient):
+    """One MQTT connection of one identity, subscribed to its inbox, recording what arrives,
+    with the chat protocol's requests (join, history, who) on top.
 
-
-class ChatClient:
-    """One MQTT connection of one identity, subscribed to its inbox, recording what arrives.
-
-    Received messages are JSON-decoded and kept per topic in arrival order. The wait helpers
-    evaluate their predicate under the lock that the network thread records under.
+    The wait helpers evaluate their predicate under the lock that the network thread records
+    under; a missed deadline fails the test.
     """
+
+    timeout = TIMEOUT
 
     def __init__(
         self, stack: InProcessStack, client_id: str, creds: dict[str, Any], name: str | None = None
     ) -> None:
+        super().__init__(stack.info, client_id, creds)
         self.stack = stack
-        self.client_id = client_id
-        self.creds = creds
         self.name = name
-        self._cond = threading.Condition()
-        self.received: dict[str, list[Message]] = {}
-        self.raw: list[tuple[str, bytes]] = []
-        self.subacks: dict[int, list[int]] = {}
-        self.connacks: list[int] = []
-        self.disconnects = 0
-        port = stack.info["iot"]["wssPort"]
-        host = "127.0.0.1"
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            transport="websockets",
-            clean_session=True,
-            reconnect_on_failure=False,
-        )
-        client.tls_set(ca_certs=stack.info["iot"]["caFile"])
-        # paho sends "Host: <host>:<port>", so that is what the URL is signed for.
-        url = presign_url(
-            f"{host}:{port}",
-            str(creds["AccessKeyId"]),
-            str(creds["SecretKey"]),
-            region=stack.info["region"],
-            session_token=str(creds["SessionToken"]),
-        )
-        client.ws_set_options(path="/mqtt?" + urlsplit(url).query)
-        client.max_inflight_messages_set(100)  # what the gateway allows, as AWS does
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        self.paho = client
-        self._host, self._port = host, port
-
-    # ------------------------------------------------------------------ network thread
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        with self._cond:
-            self.connacks.append(reason.value)
-            self._cond.notify_all()
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        payload = bytes(message.payload)
-        with self._cond:
-            self.raw.append((message.topic, payload))
-            try:
-                body = json.loads(payload)
-            except ValueError:
-                body = {"undecodable": payload.decode("utf-8", "replace")}
-            self.received.setdefault(message.topic, []).append(body)
-            self._cond.notify_all()
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        with self._cond:
-            self.subacks[mid] = [code.value for code in codes]
-            self._cond.notify_all()
-
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        with self._cond:
-            self.disconnects += 1
-            self._cond.notify_all()
 
     # ------------------------------------------------------------------ waiting
-
-    def wait(self, predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-        """The first truthy ``predicate()`` (run under the lock), or fail naming ``what``."""
-        with self._cond:
-            value = self._cond.wait_for(predicate, timeout)
-        if not value:
-            raise AssertionError(f"{self.client_id}: no {what} within {timeout}s")
-        return value
-
-    def on(self, topic: str) -> list[Message]:
-        """Everything received on ``topic`` so far, oldest first."""
-        with self._cond:
-            return list(self.received.get(topic, []))
 
     @property
     def inbox(self) -> list[Message]:
@@ -202,22 +101,6 @@ class ChatClient:
         return self.of_type(inbox(self.client_id), "error")
 
     # ------------------------------------------------------------------ actions
-
-    def connect(self, timeout: float = TIMEOUT) -> ChatClient:
-        """CONNECT, then subscribe to the own inbox (the SUBACK is waited for)."""
-        self.paho.connect(self._host, self._port, keepalive=KEEPALIVE)
-        self.paho.loop_start()
-        self.wait(lambda: self.connacks or self.disconnects, "CONNACK", timeout)
-        if self.connacks[-1:] != [0]:
-            raise AssertionError(f"{self.client_id}: CONNECT refused ({self.connacks})")
-        assert self.subscribe(inbox(self.client_id)) == [1]
-        return self
-
-    def subscribe(self, topic_filter: str, timeout: float = TIMEOUT) -> list[int]:
-        """SUBSCRIBE at QoS 1; the SUBACK's return codes (0x80: refused)."""
-        rc, mid = self.paho.subscribe(topic_filter, 1)
-        assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None, rc
-        return self.wait(lambda: self.subacks.get(mid), f"SUBACK for {topic_filter}", timeout)
 
     def publish(self, payload: Any, topic: str = "chat/out") -> None:
         """A QoS 1 PUBLISH of ``payload`` (bytes as they are, anything else as JSON), waited
@@ -278,25 +161,6 @@ class ChatClient:
         self.paho.disconnect()
         self.wait(lambda: self.disconnects > before, "disconnect")
         self.paho.loop_stop()
-
-    def drop(self) -> None:
-        """The network goes away: the TCP connection is cut below TLS and WebSocket framing,
-        with no MQTT DISCONNECT and no WebSocket close frame."""
-        sock = self.paho.socket()
-        assert sock is not None, "not connected"
-        raw = getattr(sock, "_socket", sock)
-        before = self.disconnects
-        socket.socket.shutdown(raw, socket.SHUT_RDWR)
-        self.wait(lambda: self.disconnects > before, "notice of the dropped socket")
-        self.paho.loop_stop()
-
-    def close(self) -> None:
-        """Teardown: disconnect if still connected, never fail."""
-        try:
-            if self.paho.is_connected():
-                self.paho.disconnect()
-        finally:
-            self.paho.loop_stop()
 
 
 def state_item(stack: InProcessStack, pk: str, sk: str) -> dict[str, Any] | None:

@@ -156,9 +156,11 @@ def test_inputs_at_the_limits_are_accepted(people: People, room: str) -> None:
         sender.say(room, " padded ", name=" Ada "): " padded ",
     }
     for message_id, text in sent.items():
-        got = sender.wait_for_message(
-            room_topic(room), lambda m, i=message_id: m.get("id") == i, "a message at the limit"
-        )
+
+        def has_id(m: dict[str, Any], i: str = message_id) -> bool:
+            return m.get("id") == i
+
+        got = sender.wait_for_message(room_topic(room), has_id, "a message at the limit")
         assert got["text"] == text
 
     def stored() -> bool:

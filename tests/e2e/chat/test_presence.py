@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.chat.conftest import ChatClient, People, room_topic, unique, wait_connection_recorded
+from tests.support.wss_client import Message
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,12 +139,13 @@ def test_joining_right_after_connecting_shows_online(people: People) -> None:
         assert watcher.subscribe(room_topic(room)) == [1]
         member = people.connect(f"member {attempt}")
         member.join(room)  # as a client does: join the rooms it remembers as soon as it is up
+
+        def online(r: str = room, m: ChatClient = member) -> list[Message]:
+            updates = watcher.of_type(room_topic(r), "presence")
+            return [u for u in updates if u["clientId"] == m.client_id]
+
         watcher.wait(
-            lambda r=room, m=member: [
-                u
-                for u in watcher.of_type(room_topic(r), "presence")
-                if u["clientId"] == m.client_id
-            ],
+            online,
             f"presence online for attempt {attempt}",
             timeout=JOIN_RACE_TIMEOUT,
         )
