@@ -2,11 +2,13 @@
 over SigV4-signed WebSocket, behind one small interface.
 
 Every transport is built the same way, ``factory(stack, identity, client_id, callbacks,
-options)``, and reports through one :class:`TransportCallbacks`; the edge component's
-transports (client/edge/) follow the same shape. Both MQTT transports reconnect by themselves
-with exponential backoff and jitter; the credentials provider is asked on every (re)connect, so
-an expired key is never reused. On each successful connection the transport calls
-``on_connected(resumed)`` and the chat client resubscribes.
+options)``, and reports through one :class:`TransportCallbacks`; :class:`ChatTransport` holds
+that shape, for these and for the edge component's transports (client/edge/).
+
+Both MQTT transports reconnect by themselves with exponential backoff and jitter; the
+credentials provider is asked on every (re)connect, so an expired key is never reused. On each
+successful connection the transport calls ``on_connected(resumed)`` and the chat client
+resubscribes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ DEFAULT_OPTIONS = ConnectOptions()
 
 
 class Transport(Protocol):
+    """What the chat client needs of a transport (tests bring fakes of their own)."""
+
     def start(self) -> None: ...
     def subscribe(self, topic_filter: str) -> Any: ...
     def publish(self, topic: str, payload: bytes) -> Any: ...
@@ -89,9 +93,9 @@ def _sigv4_websocket(stack: StackInfo, identity: Identity) -> dict[str, Any]:
     return where
 
 
-class Mqtt5Client(ABC, Generic[IdentityT]):
-    """awsiotsdk's MQTT 5 client wired to the callbacks, QoS 1 both ways; subclasses choose how
-    it reaches the gateway (:meth:`_build`) and so which identity they connect as."""
+class ChatTransport(ABC, Generic[IdentityT]):
+    """The constructor and interface every chat transport shares; a subclass builds its
+    connection in :meth:`_open` and reports through ``self.callbacks``."""
 
     def __init__(
         self,
@@ -101,10 +105,40 @@ class Mqtt5Client(ABC, Generic[IdentityT]):
         callbacks: TransportCallbacks,
         options: ConnectOptions = DEFAULT_OPTIONS,
     ) -> None:
+        self.callbacks = callbacks
+        self._open(stack, identity, client_id, options)
+
+    @abstractmethod
+    def _open(
+        self, stack: StackInfo, identity: IdentityT, client_id: str, options: ConnectOptions
+    ) -> None:
+        """Build the connection; :meth:`start` connects it."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def subscribe(self, topic_filter: str) -> Any: ...
+
+    @abstractmethod
+    def publish(self, topic: str, payload: bytes) -> Any: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+
+class Mqtt5Client(ChatTransport[IdentityT]):
+    """awsiotsdk's MQTT 5 client wired to the callbacks, QoS 1 both ways; subclasses choose how
+    it reaches the gateway (:meth:`_build`) and so which identity they connect as."""
+
+    def _open(
+        self, stack: StackInfo, identity: IdentityT, client_id: str, options: ConnectOptions
+    ) -> None:
         from awscrt import mqtt5
 
         self._mqtt5 = mqtt5
         self._connections = 0
+        callbacks = self.callbacks
 
         def received(data: Any) -> None:
             packet = data.publish_packet
@@ -174,22 +208,17 @@ class Mqtt5Transport(Mqtt5Client[Identity]):
         )
 
 
-class Mqtt311Transport:
+class Mqtt311Transport(ChatTransport[Identity]):
     """MQTT 3.1.1 over SigV4 WebSocket; its connection reports resumes, not first connects."""
 
-    def __init__(
-        self,
-        stack: StackInfo,
-        identity: Identity,
-        client_id: str,
-        callbacks: TransportCallbacks,
-        options: ConnectOptions = DEFAULT_OPTIONS,
+    def _open(
+        self, stack: StackInfo, identity: Identity, client_id: str, options: ConnectOptions
     ) -> None:
         from awscrt import mqtt
         from awsiot import mqtt_connection_builder
 
         self._mqtt = mqtt
-        self._callbacks = callbacks
+        callbacks = self.callbacks
 
         def interrupted(connection: Any, error: Any, **_: Any) -> None:
             callbacks.on_disconnected(str(error))
@@ -211,13 +240,13 @@ class Mqtt311Transport:
     def start(self) -> None:
         def connected(future: Any) -> None:
             if future.exception() is None:
-                self._callbacks.on_connected(False)
+                self.callbacks.on_connected(False)
 
         self.connection.connect().add_done_callback(connected)
 
     def subscribe(self, topic_filter: str) -> Any:
         def callback(topic: str, payload: bytes, **_: Any) -> None:
-            self._callbacks.on_message(topic, bytes(payload))
+            self.callbacks.on_message(topic, bytes(payload))
 
         future, _ = self.connection.subscribe(
             topic_filter, self._mqtt.QoS.AT_LEAST_ONCE, callback=callback

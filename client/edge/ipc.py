@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from typing import Any
 
 from ..stack_file import StackInfo
-from ..transport import DEFAULT_OPTIONS, ConnectOptions, TransportCallbacks
+from ..transport import ChatTransport, ConnectOptions
 from .device import DeviceIdentity
 
 log = logging.getLogger("iotchat.edge")
@@ -28,40 +27,32 @@ def under_greengrass() -> bool:
     return bool(os.environ.get(SOCKET_ENV))
 
 
-def _default_ipc_client() -> Any:
-    from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+class IpcTransport(ChatTransport[DeviceIdentity]):
+    """The chat client's transport interface over the nucleus's ``mqttproxy`` IPC service;
+    the connect options are unused, the nucleus keeps its own connection."""
 
-    return GreengrassCoreIPCClientV2()
-
-
-class IpcTransport:
-    """The chat client's transport interface over the nucleus's ``mqttproxy`` IPC service."""
-
-    def __init__(
-        self,
-        stack: StackInfo,
-        identity: DeviceIdentity,
-        client_id: str,
-        callbacks: TransportCallbacks,
-        options: ConnectOptions = DEFAULT_OPTIONS,  # unused: the nucleus keeps its connection
-        *,
-        ipc_client_factory: Callable[[], Any] = _default_ipc_client,
+    def _open(
+        self, stack: StackInfo, identity: DeviceIdentity, client_id: str, options: ConnectOptions
     ) -> None:
-        self._callbacks = callbacks
-        self._factory = ipc_client_factory
         self.ipc: Any = None
         self._operations: list[Any] = []  # streaming operations must stay referenced
 
+    def connect_nucleus(self) -> Any:
+        """The IPC client; tests override this to stand in for the nucleus."""
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+        return GreengrassCoreIPCClientV2()
+
     def start(self) -> None:
         try:
-            self.ipc = self._factory()
+            self.ipc = self.connect_nucleus()
         except Exception as exc:
             # No retry: without its nucleus the component cannot work, and the nucleus
             # restarts components that exit with an error.
             reason = f"cannot reach the Greengrass nucleus: {exc}"
-            self._callbacks.on_disconnected(reason)
+            self.callbacks.on_disconnected(reason)
             raise ConnectionError(reason) from exc
-        self._callbacks.on_connected(False)
+        self.callbacks.on_connected(False)
 
     def subscribe(self, topic_filter: str) -> Any:
         from awsiot.greengrasscoreipc.model import QOS
@@ -71,7 +62,7 @@ class IpcTransport:
             payload = mqtt.payload
             if isinstance(payload, str):
                 payload = payload.encode()
-            self._callbacks.on_message(mqtt.topic_name, bytes(payload or b""))
+            self.callbacks.on_message(mqtt.topic_name, bytes(payload or b""))
 
         def error(exc: Exception) -> bool:
             log.warning("subscription to %s: %s", topic_filter, exc)

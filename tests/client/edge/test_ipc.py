@@ -61,11 +61,14 @@ class _Operation:
 def test_the_chat_client_works_through_the_nucleus():
     fake = FakeIpc()
 
-    def transport(*args: Any, **kwargs: Any) -> IpcTransport:
-        return IpcTransport(*args, ipc_client_factory=lambda: fake, **kwargs)
+    class StandInTransport(IpcTransport):
+        """The IPC transport on the FakeIpc instead of the nucleus's socket."""
+
+        def connect_nucleus(self) -> Any:
+            return fake
 
     stack, identity = greengrass_device(THING)
-    chat = ChatClient(stack, identity, transport_factory=transport).start(timeout=1)
+    chat = ChatClient(stack, identity, transport_factory=StandInTransport).start(timeout=1)
     assert list(fake.handlers) == [f"chat/in/{THING}"]  # the inbox, on connect
     chat.join("lab")
     chat.telemetry("lab", {"uptime": 5})
@@ -85,15 +88,16 @@ def test_the_chat_client_works_through_the_nucleus():
     assert fake.closed
 
 
-def test_no_nucleus_is_a_disconnect_not_a_crash():
-    failures: list[str] = []
-
-    def broken() -> Any:
+class NoNucleusTransport(IpcTransport):
+    def connect_nucleus(self) -> Any:
         raise ConnectionRefusedError("no socket")
 
+
+def test_no_nucleus_is_a_disconnect_not_a_crash():
+    failures: list[str] = []
     stack, identity = greengrass_device(THING)
     callbacks = TransportCallbacks(lambda *_: None, lambda _: None, failures.append)
-    transport = IpcTransport(stack, identity, THING, callbacks, ipc_client_factory=broken)
+    transport = NoNucleusTransport(stack, identity, THING, callbacks)
     with pytest.raises(ConnectionError):
         transport.start()
     assert failures and "Greengrass nucleus" in failures[0]
