@@ -1,17 +1,10 @@
-"""DynamoDB for the local stack: dynalite as a supervised child process."""
+"""DynamoDB for the local stack: dynalite (npm) as a supervised child process, data on disk.
 
-from .service import (
-    DYNALITE_CLI,
-    TARGET_PREFIX,
-    DynamoDBLocal,
-    DynamoDBStartError,
-    ensure_tables,
-)
+``service`` runs dynalite and creates the manifest's tables; ``errors`` holds its start error.
+Requests reach dynalite through the edge API, which forwards ``DynamoDB_20120810.*`` verbatim.
+"""
 
-__all__ = [
-    "DYNALITE_CLI",
-    "TARGET_PREFIX",
-    "DynamoDBLocal",
-    "DynamoDBStartError",
-    "ensure_tables",
-]
+from .errors import DynamoDBStartError
+from .service import DynamoDBLocal, ensure_tables
+
+__all__ = ["DynamoDBLocal", "DynamoDBStartError", "ensure_tables"]

@@ -15,17 +15,14 @@ from typing import Any, Unpack
 from infra.local.node_service import (
     NodeOptions,
     NodeService,
-    NodeServiceStartError,
     ReadinessProbe,
     create_missing,
 )
 
+from .errors import DynamoDBStartError
+
 DYNALITE_CLI = Path("node_modules") / "dynalite" / "cli.js"
 TARGET_PREFIX = "DynamoDB_20120810."
-
-
-class DynamoDBStartError(NodeServiceStartError):
-    """dynalite could not be started; an OSError so ``iotchat up`` reports it in one line."""
 
 
 class DynamoDBLocal(NodeService):

@@ -1,21 +1,11 @@
-"""Kinesis Data Streams for the local stack: kinesalite as a supervised child process."""
+"""Kinesis Data Streams for the local stack: kinesalite (npm) as a supervised child process.
 
-from .service import (
-    KINESALITE_DIR,
-    LOCAL_ACCOUNT_ID,
-    LOCAL_REGION,
-    TARGET_PREFIX,
-    KinesisLocal,
-    KinesisStartError,
-    ensure_streams,
-)
+``service`` runs kinesalite and creates the manifest's streams; ``errors`` holds its start
+error. Requests reach kinesalite through the edge API, which checks their SigV4 signature and
+forwards ``Kinesis_20131202.*`` verbatim.
+"""
 
-__all__ = [
-    "KINESALITE_DIR",
-    "LOCAL_ACCOUNT_ID",
-    "LOCAL_REGION",
-    "TARGET_PREFIX",
-    "KinesisLocal",
-    "KinesisStartError",
-    "ensure_streams",
-]
+from .errors import KinesisStartError
+from .service import KinesisLocal, ensure_streams
+
+__all__ = ["KinesisLocal", "KinesisStartError", "ensure_streams"]

@@ -22,10 +22,11 @@ from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from infra.local.node_service import (
     NodeOptions,
     NodeService,
-    NodeServiceStartError,
     ReadinessProbe,
     create_missing,
 )
+
+from .errors import KinesisStartError
 
 KINESALITE_DIR = Path("node_modules") / "kinesalite"
 TARGET_PREFIX = "Kinesis_20131202."
@@ -35,10 +36,6 @@ _LAUNCHER = (
     "const server = require(dir)(JSON.parse(options));"
     "server.listen(Number(port), host, () => console.log('kinesalite on %s:%s', host, port));"
 )
-
-
-class KinesisStartError(NodeServiceStartError):
-    """kinesalite could not be started; an OSError so ``iotchat up`` reports it in one line."""
 
 
 class KinesisLocal(NodeService):
