@@ -808,7 +808,7 @@ class PacketReader:
         self.max_packet_size = max_packet_size
         self.version = version
 
-    def feed(self, data: bytes) -> list[Packet]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         """Return every whole packet now available; raise MalformedPacket on garbage.
 
         The exception's ``decoded`` holds the packets that preceded the garbage.
@@ -821,7 +821,7 @@ class PacketReader:
             raise
         return packets
 
-    def _feed(self, data: bytes, packets: list[Packet]) -> None:
+    def _feed(self, data: bytes | bytearray | memoryview, packets: list[Packet]) -> None:
         buf = self._buf
         buf += data
         pos = 0
@@ -863,8 +863,8 @@ class PacketReader:
             body = bytes(buf[i : i + length])
             pos = i + length
             packet = decode_packet(ptype, first & 0x0F, body, self.version)
-            if ptype == CONNECT:
-                self.version = packet.protocol_level  # type: ignore[union-attr]
+            if isinstance(packet, Connect):
+                self.version = packet.protocol_level
             packets.append(packet)
         if pos:
             del buf[:pos]
@@ -903,67 +903,94 @@ def publish_parts(
     return head, tail
 
 
+def join_publish(head: bytes, tail: bytes, packet_id: int | None = None) -> bytes:
+    """The whole PUBLISH from :func:`publish_parts`: QoS 0 without, QoS 1 with a packet id."""
+    if packet_id is None:
+        return head + tail if tail else head
+    return head + _U16.pack(packet_id) + tail
+
+
+_PUBACK_HEAD = bytes((PUBACK << 4, 2))
+
+
+def encode_puback(packet_id: int) -> bytes:
+    """A plain PUBACK (success, no properties), the same in both versions: the hot path of
+    every QoS 1 publish, so it skips :func:`encode`."""
+    return _PUBACK_HEAD + _U16.pack(packet_id)
+
+
+def _encode_ack(a: Ack, v5: bool) -> bytes:
+    body = _U16.pack(a.packet_id)
+    if v5 and (a.reason_code or a.properties):
+        body += bytes((a.reason_code,))
+        if a.properties:
+            body += encode_properties(a.properties)
+    return _frame((a.type << 4) | (0x02 if a.type == PUBREL else 0), body)
+
+
+def _encode_suback(s: Suback | Unsuback, v5: bool) -> bytes:
+    body = _U16.pack(s.packet_id)
+    if v5:
+        body += encode_properties(s.properties)
+    if s.type == SUBACK or v5:
+        body += bytes(s.reason_codes)
+    return _frame(s.type << 4, body)
+
+
+def _encode_reason(d: Disconnect | Auth, v5: bool) -> bytes:
+    body = b""
+    if v5 and (d.reason_code or d.properties or d.type == AUTH):
+        body = bytes((d.reason_code,)) + (encode_properties(d.properties) if d.properties else b"")
+    return _frame(d.type << 4, body)
+
+
+def _encode_subscribe(sub: Subscribe, v5: bool) -> bytes:
+    body = _U16.pack(sub.packet_id) + (encode_properties(sub.properties) if v5 else b"")
+    for topic_filter, o in sub.subscriptions:
+        opts = o.qos
+        if v5:
+            opts |= (4 if o.no_local else 0) | (8 if o.retain_as_published else 0)
+            opts |= o.retain_handling << 4
+        body += encode_str(topic_filter) + bytes((opts,))
+    return _frame(0x82, body)
+
+
+def _encode_unsubscribe(u: Unsubscribe, v5: bool) -> bytes:
+    body = _U16.pack(u.packet_id) + (encode_properties(u.properties) if v5 else b"")
+    for topic_filter in u.topic_filters:
+        body += encode_str(topic_filter)
+    return _frame(0xA2, body)
+
+
 def encode(packet: Packet, version: int = MQTT_311) -> bytes:
     """Encode any packet for a peer speaking ``version``."""
-    ptype = packet.type
     v5 = version == MQTT_5
-    if ptype == PUBLISH:
-        p: Publish = packet  # type: ignore[assignment]
+    if isinstance(packet, Publish):
+        p = packet
         head, tail = publish_parts(
             p.topic, p.payload, p.qos, p.retain, p.dup, p.properties, version
         )
-        return head + _U16.pack(p.packet_id or 0) + tail if p.qos else head + tail
-    if ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP):
-        a: Ack = packet  # type: ignore[assignment]
-        body = _U16.pack(a.packet_id)
-        if v5 and (a.reason_code or a.properties):
-            body += bytes((a.reason_code,))
-            if a.properties:
-                body += encode_properties(a.properties)
-        return _frame((ptype << 4) | (0x02 if ptype == PUBREL else 0), body)
-    if ptype == CONNACK:
-        c: Connack = packet  # type: ignore[assignment]
-        body = bytes((1 if c.session_present else 0, c.reason_code))
+        return join_publish(head, tail, (p.packet_id or 0) if p.qos else None)
+    if isinstance(packet, Ack):
+        return _encode_ack(packet, v5)
+    if isinstance(packet, Connack):
+        body = bytes((1 if packet.session_present else 0, packet.reason_code))
         if v5:
-            body += encode_properties(c.properties)
+            body += encode_properties(packet.properties)
         return _frame(0x20, body)
-    if ptype in (SUBACK, UNSUBACK):
-        s: Suback | Unsuback = packet  # type: ignore[assignment]
-        body = _U16.pack(s.packet_id)
-        if v5:
-            body += encode_properties(s.properties)
-        if ptype == SUBACK or v5:
-            body += bytes(s.reason_codes)
-        return _frame(ptype << 4, body)
-    if ptype in (PINGREQ, PINGRESP):
-        return bytes((ptype << 4, 0))
-    if ptype in (DISCONNECT, AUTH):
-        d: Disconnect | Auth = packet  # type: ignore[assignment]
-        body = b""
-        if v5 and (d.reason_code or d.properties or ptype == AUTH):
-            body = bytes((d.reason_code,)) + (
-                encode_properties(d.properties) if d.properties else b""
-            )
-        return _frame(ptype << 4, body)
-    if ptype == CONNECT:
-        return _encode_connect(packet)  # type: ignore[arg-type]
-    if ptype == SUBSCRIBE:
-        sub: Subscribe = packet  # type: ignore[assignment]
-        body = _U16.pack(sub.packet_id) + (encode_properties(sub.properties) if v5 else b"")
-        for topic_filter, o in sub.subscriptions:
-            opts = o.qos
-            if v5:
-                opts |= (4 if o.no_local else 0) | (8 if o.retain_as_published else 0)
-                opts |= o.retain_handling << 4
-            body += encode_str(topic_filter) + bytes((opts,))
-        return _frame(0x82, body)
-    if ptype == UNSUBSCRIBE:
-        u: Unsubscribe = packet  # type: ignore[assignment]
-        body = _U16.pack(u.packet_id) + (encode_properties(u.properties) if v5 else b"")
-        for topic_filter in u.topic_filters:
-            body += encode_str(topic_filter)
-        return _frame(0xA2, body)
-    raise ValueError(f"cannot encode packet type {ptype}")
+    if isinstance(packet, Suback | Unsuback):
+        return _encode_suback(packet, v5)
+    if isinstance(packet, Pingreq | Pingresp):
+        return bytes((packet.type << 4, 0))
+    if isinstance(packet, Disconnect | Auth):
+        return _encode_reason(packet, v5)
+    if isinstance(packet, Connect):
+        return _encode_connect(packet)
+    if isinstance(packet, Subscribe):
+        return _encode_subscribe(packet, v5)
+    if isinstance(packet, Unsubscribe):
+        return _encode_unsubscribe(packet, v5)
+    raise ValueError(f"cannot encode packet type {packet.type}")
 
 
 def _encode_connect(c: Connect) -> bytes:
