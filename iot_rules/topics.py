@@ -34,6 +34,14 @@ def _strip_basic_ingest(topic: str) -> str:
     return topic
 
 
+def basic_ingest_rule(topic: str) -> str | None:
+    """The rule a Basic Ingest topic (``$aws/rules/<rule>/<topic>``) targets, else None."""
+    if not topic.startswith(BASIC_INGEST_PREFIX):
+        return None
+    rule, sep, rest = topic[len(BASIC_INGEST_PREFIX) :].partition("/")
+    return rule if rule and sep and rest else None
+
+
 def _check_size(topic: str, max_bytes: int | None, max_slashes: int | None, what: str) -> None:
     if not topic:
         raise InvalidTopic(f"{what} is empty")

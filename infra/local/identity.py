@@ -1,10 +1,9 @@
-"""Who is connecting, and may they do this: the gateway's two security seams.
+"""Who is calling: principals, their credentials, and the local account's constants.
 
-The gateway never decides on its own whether an action is allowed. It authenticates a
-connection to a :class:`Principal` through a :class:`CredentialStore` (access keys for
-SigV4 and username/password, certificates for mutual TLS) and then asks an
-:class:`Authorizer` about every connect, publish, subscribe and delivery. The policy
-engine plugs in here later without the gateway changing.
+Every listener of the local stack authenticates a caller to a :class:`Principal` through a
+:class:`CredentialStore` (access keys for SigV4 and username/password, certificates for
+mutual TLS). What a principal may then do is the gateway's :mod:`infra.local.gateway.authorizer`
+and the policy evaluator's business, not this module's.
 """
 
 from __future__ import annotations
@@ -109,43 +108,3 @@ def check_password(
     if not hmac.compare_digest(credential.secret_access_key.encode(), password):
         return None
     return credential.principal
-
-
-class Authorizer(Protocol):
-    """Allow or deny each action; called on every connect, publish, subscribe and delivery."""
-
-    def can_connect(self, principal: Principal, client_id: str, source_ip: str) -> bool: ...
-
-    def can_publish(
-        self, principal: Principal, client_id: str, topic: str, retain: bool
-    ) -> bool: ...
-
-    def can_subscribe(self, principal: Principal, client_id: str, topic_filter: str) -> bool: ...
-
-    def can_receive(self, principal: Principal, client_id: str, topic: str) -> bool: ...
-
-
-@dataclass
-class AdminOnlyAuthorizer:
-    """Until the policy engine lands: the admin may do anything, everyone else nothing.
-
-    ``trusted`` lists further principal identifiers treated like the admin (tests use it for
-    a device certificate, the way a policy attachment would later).
-    """
-
-    trusted: set[str] = field(default_factory=set)
-
-    def _allowed(self, principal: Principal) -> bool:
-        return principal.is_admin or principal.identifier in self.trusted
-
-    def can_connect(self, principal: Principal, client_id: str, source_ip: str) -> bool:
-        return self._allowed(principal)
-
-    def can_publish(self, principal: Principal, client_id: str, topic: str, retain: bool) -> bool:
-        return self._allowed(principal)
-
-    def can_subscribe(self, principal: Principal, client_id: str, topic_filter: str) -> bool:
-        return self._allowed(principal)
-
-    def can_receive(self, principal: Principal, client_id: str, topic: str) -> bool:
-        return self._allowed(principal)

@@ -108,6 +108,16 @@ class ClientConnection:
             self.flusher.mark(self)
         out.append(data)
 
+    def take_rate_token(self, now: float, rate: float) -> bool:
+        """One inbound publish against the per-connection rate (a token bucket of ``rate``)."""
+        tokens = min(rate, self.rate_tokens + (now - self.rate_last) * rate)
+        self.rate_last = now
+        if tokens < 1.0:
+            self.rate_tokens = tokens
+            return False
+        self.rate_tokens = tokens - 1.0
+        return True
+
     def send(self, packet: Packet) -> None:
         self.write(encode(packet, self.version))
 

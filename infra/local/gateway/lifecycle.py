@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 PRESENCE_PREFIX = "$aws/events/presence/"
@@ -23,6 +24,11 @@ class DisconnectReason:
     SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
     THROTTLED = "THROTTLED"
     WEBSOCKET_TTL_EXPIRATION = "WEBSOCKET_TTL_EXPIRATION"
+
+
+def now_ms() -> int:
+    """An event's ``timestamp``: wall-clock milliseconds."""
+    return int(time.time() * 1000)
 
 
 def emits_events(client_id: str) -> bool:

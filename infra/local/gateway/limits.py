@@ -7,6 +7,7 @@ publish rate, a test shortens the minimum keep-alive) without touching gateway c
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Limits:
     def from_overrides(cls, items: list[str]) -> Limits:
         """Build limits from ``name=value`` strings (the ``--limit`` option)."""
         known = {f.name: f.type for f in fields(cls)}
-        changes: dict[str, float | int] = {}
+        changes: dict[str, Any] = {}  # field name -> its new value, of the field's type
         for item in items:
             name, sep, value = item.partition("=")
             name = name.strip().replace("-", "_")

@@ -12,7 +12,7 @@ import base64
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from infra.local.identity import Principal
 
@@ -85,6 +85,21 @@ class Delivery:
     retain: bool
 
 
+class SessionConnection(Protocol):
+    """What delivering a session's messages needs of the live connection it is attached to
+    (:class:`~infra.local.gateway.connection.ClientConnection` is the one implementation)."""
+
+    client_id: str
+    principal: Principal | None
+    version: int
+    closed: bool
+    paused: bool  # the transport's write buffer is full: hold QoS 1, drop QoS 0
+    client_receive_maximum: int
+    client_max_packet: int | None
+
+    def write(self, data: bytes) -> None: ...
+
+
 class Session:
     """State kept per client id; attached to at most one live connection at a time."""
 
@@ -114,7 +129,7 @@ class Session:
         # Wall-clock time (epoch seconds) the session ends while offline; it survives a
         # gateway restart, where the timer handle does not.
         self.expires_at: float | None = None
-        self.connection: object | None = None
+        self.connection: SessionConnection | None = None
         self.dropped = 0  # QoS 1 messages discarded because the queue was full
 
     @property

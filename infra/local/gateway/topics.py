@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from iot_rules.topics import (
     BASIC_INGEST_PREFIX,
     InvalidTopic,
+    basic_ingest_rule,
     filter_matches,
     is_reserved,
     validate_topic_filter,
@@ -104,6 +105,7 @@ __all__ = [
     "BASIC_INGEST_PREFIX",
     "InvalidTopic",
     "SubscriptionIndex",
+    "basic_ingest_rule",
     "filter_matches",
     "is_reserved",
     "validate_topic_filter",
