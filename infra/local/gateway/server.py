@@ -12,27 +12,25 @@ import json
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
-from infra.local.identity import (
-    LOCAL_REGION,
-    AdminOnlyAuthorizer,
-    Authorizer,
-    CredentialStore,
-    Principal,
-    StaticCredentialStore,
-)
+from infra.local.identity import LOCAL_REGION, CredentialStore, Principal, StaticCredentialStore
 from infra.local.sigv4 import SigV4Error, verify_presigned_request
 
-from .broker import Broker, PublishTap
-from .connection import ClientConnection
+from .authorizer import AdminOnlyAuthorizer, Authorizer
+from .broker import Broker
+from .connection import ClientConnection, Sink
+from .delivery import PublishOptions, PublishTap
 from .lifecycle import DisconnectReason
 from .limits import Limits
 
@@ -82,36 +80,26 @@ class _TransportSink:
         self.transport.close()
 
 
-class MqttStreamProtocol(asyncio.Protocol):
-    """MQTT directly over TCP or TLS."""
+class _BrokerProtocol(asyncio.Protocol):
+    """What both listeners share: one broker connection per transport, fed and paused here."""
 
     def __init__(self, gateway: Gateway, listener: str) -> None:
         self.gateway = gateway
         self.listener = listener
         self.conn: ClientConnection | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def _set_up(self, transport: asyncio.BaseTransport) -> asyncio.Transport:
         assert isinstance(transport, asyncio.Transport)
         transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high_water)
-        principal = None
-        if self.listener == "tls":
-            principal = self.gateway.certificate_principal(transport)
-            if principal is None:
-                transport.close()
-                return
+        return transport
+
+    def _attach(
+        self, sink: Sink, transport: asyncio.Transport, principal: Principal | None
+    ) -> ClientConnection:
         self.conn = self.gateway.broker.new_connection(
-            _TransportSink(transport),
-            listener=self.listener,
-            source_ip=_peer_ip(transport),
-            principal=principal,
+            sink, listener=self.listener, source_ip=_peer_ip(transport), principal=principal
         )
-
-    def data_received(self, data: bytes) -> None:
-        if self.conn is not None:
-            self.gateway.broker.data_received(self.conn, data)
-
-    def eof_received(self) -> bool:
-        return False  # close our side too
+        return self.conn
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None:
@@ -124,6 +112,27 @@ class MqttStreamProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.conn is not None:
             self.gateway.broker.writing_resumed(self.conn)
+
+
+class MqttStreamProtocol(_BrokerProtocol):
+    """MQTT directly over TCP or TLS."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = self._set_up(transport)
+        principal = None
+        if self.listener == "tls":
+            principal = self.gateway.certificate_principal(stream)
+            if principal is None:
+                stream.close()
+                return
+        self._attach(_TransportSink(stream), stream, principal)
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.gateway.broker.data_received(self.conn, data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
 
 
 class _WebSocketSink:
@@ -151,22 +160,20 @@ class _WebSocketSink:
         self.transport.close()
 
 
-class MqttWebSocketProtocol(asyncio.Protocol):
+class MqttWebSocketProtocol(_BrokerProtocol):
     """MQTT over WebSocket at ``/mqtt``, the handshake authenticated by SigV4 query parameters."""
 
     def __init__(self, gateway: Gateway, listener: str = "wss") -> None:
-        self.gateway = gateway
-        self.listener = listener
-        self.conn: ClientConnection | None = None
+        super().__init__(gateway, listener)
         self.transport: asyncio.Transport | None = None
         self.ttl_handle: asyncio.TimerHandle | None = None
         limits = gateway.config.limits
-        self.ws = ServerProtocol(subprotocols=["mqtt"], max_size=limits.max_packet_bytes + 16)
+        self.ws = ServerProtocol(
+            subprotocols=[Subprotocol("mqtt")], max_size=limits.max_packet_bytes + 16
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high_water)
+        self.transport = self._set_up(transport)
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
@@ -217,18 +224,15 @@ class MqttWebSocketProtocol(asyncio.Protocol):
         ws.send_response(response)
         if response.status_code != 101:
             return
-        self.conn = self.gateway.broker.new_connection(
-            _WebSocketSink(self.transport, ws),
-            listener=self.listener,
-            source_ip=_peer_ip(self.transport),
-            principal=credential.principal,
+        conn = self._attach(
+            _WebSocketSink(self.transport, ws), self.transport, credential.principal
         )
         # AWS ends a WebSocket connection after 24 hours, whatever the client does.
         broker = self.gateway.broker
         self.ttl_handle = broker.loop.call_later(
             self.gateway.config.limits.websocket_ttl_seconds,
             broker.close,
-            self.conn,
+            conn,
             DisconnectReason.WEBSOCKET_TTL_EXPIRATION,
         )
 
@@ -239,16 +243,7 @@ class MqttWebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.ttl_handle is not None:
             self.ttl_handle.cancel()
-        if self.conn is not None:
-            self.gateway.broker.connection_lost(self.conn)
-
-    def pause_writing(self) -> None:
-        if self.conn is not None:
-            self.gateway.broker.writing_paused(self.conn)
-
-    def resume_writing(self) -> None:
-        if self.conn is not None:
-            self.gateway.broker.writing_resumed(self.conn)
+        super().connection_lost(exc)
 
 
 class Gateway:
@@ -319,7 +314,7 @@ class Gateway:
     async def _listen(
         self,
         name: str,
-        factory: object,
+        factory: Callable[[], asyncio.BaseProtocol],
         host: str,
         port: int,
         context: ssl.SSLContext | None = None,
@@ -330,7 +325,7 @@ class Gateway:
             host,
             port,
             ssl=context,
-            backlog=4096,  # type: ignore[arg-type]
+            backlog=4096,
             ssl_handshake_timeout=10 if context else None,
         )
         self._servers[name] = server
@@ -340,9 +335,9 @@ class Gateway:
     def add_tap(self, tap: PublishTap) -> None:
         self.broker.taps.append(tap)
 
-    def publish(self, topic: str, payload: bytes, **kwargs: object) -> None:
-        """Internal publish (iot-data HTTP, rule republish); see :meth:`Broker.publish`."""
-        self.broker.publish(topic, payload, **kwargs)  # type: ignore[arg-type]
+    def publish(self, topic: str, payload: bytes, **options: Unpack[PublishOptions]) -> None:
+        """Internal publish (iot-data HTTP, rule republish): :meth:`.delivery.Router.publish`."""
+        self.broker.router.publish(topic, payload, **options)
 
     async def stop(self) -> None:
         for server in self._servers.values():
@@ -359,7 +354,7 @@ class Gateway:
         """Write the persistent sessions to ``config.session_file`` (after :meth:`stop`; the
         stack calls it again once its rules have drained, so their last republishes are in)."""
         if self._broker is not None:
-            self._save_sessions(self._broker.export_sessions())
+            self._save_sessions(self._broker.router.export_sessions())
 
     def _load_sessions(self) -> None:
         """Read the sessions the last clean stop saved, then remove the file: once loaded,
@@ -369,7 +364,7 @@ class Gateway:
             return
         try:
             document = json.loads(path.read_text())
-            restored = self.broker.restore_sessions(document["sessions"])
+            restored = self.broker.router.restore_sessions(document["sessions"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("persistent sessions in %s not restored: %s", path, exc)
         else:
