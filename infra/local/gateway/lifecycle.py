@@ -51,32 +51,41 @@ def _dump(body: dict[str, object]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def connected(ident: ConnectionIdentity, timestamp_ms: int) -> tuple[str, bytes]:
-    return PRESENCE_PREFIX + "connected/" + ident.client_id, _dump(
+def _event(
+    ident: ConnectionIdentity, timestamp_ms: int, event_type: str, **fields: object
+) -> bytes:
+    """An event body: the fields every event but ``connect_failed`` opens with, in AWS's order,
+    then the event's own."""
+    return _dump(
         {
             "clientId": ident.client_id,
             "timestamp": timestamp_ms,
-            "eventType": "connected",
+            "eventType": event_type,
             "sessionIdentifier": ident.session_identifier,
             "principalIdentifier": ident.principal_identifier,
-            "ipAddress": ident.ip_address,
-            "versionNumber": ident.version_number,
+            **fields,
         }
     )
 
 
+def connected(ident: ConnectionIdentity, timestamp_ms: int) -> tuple[str, bytes]:
+    return PRESENCE_PREFIX + "connected/" + ident.client_id, _event(
+        ident,
+        timestamp_ms,
+        "connected",
+        ipAddress=ident.ip_address,
+        versionNumber=ident.version_number,
+    )
+
+
 def disconnected(ident: ConnectionIdentity, timestamp_ms: int, reason: str) -> tuple[str, bytes]:
-    return PRESENCE_PREFIX + "disconnected/" + ident.client_id, _dump(
-        {
-            "clientId": ident.client_id,
-            "timestamp": timestamp_ms,
-            "eventType": "disconnected",
-            "sessionIdentifier": ident.session_identifier,
-            "principalIdentifier": ident.principal_identifier,
-            "clientInitiatedDisconnect": reason == DisconnectReason.CLIENT_INITIATED_DISCONNECT,
-            "disconnectReason": reason,
-            "versionNumber": ident.version_number,
-        }
+    return PRESENCE_PREFIX + "disconnected/" + ident.client_id, _event(
+        ident,
+        timestamp_ms,
+        "disconnected",
+        clientInitiatedDisconnect=reason == DisconnectReason.CLIENT_INITIATED_DISCONNECT,
+        disconnectReason=reason,
+        versionNumber=ident.version_number,
     )
 
 
@@ -98,13 +107,6 @@ def subscription_change(
     ident: ConnectionIdentity, timestamp_ms: int, event_type: str, topics: list[str]
 ) -> tuple[str, bytes]:
     """``event_type`` is ``subscribed`` or ``unsubscribed``."""
-    return SUBSCRIPTIONS_PREFIX + event_type + "/" + ident.client_id, _dump(
-        {
-            "clientId": ident.client_id,
-            "timestamp": timestamp_ms,
-            "eventType": event_type,
-            "sessionIdentifier": ident.session_identifier,
-            "principalIdentifier": ident.principal_identifier,
-            "topics": topics,
-        }
+    return SUBSCRIPTIONS_PREFIX + event_type + "/" + ident.client_id, _event(
+        ident, timestamp_ms, event_type, topics=topics
     )
