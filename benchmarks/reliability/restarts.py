@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from benchmarks._harness import wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The commands Lambda wrapped so a test can catch it mid-invoke (see its docstring).
 SLOW_COMMANDS_HANDLER = "tests.e2e.reliability.slow_handler.commands"
 MARKER_ENV = "IOTCHAT_RELIABILITY_MARKERS"
