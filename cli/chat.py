@@ -111,7 +111,8 @@ def chat(
     protocol: ProtocolOption = "mqtt5",
 ) -> None:
     """Chat interactively in the terminal: type to talk, /help for commands, /quit to leave."""
-    from cli.interactive import run_chat, valid_room
+    from cli.interactive import run_chat
+    from client.chat_client import valid_room
 
     _check_protocol(protocol)
     if not valid_room(room):

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 from cli.terminal import Session, _printable, connect, line, who_is
 from client import events
-from client.chat_client import ChatClient
+from client.chat_client import ChatClient, valid_room
 
-ROOM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 GROUP_ID = re.compile(r"g-[0-9a-f]{32}")
 TYPING_EVERY = 3.0  # seconds between two `typing` stream events from us
@@ -39,10 +38,6 @@ commands (anything else is said in the current room; start with // to say a lead
   /name NAME              the display name shown with what you say
   /help                   this list
   /quit                   leave the chat (also Ctrl-D, or Ctrl-C on an empty line)"""
-
-
-def valid_room(room: str) -> bool:
-    return ROOM.fullmatch(room) is not None
 
 
 class UsageError(Exception):
@@ -264,10 +259,8 @@ class ChatTerminal:
         self.client.history(room=room, cursor=cursor)
 
     def _dm(self, rest: str) -> None:
-        target, _, text = rest.partition(" ")
-        if not target or not text.strip():
-            raise UsageError("usage: /dm CLIENT TEXT")
-        self.client.direct(self._client(target), text.strip(), self.name)
+        target, text = _target_and_text(rest, "usage: /dm CLIENT TEXT")
+        self.client.direct(self._client(target), text, self.name)
 
     def _group(self, rest: str) -> None:
         words = rest.split()
@@ -281,10 +274,8 @@ class ChatTerminal:
             raise UsageError("usage: /group create NAME [MEMBER...] | /group invite GROUP MEMBER")
 
     def _group_say(self, rest: str) -> None:
-        group, _, text = rest.partition(" ")
-        if not group or not text.strip():
-            raise UsageError("usage: /g GROUP TEXT")
-        self.client.group_say(self._group_id(group), text.strip(), self.name)
+        group, text = _target_and_text(rest, "usage: /g GROUP TEXT")
+        self.client.group_say(self._group_id(group), text, self.name)
 
     def _name(self, rest: str) -> None:
         if not rest or len(rest) > 64:
@@ -336,6 +327,14 @@ class ChatTerminal:
         if matches:
             raise UsageError(f"several groups are called '{_printable(token)}'; use the id")
         raise UsageError(f"no group '{_printable(token)}' (use its id, g-...)")
+
+
+def _target_and_text(rest: str, usage: str) -> tuple[str, str]:
+    """``TARGET TEXT``, both required; the text keeps its inner spaces."""
+    target, _, text = rest.partition(" ")
+    if not target or not text.strip():
+        raise UsageError(usage)
+    return target, text.strip()
 
 
 def _pump(client: ChatClient, chat: ChatTerminal, stopped: threading.Event) -> None:

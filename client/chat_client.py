@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -30,11 +31,18 @@ from .transport import (
     TransportFactory,
 )
 
+ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ROOM_RULE = "1-64 characters of A-Z a-z 0-9 _ -"
 OUT = "chat/out"
 STREAM = "chat/stream"
 SEEN_LIMIT = 10_000
 # Seconds after a reconnect to read each room's history a second time.
 GAP_FILL_AGAIN = 2.0
+
+
+def valid_room(room: str) -> bool:
+    """Whether ``room`` is a room name the chat accepts (its rules and Lambdas check again)."""
+    return ROOM_NAME.fullmatch(room) is not None
 
 
 class ConnectError(RuntimeError):

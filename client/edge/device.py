@@ -96,39 +96,38 @@ def load_device(
     host, port, stack_ca = _endpoint(config, stack_file)
     if ca is None and stack_ca:
         ca = Path(stack_ca)
-    stack = StackInfo(
-        path=path,
-        kind="device",
-        region=str(config.get("region") or ""),
-        stack_name="iotchat",
-        iot_host=host,
-        wss_port=0,
-        mqtts_port=port,
-        ca_file=str(ca) if ca else None,
-        api_endpoint=None,
-        identity_pool_id="",
-        user_pool_id=None,
-        user_pool_client_id=None,
-        raw=config,
-    )
+    region = str(config.get("region") or "")
+    stack = _device_stack(path, "device", config, region, host, port, str(ca) if ca else None)
     return stack, DeviceIdentity(thing, cert, key, ca)
 
 
 def greengrass_device(thing_name: str) -> tuple[StackInfo, DeviceIdentity]:
     """Under Greengrass the nucleus holds the connection; only the thing name matters here."""
-    stack = StackInfo(
-        path=Path("."),
-        kind="greengrass",
-        region="",
+    return _device_stack(Path("."), "greengrass", {}), DeviceIdentity(thing_name)
+
+
+def _device_stack(
+    path: Path,
+    kind: str,
+    raw: dict[str, Any],
+    region: str = "",
+    host: str = "",
+    mqtts_port: int | None = None,
+    ca_file: str | None = None,
+) -> StackInfo:
+    """A stack description with only what a device transport reads: no Cognito, no API."""
+    return StackInfo(
+        path=path,
+        kind=kind,
+        region=region,
         stack_name="iotchat",
-        iot_host="",
+        iot_host=host,
         wss_port=0,
-        mqtts_port=None,
-        ca_file=None,
+        mqtts_port=mqtts_port,
+        ca_file=ca_file,
         api_endpoint=None,
         identity_pool_id="",
         user_pool_id=None,
         user_pool_client_id=None,
-        raw={},
+        raw=raw,
     )
-    return stack, DeviceIdentity(thing_name)

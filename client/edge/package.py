@@ -12,6 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..chat_client import ROOM_RULE, valid_room
 from . import COMPONENT_NAME
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +31,6 @@ CLIENT_MODULES = (
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed, so the same sources give the same zip (and digest)
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-ROOM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TEMPLATE_BUCKET = "amzn-s3-demo-bucket"
 TEMPLATE_ROOM = "lobby"
 
@@ -103,8 +103,8 @@ def package(
         raise PackageError(f"version {version!r} is not MAJOR.MINOR.PATCH")
     if not BUCKET.match(bucket):
         raise PackageError(f"{bucket!r} is not an S3 bucket name")
-    if not ROOM.match(room):
-        raise PackageError(f"room {room!r} is not 1-64 characters of A-Z a-z 0-9 _ -")
+    if not valid_room(room):
+        raise PackageError(f"room {room!r} is not {ROOM_RULE}")
     prefix = prefix.strip("/")
     key = "/".join(part for part in (prefix, COMPONENT_NAME, version, ARTIFACT_NAME) if part)
     uri = f"s3://{bucket}/{key}"

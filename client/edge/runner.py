@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chat_client import ChatClient
+from ..chat_client import ROOM_RULE, ChatClient, valid_room
 from ..transport import TransportFactory
 from .agent import EdgeAgent
 from .device import DeviceConfigError, greengrass_device, load_device
@@ -27,7 +26,6 @@ from .mtls import MtlsTransport
 
 log = logging.getLogger("iotchat.edge")
 
-ROOM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_ROOM = "lobby"
 DEFAULT_INTERVAL = 60.0
 CONNECT_POLL = 0.1
@@ -46,8 +44,8 @@ class EdgeSettings:
     thing_name: str | None = None  # Greengrass mode: default $AWS_IOT_THING_NAME
 
     def check(self) -> None:
-        if not ROOM.match(self.room):
-            raise EdgeError(f"room {self.room!r} is not 1-64 characters of A-Z a-z 0-9 _ -")
+        if not valid_room(self.room):
+            raise EdgeError(f"room {self.room!r} is not {ROOM_RULE}")
         if not self.interval > 0:
             raise EdgeError("the telemetry interval must be a positive number of seconds")
 
