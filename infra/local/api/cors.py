@@ -70,12 +70,12 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if not allowed:
             return web.Response(status=403, text="CORS origin not allowed\n")
         assert origin is not None
-        response = web.Response(status=204)
-        _allow(response.headers, origin)
-        response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-        response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-        response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
-        return response
+        preflight = web.Response(status=204)
+        _allow(preflight.headers, origin)
+        preflight.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        preflight.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+        preflight.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        return preflight
     if not allowed:
         return await handler(request)
     assert origin is not None

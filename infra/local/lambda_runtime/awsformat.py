@@ -11,8 +11,12 @@ import math
 import time
 import traceback
 from types import TracebackType
+from typing import Any
 
 VERSION = "$LATEST"
+
+# An error payload as Invoke returns it: errorType, errorMessage and, for exceptions, the trace.
+ErrorPayload = dict[str, Any]
 
 
 def utc_stamp(epoch: float | None = None) -> str:
@@ -64,9 +68,9 @@ def peak_memory_mb(pid: int | str = "self") -> int:
 
 def exception_error(
     exc: BaseException, tb: TracebackType | None, request_id: str | None = None
-) -> dict:
+) -> ErrorPayload:
     """The payload of an unhandled handler exception (``FunctionError: Unhandled``)."""
-    error: dict = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+    error: ErrorPayload = {"errorMessage": str(exc), "errorType": type(exc).__name__}
     if request_id is not None:
         error["requestId"] = request_id
     error["stackTrace"] = traceback.format_list(traceback.extract_tb(tb))
@@ -77,7 +81,7 @@ def timeout_message(timeout_s: float) -> str:
     return f"Task timed out after {timeout_s:.2f} seconds"
 
 
-def timeout_error(request_id: str, timeout_s: float) -> dict:
+def timeout_error(request_id: str, timeout_s: float) -> ErrorPayload:
     """What Invoke returns when Lambda stops a function at its timeout."""
     return {
         "errorType": "Sandbox.Timedout",
@@ -85,7 +89,7 @@ def timeout_error(request_id: str, timeout_s: float) -> dict:
     }
 
 
-def exit_error(request_id: str, returncode: int | None) -> dict:
+def exit_error(request_id: str, returncode: int | None) -> ErrorPayload:
     """What Invoke returns when the runtime process died in the middle of an invocation."""
     if returncode is not None and returncode < 0:
         how = "signal: killed" if returncode == -9 else f"signal: {-returncode}"
@@ -97,7 +101,7 @@ def exit_error(request_id: str, returncode: int | None) -> dict:
     }
 
 
-def marshal_error(exc: Exception) -> dict:
+def marshal_error(exc: Exception) -> ErrorPayload:
     """A handler returned something that is not JSON."""
     return {
         "errorMessage": f"Unable to marshal response: {exc}",

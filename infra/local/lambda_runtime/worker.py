@@ -16,6 +16,7 @@ Protocol (one JSON object per line):
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
 import os
@@ -36,8 +37,9 @@ def _take_protocol_fds() -> tuple[BinaryIO, BinaryIO]:
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # always, in a worker process
+            stream.reconfigure(line_buffering=True)
     return proto_in, proto_out
 
 

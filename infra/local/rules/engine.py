@@ -14,6 +14,7 @@ import base64
 import contextvars
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +108,7 @@ class RulesEngine:
                 msg = _sql_message(event, topic)
             self._spawn(self._process(rule, msg))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -139,11 +140,11 @@ class RulesEngine:
         failures: list[ActionFailed] = []
         token = _hops.set(_hops.get() + 1)
         try:
-            for action in rule.republish:
+            for republish in rule.republish:
                 try:
-                    action.publish_now(result, msg, self.services)
-                except ActionFailed as failure:
-                    failures.append(failure)
+                    republish.publish_now(result, msg, self.services)
+                except ActionFailed as refused:
+                    failures.append(refused)
         finally:
             _hops.reset(token)
         if rule.other_actions:
