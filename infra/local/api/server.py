@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from infra.local.api.cors import cors_middleware
-from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
+from infra.local.gateway import Authorizer, Credential, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
 from infra.local.http import AppServer
@@ -284,23 +284,27 @@ class EdgeAPI:
         """None if the SigV4 ``Authorization`` header is valid, else the JSON-protocol error
         AWS answers with (botocore raises it as a ClientError with the same code)."""
         assert service.signing_name is not None
-        raw_path, _, raw_query = request.raw_path.partition("?")
         try:
-            verify_authorization_header(
-                request.method,
-                raw_path,
-                raw_query,
-                request.headers,
-                body,
-                self.credentials,
-                service=service.signing_name,
-                region=self.region,
-            )
+            self._verify(request, body, service.signing_name)
         except SigV4Error as exc:
             log.info("%s request refused: %s", service.name, exc.reason)
             code = _JSON_SIGNATURE_ERRORS.get(exc.reason, "IncompleteSignatureException")
             return json_protocol_error(400, code, _forbidden_message(exc.reason))
         return None
+
+    def _verify(self, request: web.Request, body: bytes, signing_name: str) -> Credential:
+        """The credential that signed ``request`` for ``signing_name``; raises SigV4Error."""
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        return verify_authorization_header(
+            request.method,
+            raw_path,
+            raw_query,
+            request.headers,
+            body,
+            self.credentials,
+            service=signing_name,
+            region=self.region,
+        )
 
     # ------------------------------------------------------------------ iot-data
 
@@ -312,18 +316,8 @@ class EdgeAPI:
         return web.json_response({}, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     def _authenticate(self, request: web.Request, body: bytes) -> Principal:
-        raw_path, _, raw_query = request.raw_path.partition("?")
         try:
-            credential = verify_authorization_header(
-                request.method,
-                raw_path,
-                raw_query,
-                request.headers,
-                body,
-                self.credentials,
-                service=IOT_DATA_SIGNING_NAME,
-                region=self.region,
-            )
+            credential = self._verify(request, body, IOT_DATA_SIGNING_NAME)
         except SigV4Error as exc:
             log.info("iot-data request refused: %s", exc.reason)
             raise ApiError(403, "ForbiddenException", _forbidden_message(exc.reason)) from None

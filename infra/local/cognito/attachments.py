@@ -35,9 +35,7 @@ class PolicyAttachments:
         if policy_name in names:
             return False
         names.append(policy_name)
-        save_json(self.path, self._targets)
-        for listener in self._listeners:
-            listener(policy_name, target)
+        self._changed(policy_name, target)
         return True
 
     def detach_policy(self, policy_name: str, target: str) -> bool:
@@ -45,10 +43,14 @@ class PolicyAttachments:
         if policy_name not in names:
             return False
         names.remove(policy_name)
+        self._changed(policy_name, target)
+        return True
+
+    def _changed(self, policy_name: str, target: str) -> None:
+        """Persist, then tell the listeners (after, so they read the new state)."""
         save_json(self.path, self._targets)
         for listener in self._listeners:
             listener(policy_name, target)
-        return True
 
     def list_attached(self, target: str) -> list[str]:
         return list(self._targets.get(target, ()))

@@ -21,6 +21,8 @@ from iot_rules.sql import Result, SqlContext, SqlMessage, Template, compile_temp
 
 
 class ActionFailed(Exception):
+    """One action's failure, with what AWS lists for it in the error action's message."""
+
     def __init__(self, action: str, resource: str, message: str) -> None:
         super().__init__(message)
         self.action = action
@@ -64,13 +66,11 @@ def _result_json(result: Result) -> Any:
 
 
 class Action:
-    """Base class; ``name`` is AWS's ``failedAction`` value."""
+    """Base class; ``name`` is AWS's ``failedAction`` value, ``resource`` its
+    ``failedResource`` (the topic, function, table or stream the action writes to)."""
 
     name = "Action"
-
-    @property
-    def resource(self) -> str:
-        return ""
+    resource = ""
 
     async def run(self, result: Result, msg: SqlMessage, services: RuleServices) -> None:
         raise NotImplementedError
@@ -84,6 +84,7 @@ class RepublishAction(Action):
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
         self.topic = _Text(spec["topic"], version)
+        self.resource = self.topic.text
         self.qos = int(spec.get("qos", 0))
         headers = spec.get("headers") or {}
         self.headers: dict[str, _Text] = {
@@ -93,10 +94,6 @@ class RepublishAction(Action):
             (_Text(p["key"], version), _Text(p["value"], version))
             for p in headers.get("userProperties", [])
         ]
-
-    @property
-    def resource(self) -> str:
-        return self.topic.text
 
     def render_topic(self, msg: SqlMessage, ctx: SqlContext | None) -> str:
         topic = self.topic.render(msg, ctx)
@@ -148,10 +145,7 @@ class LambdaAction(Action):
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
         self.function_arn = spec["functionArn"]
-
-    @property
-    def resource(self) -> str:
-        return self.function_arn
+        self.resource = self.function_arn
 
     async def run(self, result: Result, msg: SqlMessage, services: RuleServices) -> None:
         if services.invoke_async is None:
@@ -220,10 +214,7 @@ class DynamoDBv2Action(Action):
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
         self.table = _Text(spec["putItem"]["tableName"], version)
-
-    @property
-    def resource(self) -> str:
-        return self.table.text
+        self.resource = self.table.text
 
     async def run(self, result: Result, msg: SqlMessage, services: RuleServices) -> None:
         from boto3.dynamodb.types import TypeSerializer
@@ -261,10 +252,7 @@ class DynamoDBAction(Action):
         self.range_type = spec.get("rangeKeyType", "STRING")
         self.payload_field = spec.get("payloadField", "payload")
         self.operation = _Text(spec.get("operation", "INSERT"), version)
-
-    @property
-    def resource(self) -> str:
-        return self.table.text
+        self.resource = self.table.text
 
     @staticmethod
     def _key(value: str, key_type: str) -> dict[str, str]:
@@ -317,13 +305,10 @@ class KinesisAction(Action):
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
         self.stream = spec["streamName"]
+        self.resource = self.stream
         self.partition_key = (
             _Text(spec["partitionKey"], version) if spec.get("partitionKey") else None
         )
-
-    @property
-    def resource(self) -> str:
-        return self.stream
 
     async def run(self, result: Result, msg: SqlMessage, services: RuleServices) -> None:
         key = (
@@ -344,7 +329,10 @@ class KinesisAction(Action):
             raise self.fail(_aws_error(exc)) from None
 
 
-ACTION_TYPES: dict[str, type[Action]] = {
+# Builds an action from its ``TopicRulePayload`` entry and the rule's SQL version.
+ActionFactory = Callable[[Mapping[str, Any], str | None], Action]
+
+ACTION_TYPES: dict[str, ActionFactory] = {
     "republish": RepublishAction,
     "lambda": LambdaAction,
     "dynamoDBv2": DynamoDBv2Action,
@@ -355,4 +343,4 @@ ACTION_TYPES: dict[str, type[Action]] = {
 
 def build_action(spec: Mapping[str, Any], version: str | None) -> Action:
     ((kind, params),) = spec.items()
-    return ACTION_TYPES[kind](params, version)  # type: ignore[call-arg]
+    return ACTION_TYPES[kind](params, version)
