@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,8 @@ import pytest
 from cli import devices
 from client import events
 from client.chat_client import ChatClient
-from client.identity import Identity, SessionFile
-from client.stack_file import load_stack_file
 from lambdas.manifest import MANIFEST_PATH
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,21 +28,12 @@ TIMEOUT = 20.0
 HAS_STREAMS = bool(json.loads(Path(MANIFEST_PATH).read_text()).get("streams"))
 
 
-@pytest.fixture(scope="module")
-def edge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
-    root = tmp_path_factory.mktemp("edge-stack")
-    with run_stack_in_thread(stack_options(root / "state", lambda_retry_delays=(0.1, 0.1))) as h:
-        yield h
-
-
 @pytest.fixture
-def guest(edge_stack: InProcessStack, tmp_path: Path) -> Iterator[ChatClient]:
-    stack = load_stack_file(edge_stack.stack.stack_file)
-    client = ChatClient(stack, Identity.guest(stack, SessionFile(tmp_path / "sessions.json")))
-    client.start()
+def guest(new_client: Callable[..., ChatClient]) -> ChatClient:
+    """A guest in the device's room, on the module's stack (tests.support.chat)."""
+    client = new_client()
     client.join(ROOM, "Ada")
-    yield client
-    client.stop()
+    return client
 
 
 class Device:
@@ -91,14 +80,14 @@ class Device:
 
 
 @pytest.fixture
-def device_process(edge_stack: InProcessStack, guest: ChatClient, tmp_path: Path):
+def device_process(chat_stack: InProcessStack, guest: ChatClient, tmp_path: Path):
     """``start(name, *options)``: register a device and run ``iotchat edge run`` for it."""
     started: list[Device] = []
 
     def start(name: str, *extra: str) -> Device:
         out = tmp_path / name
         if not out.exists():
-            devices.create_device(name, out, Path(edge_stack.stack.stack_file))
+            devices.create_device(name, out, Path(chat_stack.stack.stack_file))
         device = Device(["edge", "run", "--device-dir", str(out), "--room", ROOM, *extra])
         started.append(device)
         return device
@@ -144,11 +133,11 @@ def test_device_comes_online_answers_status_and_help_and_stops_on_ctrl_c(guest, 
     assert device.lines[-1].endswith("stopped")
 
 
-def test_a_revoked_device_cannot_join(edge_stack, guest, device_process):
+def test_a_revoked_device_cannot_join(chat_stack, guest, device_process):
     first = device_process("gone-pi", "--interval", "60")
     assert guest.wait_for(_from("gone-pi", "gone-pi online"), timeout=TIMEOUT) is not None
     assert first.interrupt() == 0
-    devices.revoke_device("gone-pi", Path(edge_stack.stack.stack_file))
+    devices.revoke_device("gone-pi", Path(chat_stack.stack.stack_file))
     again = device_process("gone-pi", "--interval", "60")
     wait_for(lambda: again.logged("connection attempt failed"), timeout=TIMEOUT)
     assert again.interrupt() == 0  # Ctrl-C while still trying to connect exits cleanly

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from client.edge import ipc
 from client.edge.device import greengrass_device
 from client.edge.ipc import IpcTransport
 from client.transport import TransportCallbacks
+from tests.client.edge.helpers import run_python
 
 THING = "gg-core-1"
 ROOT = Path(__file__).resolve().parents[3]
@@ -111,14 +110,7 @@ def test_under_greengrass_without_a_nucleus_the_component_exits_1(tmp_path):
         "SVCUID": "0123456789",
         ipc.THING_NAME_ENV: THING,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "client.edge", "--room", "lab"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(["-m", "client.edge", "--room", "lab"], cwd=ROOT, env=env, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "cannot reach the Greengrass nucleus" in result.stderr
 

@@ -13,6 +13,7 @@ import yaml
 
 from client.edge import COMPONENT_NAME, COMPONENT_VERSION
 from client.edge.package import RECIPE_TEMPLATE, PackageError, package
+from tests.client.edge.helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[3]
 IOTCHAT = [sys.executable, "-m", "cli.main"]
@@ -92,32 +93,15 @@ def test_the_artifact_runs_on_its_own(tmp_path):
     with zipfile.ZipFile(built.artifact) as archive:
         archive.extractall(unpacked)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(unpacked)}
-    help_run = subprocess.run(
-        [sys.executable, "-m", "client.edge", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    help_run = run_python(["-m", "client.edge", "--help"], cwd=tmp_path, env=env)
     assert help_run.returncode == 0, help_run.stderr
     assert "--room" in help_run.stdout and "--interval" in help_run.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "client.edge", "--room", "no spaces", "--device-dir", "x"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
+    bad = run_python(
+        ["-m", "client.edge", "--room", "no spaces", "--device-dir", "x"], cwd=tmp_path, env=env
     )
     assert bad.returncode == 1 and "room 'no spaces'" in bad.stderr
-    where = subprocess.run(
-        [sys.executable, "-c", "import client.edge.runner as m; print(m.__file__)"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
+    where = run_python(
+        ["-c", "import client.edge.runner as m; print(m.__file__)"], cwd=tmp_path, env=env
     )
     assert where.stdout.strip().startswith(str(unpacked)), where.stdout  # not this checkout
 
