@@ -87,6 +87,7 @@ class NodeOptions(TypedDict, total=False):
     host: str
     root: Path
     node: str
+    transition_ms: int
 
 
 def create_missing(
@@ -129,12 +130,17 @@ class NodeService:
         host: str = "127.0.0.1",
         root: Path = REPO_ROOT,
         node: str = "node",
+        transition_ms: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.log_file = log_file
         self.host = host
         self.root = root
         self.node = node
+        # How long the emulator keeps a table or stream CREATING, DELETING or UPDATING. AWS
+        # takes seconds and the emulators 500 ms by default; zero makes boto3's waiters and
+        # the stack's startup immediate without changing any result.
+        self.transition_ms = transition_ms
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0  # times the supervisor brought a dead server back

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
 
 from infra.local.node_service import (
-    NodeOptions,
     NodeService,
     ReadinessProbe,
     create_missing,
@@ -32,23 +31,10 @@ class DynamoDBLocal(NodeService):
     error_type = DynamoDBStartError
     probe = ReadinessProbe(TARGET_PREFIX + "ListTables", "dynamodb", "1.0", "TableNames")
 
-    def __init__(
-        self,
-        data_dir: Path,
-        log_file: Path,
-        *,
-        table_transition_ms: int = 0,
-        **options: Unpack[NodeOptions],
-    ) -> None:
-        super().__init__(data_dir, log_file, **options)
-        # Real DynamoDB keeps a table CREATING for seconds; dynalite's default is 500 ms. Zero
-        # makes boto3's table_exists waiter and tests immediate without changing any result.
-        self.table_transition_ms = table_transition_ms
-
     def command(self, port: int) -> list[str]:
         cli = self.installed(DYNALITE_CLI)
         node = self.node_path()
-        ms = str(self.table_transition_ms)
+        ms = str(self.transition_ms)
         return [
             node,
             str(cli),

@@ -52,21 +52,17 @@ class KinesisLocal(NodeService):
         *,
         region: str = LOCAL_REGION,
         account_id: str = LOCAL_ACCOUNT_ID,
-        stream_transition_ms: int = 0,
         **options: Unpack[NodeOptions],
     ) -> None:
         super().__init__(data_dir, log_file, **options)
         # kinesalite builds StreamARNs from these, so they match the ARNs the manifest names.
         self.region = region
         self.account_id = account_id
-        # AWS keeps a stream CREATING for seconds, kinesalite for 500 ms by default; zero makes
-        # startup immediate without changing any result.
-        self.stream_transition_ms = stream_transition_ms
 
     def command(self, port: int) -> list[str]:
         package = self.installed(KINESALITE_DIR / "index.js").parent
         node = self.node_path()
-        ms = self.stream_transition_ms
+        ms = self.transition_ms
         options = {
             "path": str(self.data_dir),
             "createStreamMs": ms,

@@ -10,20 +10,30 @@ class RegistryError(Exception):
 
 
 class InvalidRequest(RegistryError):
+    """A malformed name, status, certificate or principal."""
+
     code = "InvalidRequestException"
 
 
 class ResourceNotFound(RegistryError):
+    """No such certificate, thing or attachment."""
+
     code = "ResourceNotFoundException"
 
 
 class ResourceAlreadyExists(RegistryError):
+    """The certificate or thing exists already (a thing with other attributes)."""
+
     code = "ResourceAlreadyExistsException"
 
 
 class CertificateState(RegistryError):
+    """The change is not allowed from the certificate's status (REVOKED is final)."""
+
     code = "CertificateStateException"
 
 
 class LimitExceeded(RegistryError):
+    """More policies on one target than AWS allows."""
+
     code = "LimitExceededException"

@@ -374,11 +374,8 @@ class Registry:
                 self._data["thingPrincipals"].append(pair)
 
     def detach_thing_principal(self, thing: str, principal_arn: str) -> None:
-        with self.batch():
-            pair = [thing, principal_arn]
-            if pair not in self._data["thingPrincipals"]:
-                raise ResourceNotFound(f"{principal_arn} is not attached to thing {thing}")
-            self._data["thingPrincipals"].remove(pair)
+        missing = f"{principal_arn} is not attached to thing {thing}"
+        self._detach("thingPrincipals", [thing, principal_arn], missing)
 
     def thing_principals(self, thing: str) -> list[str]:
         self.refresh()
@@ -406,11 +403,15 @@ class Registry:
             self._data["policyAttachments"].append(pair)
 
     def detach_policy(self, policy_name: str, target: str) -> None:
+        missing = f"policy {policy_name} is not attached to {target}"
+        self._detach("policyAttachments", [policy_name, target], missing)
+
+    def _detach(self, table: str, pair: list[str], missing: str) -> None:
+        """Remove one attachment ``pair`` from ``table``; ResourceNotFound when absent."""
         with self.batch():
-            pair = [policy_name, target]
-            if pair not in self._data["policyAttachments"]:
-                raise ResourceNotFound(f"policy {policy_name} is not attached to {target}")
-            self._data["policyAttachments"].remove(pair)
+            if pair not in self._data[table]:
+                raise ResourceNotFound(missing)
+            self._data[table].remove(pair)
 
     def attached_policies(self, target: str) -> list[str]:
         self.refresh()
