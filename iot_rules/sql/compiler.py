@@ -54,6 +54,18 @@ def _pos(node: Tree | Token) -> tuple[int | None, int | None]:
     return getattr(meta, "line", None), getattr(meta, "column", None)
 
 
+def _token(child: Tree | Token | None) -> Token:
+    """A child the grammar makes a terminal, narrowed from lark's ``Tree | Token``."""
+    if not isinstance(child, Token):  # pragma: no cover - the grammar and compiler disagree
+        raise SqlError(f"expected a token, got {child!r}")
+    return child
+
+
+def _text(node: Tree, index: int = 0) -> str:
+    """The text of the terminal at ``node.children[index]``."""
+    return str(_token(node.children[index]).value)
+
+
 def _const(value: Any) -> Closure:
     return lambda env: value
 
@@ -109,11 +121,11 @@ class _Compiler:
     # -- literals and names -------------------------------------------------------------------
 
     def c_string(self, node: Tree) -> tuple[Closure, Any]:
-        value = _unescape(node.children[0].value)
+        value = _unescape(_text(node))
         return _const(value), value
 
     def c_number(self, node: Tree) -> tuple[Closure, Any]:
-        text = node.children[0].value
+        text = _text(node)
         if text.isdigit() and len(text) <= 34:
             value: Any = int(text)
         else:
@@ -130,7 +142,7 @@ class _Compiler:
         return _const(None), None
 
     def c_field(self, node: Tree) -> tuple[Closure, Any]:
-        name = node.children[0].value
+        name = _text(node)
 
         def field(env: Env) -> Any:
             root = env.root
@@ -141,20 +153,20 @@ class _Compiler:
         return field, _NOCONST
 
     def c_var(self, node: Tree) -> tuple[Closure, Any]:
-        name = node.children[0].value[1:]
+        name = _text(node)[1:]
         return (lambda env: env.vars.get(name, UNDEFINED)), _NOCONST
 
     def c_attr(self, node: Tree) -> tuple[Closure, Any]:
-        base_node, name_tok = node.children
-        name = name_tok.value
+        base_node = node.children[0]
+        name = _text(node, 1)
         # a.b.c with a plain field at the root: one closure walking the path.
         path = [name]
         inner = base_node
         while isinstance(inner, Tree) and inner.data == "attr":
-            path.append(inner.children[1].value)
+            path.append(_text(inner, 1))
             inner = inner.children[0]
         if isinstance(inner, Tree) and inner.data == "field":
-            keys = tuple([inner.children[0].value, *reversed(path)])
+            keys = tuple([_text(inner), *reversed(path)])
 
             def walk(env: Env) -> Any:
                 cur = env.root
@@ -230,30 +242,24 @@ class _Compiler:
         return self._fold(lambda env: T.negate(inner(env)), [const])
 
     def c_and_op(self, node: Tree) -> tuple[Closure, Any]:
-        left, right = (self.expr(c) for c in node.children if isinstance(c, Tree))
-        to_bool = T.to_bool
-
-        def and_(env: Env) -> Any:
-            a = to_bool(left(env))
-            b = to_bool(right(env))
-            if a is UNDEFINED or b is UNDEFINED:
-                return UNDEFINED
-            return a and b
-
-        return and_, _NOCONST
+        return self._logical(node, conjunction=True)
 
     def c_or_op(self, node: Tree) -> tuple[Closure, Any]:
+        return self._logical(node, conjunction=False)
+
+    def _logical(self, node: Tree, conjunction: bool) -> tuple[Closure, Any]:
+        """AND / OR: both sides evaluated as Booleans; Undefined when either side is."""
         left, right = (self.expr(c) for c in node.children if isinstance(c, Tree))
         to_bool = T.to_bool
 
-        def or_(env: Env) -> Any:
+        def logical(env: Env) -> Any:
             a = to_bool(left(env))
             b = to_bool(right(env))
             if a is UNDEFINED or b is UNDEFINED:
                 return UNDEFINED
-            return a or b
+            return (a and b) if conjunction else (a or b)
 
-        return or_, _NOCONST
+        return logical, _NOCONST
 
     def c_not_op(self, node: Tree) -> tuple[Closure, Any]:
         inner, const = self.compile(node.children[-1])
@@ -265,8 +271,8 @@ class _Compiler:
         return self._fold(not_, [const])
 
     def c_cmp_op(self, node: Tree) -> tuple[Closure, Any]:
-        left_node, op_tok, right_node = node.children
-        op = op_tok.value
+        left_node, _, right_node = node.children
+        op = _text(node, 1)
         left, lc = self.compile(left_node)
         right, rc = self.compile(right_node)
         if op in ("=", "<>", "!="):
@@ -352,7 +358,7 @@ class _Compiler:
         for pair in node.children:
             if pair is None:
                 continue
-            key_tok, value_node = pair.children
+            key_tok, value_node = _token(pair.children[0]), pair.children[1]
             key = _unescape(key_tok.value) if key_tok.type == "STRING" else key_tok.value
             items.append((key, self.expr(value_node)))
         frozen = tuple(items)
@@ -385,7 +391,7 @@ class _Compiler:
     def c_cast_call(self, node: Tree) -> tuple[Closure, Any]:
         self.functions.add("cast")
         value_node = next(c for c in node.children if isinstance(c, Tree))
-        type_tok = node.children[-1]
+        type_tok = _token(node.children[-1])
         type_name = type_tok.value.lower()
         if type_name not in CAST_TYPES or (type_name in CAST_TYPES_V2_ONLY and not self.v2):
             raise SqlError(f"unknown cast type '{type_tok.value}'", type_tok.line, type_tok.column)
@@ -399,7 +405,7 @@ class _Compiler:
         return self._fold(cast, [const])
 
     def c_func_call(self, node: Tree) -> tuple[Closure, Any]:
-        name_tok = node.children[0]
+        name_tok = _token(node.children[0])
         name = name_tok.value.lower()
         arg_nodes = [c for c in node.children[1:] if c is not None]
         spec = FUNCTIONS.get(name)
@@ -525,22 +531,22 @@ class _Compiler:
         """A projector env -> SELECT output (dict, or any value for SELECT VALUE)."""
         if node.data == "select_value":
             return self.expr(next(c for c in node.children if isinstance(c, Tree)))
-        items: list[tuple[str, Any, Closure | None]] = []
+        items: list[_Item] = []
         for item in node.children:
             if isinstance(item, Token):
                 continue
             if item.data == "star_item":
-                items.append(("star", None, None))
+                items.append(("star", (), _root))
                 continue
             expr_node = item.children[0]
             alias = item.children[-1] if len(item.children) > 1 else None
             fn = self.expr(expr_node)
             if isinstance(alias, Tree) and alias.data == "alias":
-                path = tuple(t.value for t in alias.children)
+                path = tuple(_token(t).value for t in alias.children)
             elif expr_node.data == "field":
-                path = (expr_node.children[0].value,)
+                path = (_text(expr_node),)
             elif expr_node.data == "attr":
-                path = (expr_node.children[1].value,)
+                path = (_text(expr_node, 1),)
             else:
                 path = (self._source(expr_node),)
             items.append(("path", path, fn))
@@ -558,7 +564,15 @@ def _set_path(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     cur[path[-1]] = value
 
 
-def _projector(items: tuple[tuple[str, Any, Closure | None], ...]) -> Callable[[Env], Any]:
+def _root(env: Env) -> Any:
+    return env.root
+
+
+# One SELECT item: ("star", (), _root) for ``*``, else ("path", output key path, expression).
+_Item = tuple[str, tuple[str, ...], Closure]
+
+
+def _projector(items: tuple[_Item, ...]) -> Callable[[Env], Any]:
     only_star = len(items) == 1 and items[0][0] == "star"
     if only_star:
         return lambda env: env.root
@@ -574,7 +588,7 @@ def _projector(items: tuple[tuple[str, Any, Closure | None], ...]) -> Callable[[
                     if type(root) is dict:
                         out.update(root)
                     continue
-                v = fn(env)  # type: ignore[misc]
+                v = fn(env)
                 if v is not UNDEFINED:
                     out[key] = v
             return out
@@ -589,7 +603,7 @@ def _projector(items: tuple[tuple[str, Any, Closure | None], ...]) -> Callable[[
                 if type(root) is dict:
                     out.update(root)
                 continue
-            v = fn(env)  # type: ignore[misc]
+            v = fn(env)
             if v is not UNDEFINED:
                 _set_path(out, path, v)
         return out
@@ -643,7 +657,7 @@ class Result:
             return NotImplemented
         return self.raw == other.raw and self.to_bytes() == other.to_bytes()
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable like dict; mypy expects a method
 
     def __repr__(self) -> str:
         return f"Result(value={self._exact!r}, raw={self.raw!r})"
@@ -678,8 +692,7 @@ class Statement:
             if child.data == "set_clause":
                 for assign in child.children:
                     if isinstance(assign, Tree):
-                        var_tok, value_node = assign.children
-                        sets.append((var_tok.value[1:], comp.expr(value_node)))
+                        sets.append((_text(assign)[1:], comp.expr(assign.children[1])))
             elif child.data == "where_clause":
                 where_node = child
             else:
