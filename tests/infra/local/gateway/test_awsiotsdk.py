@@ -181,6 +181,23 @@ def failure_of(events: Mqtt5Events) -> awscrt.mqtt5.LifecycleConnectFailureData:
 # ---------------------------------------------------------------------------- WSS, SigV4
 
 
+def _wss_signing(
+    gateway: GatewayHandle,
+    client_id: str,
+    provider: awscrt.auth.AwsCredentialsProvider,
+    endpoint: str,
+) -> dict[str, Any]:
+    """What both SDK builders need for a SigV4-signed WebSocket to the gateway."""
+    return {
+        "region": REGION,
+        "credentials_provider": provider,
+        "endpoint": endpoint,
+        "port": gateway.wss_port,
+        "ca_filepath": gateway.ca_file,
+        "client_id": client_id,
+    }
+
+
 def wss_mqtt3(
     gateway: GatewayHandle,
     client_id: str,
@@ -188,12 +205,7 @@ def wss_mqtt3(
     endpoint: str = "127.0.0.1",
 ) -> awscrt.mqtt.Connection:
     return mqtt_connection_builder.websockets_with_default_aws_signing(
-        region=REGION,
-        credentials_provider=provider,
-        endpoint=endpoint,
-        port=gateway.wss_port,
-        ca_filepath=gateway.ca_file,
-        client_id=client_id,
+        **_wss_signing(gateway, client_id, provider, endpoint),
         clean_session=True,
         keep_alive_secs=30,
     )
@@ -207,12 +219,7 @@ def wss_mqtt5(
     endpoint: str = "127.0.0.1",
 ) -> awscrt.mqtt5.Client:
     return mqtt5_client_builder.websockets_with_default_aws_signing(
-        region=REGION,
-        credentials_provider=provider,
-        endpoint=endpoint,
-        port=gateway.wss_port,
-        ca_filepath=gateway.ca_file,
-        client_id=client_id,
+        **_wss_signing(gateway, client_id, provider, endpoint),
         min_reconnect_delay_ms=5000,  # one attempt in the failure tests, not a storm
         **events.kwargs(),
     )

@@ -25,7 +25,6 @@ from tests.support.paho import (
     MqttClient,
     combos,
     events,
-    factory_fixture,
     unique,
     wait_event,
 )
@@ -33,8 +32,6 @@ from tests.support.stack import GatewayHandle
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-clients = pytest.fixture(name="clients")(factory_fixture)
 
 COMMON = {"clientId", "timestamp", "eventType", "sessionIdentifier", "principalIdentifier"}
 CONNECTED_KEYS = COMMON | {"ipAddress", "versionNumber"}

@@ -1,30 +1,26 @@
-"""Each limit and refusal behaves as AWS IoT Core does, and the gateway keeps serving others.
+"""Each publish and subscribe limit behaves as AWS IoT Core does, and the gateway keeps serving
+others.
 
 Real paho clients (MQTT 3.1.1 and 5.0) talk to the gateway over loopback TCP. Every test also
 runs a *bystander*: a client connected before the misbehaving one, which must still publish
-and receive afterwards. Where an exact byte matters (an MQTT 3.1.1 CONNACK return code, or
-no CONNACK at all) a raw socket reads the gateway's answer.
+and receive afterwards (``peers.py``, fixtures in ``conftest.py``). CONNECT's refusals are
+``test_connect_refusals.py``.
 
 AWS behaviour: shared/reference/aws-iot-core.md sections 4 ("Refusals") and 6 ("Limits").
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
-import uuid
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from infra.local.gateway import Credential, Limits, Principal
+from infra.local.gateway import Limits
 from infra.local.gateway.codec import (
     MQTT_311,
     Connect,
@@ -34,181 +30,18 @@ from infra.local.gateway.codec import (
     SubscriptionOptions,
     encode,
 )
+from tests.infra.local.gateway.peers import (
+    Bystander,
+    Peer,
+    disconnect_reason,
+    uid,
+)
 from tests.support.stack import GatewayHandle
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 KB128 = 128 * 1024
-
-
-class Peer:
-    """A paho client that records everything the gateway tells it, and never reconnects."""
-
-    def __init__(
-        self,
-        gw: GatewayHandle,
-        client_id: str,
-        *,
-        version: int = 5,
-        username: str | None = "test",
-        password: str | None = "test",
-        keepalive: int = 60,
-        expect_connack: bool = True,
-    ) -> None:
-        self.client_id = client_id
-        self.version = version
-        protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
-        self.client = client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=protocol,
-            reconnect_on_failure=False,  # a refusal must stay visible, not be retried
-        )
-        client.max_inflight_messages_set(0)  # no client-side throttling: bursts reach the wire
-        client.max_queued_messages_set(0)
-        self.connack: tuple[Any, Any] | None = None
-        self.disconnects: list[Any] = []
-        self.gone = threading.Event()
-        self.messages: list[mqtt.MQTTMessage] = []
-        self.subacks: dict[int, list[int]] = {}
-        self.pubacks: dict[int, int] = {}
-        self._lock = threading.Lock()
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        client.on_publish = self._on_publish
-        if username is not None:
-            client.username_pw_set(username, password)
-        client.connect(gw.host, gw.mqtt_port, keepalive=keepalive)
-        client.loop_start()
-        if expect_connack:
-            wait_for(lambda: self.connack is not None or self.gone.is_set())
-
-    # paho callbacks (run on paho's network thread)
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self.connack = (reason, props)
-
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.disconnects.append(reason)
-        self.gone.set()
-
-    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append(message)
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        self.subacks[mid] = [code.value for code in codes]
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self.pubacks[mid] = reason.value
-
-    # helpers
-    @property
-    def connack_code(self) -> int:
-        assert self.connack is not None, f"{self.client_id}: no CONNACK"
-        return self.connack[0].value
-
-    @property
-    def connected(self) -> bool:
-        return self.connack is not None and self.connack_code == 0 and not self.gone.is_set()
-
-    def subscribe(
-        self, topics: list[tuple[str, int]], properties: Properties | None = None
-    ) -> list[int]:
-        """Subscribe and return the SUBACK codes as the gateway sent them."""
-        if self.version == 5:
-            request: Any = [(t, SubscribeOptions(qos=q)) for t, q in topics]
-        else:
-            request = topics
-        result, mid = self.client.subscribe(request, properties=properties)
-        assert result == mqtt.MQTT_ERR_SUCCESS
-        wait_for(lambda: mid in self.subacks or self.gone.is_set())
-        return self.subacks.get(mid, [])
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
-        return self.client.publish(topic, payload, qos=qos).mid
-
-    def puback(self, mid: int, timeout: float = 5.0) -> int:
-        wait_for(lambda: mid in self.pubacks, timeout)
-        return self.pubacks[mid]
-
-    def payloads(self, topic: str | None = None) -> list[bytes]:
-        with self._lock:
-            return [m.payload for m in self.messages if topic is None or m.topic == topic]
-
-    def wait_gone(self, timeout: float = 5.0) -> None:
-        wait_for(self.gone.is_set, timeout)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-class Bystander:
-    """An unrelated client connected before the misbehaviour: it must stay fully served."""
-
-    def __init__(self, gw: GatewayHandle) -> None:
-        self.topic = f"bystander/{uuid.uuid4().hex[:8]}"
-        self.peer = Peer(gw, "bystander-" + uuid.uuid4().hex[:8])
-        assert self.peer.connected
-        assert self.peer.subscribe([(self.topic, 1)]) == [1]
-
-    def roundtrip(self) -> None:
-        payload = uuid.uuid4().bytes
-        mid = self.peer.publish(self.topic, payload)
-        assert self.peer.puback(mid) == 0
-        wait_for(lambda: payload in self.peer.payloads(self.topic))
-        assert self.peer.connected and self.peer.disconnects == []
-
-
-@pytest.fixture
-def peers() -> Any:
-    """Factory for peers that are all closed at the end of the test."""
-    made: list[Peer] = []
-
-    def make(gw: GatewayHandle, client_id: str, **kwargs: Any) -> Peer:
-        peer = Peer(gw, client_id, **kwargs)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
-
-
-@pytest.fixture
-def bystander(gateway: GatewayHandle) -> Any:
-    by = Bystander(gateway)
-    yield by
-    by.peer.close()
-
-
-def presence(gw: GatewayHandle, event: str, client_id: str) -> list[dict[str, Any]]:
-    topic = f"$aws/events/presence/{event}/{client_id}"
-    return [json.loads(e.payload) for e in list(gw.tapped) if e.topic == topic]
-
-
-def disconnect_reason(gw: GatewayHandle, client_id: str) -> str:
-    events = wait_for(lambda: presence(gw, "disconnected", client_id))
-    return events[-1]["disconnectReason"]
-
-
-def raw_connect(gw: GatewayHandle, connect: Connect, timeout: float = 5.0) -> bytes:
-    """Send one CONNECT on a raw socket and return every byte until the gateway closes."""
-    with socket.create_connection((gw.host, gw.mqtt_port), timeout=timeout) as sock:
-        sock.sendall(encode(connect))
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # --------------------------------------------------------------------------- payload size
@@ -251,30 +84,6 @@ def test_payload_over_128kb_mqtt311_closes_connection(gateway, bystander, peers)
     bystander.peer.publish(topic, b"after")
     wait_for(lambda: b"after" in sub.payloads(topic))
     assert sub.payloads(topic) == [b"y" * KB128, b"after"]
-    bystander.roundtrip()
-
-
-# --------------------------------------------------------------------------- client id
-
-
-@pytest.mark.parametrize("version", [3, 5])
-def test_client_id_limits(gateway, bystander, peers, version):
-    # 128 bytes of UTF-8 (64 two-byte characters) is the most AWS accepts.
-    assert peers(gateway, "é" * 64, version=version).connected
-    assert peers(gateway, "c" * 128, version=version).connected
-    for refused in ("é" * 65, "c" * 129, "$reserved"):
-        peer = peers(gateway, refused, version=version)
-        # MQTT 3.1.1: return code 2 (identifier rejected), which paho reports as 0x85.
-        assert peer.connack_code == 0x85, refused
-        peer.wait_gone()
-    bystander.roundtrip()
-
-
-def test_client_id_refusal_bytes_mqtt311(gateway, bystander):
-    """The exact MQTT 3.1.1 CONNACK: return code 2, then the gateway closes."""
-    for client_id in ("c" * 129, "$aws"):
-        reply = raw_connect(gateway, Connect(client_id, username="test", password=b"test"))
-        assert reply == b"\x20\x02\x00\x02"
     bystander.roundtrip()
 
 
@@ -456,84 +265,6 @@ def test_subscription_identifier_disconnects_0xa1(gateway, bystander, peers):
     peer.wait_gone()
     assert [r.value for r in peer.disconnects][:1] == [0xA1]
     assert disconnect_reason(gateway, peer.client_id) == "CLIENT_ERROR"
-    bystander.roundtrip()
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@pytest.mark.parametrize(
-    ("username", "password"), [("nobody", "x"), ("test", "wrong"), (None, None)]
-)
-@pytest.mark.parametrize("version", [3, 5])
-def test_unknown_credentials_refused(gateway, bystander, peers, version, username, password):
-    peer = peers(gateway, uid("anon"), version=version, username=username, password=password)
-    assert peer.connack_code == 0x86  # MQTT 3.1.1 return code 4, reported by paho as 0x86
-    peer.wait_gone()
-    bystander.roundtrip()
-
-
-def test_unknown_credentials_refusal_bytes_mqtt311(gateway, bystander):
-    reply = raw_connect(gateway, Connect(uid("anon"), username="nobody", password=b"x"))
-    assert reply == b"\x20\x02\x00\x04"
-    bystander.roundtrip()
-
-
-@pytest.fixture
-def iam_user(gateway: GatewayHandle) -> tuple[str, str]:
-    key = "AKIA" + uuid.uuid4().hex[:16].upper()
-    gateway.credentials.add(Credential(key, "s3cret", Principal("iam", key)))
-    return key, "s3cret"
-
-
-def test_principal_without_permission_mqtt5_connack_0x87(gateway, bystander, peers, iam_user):
-    key, secret = iam_user
-    peer = peers(gateway, uid("iam5"), username=key, password=secret)
-    assert peer.connack_code == 0x87
-    peer.wait_gone()
-    failed = wait_for(lambda: presence(gateway, "connect_failed", peer.client_id))
-    assert failed[0]["connectFailureReason"] == "AUTHORIZATION_FAILED"
-    assert failed[0]["principalIdentifier"] == key
-    bystander.roundtrip()
-
-
-def test_principal_without_permission_mqtt311_closed_without_connack(
-    gateway, bystander, peers, iam_user
-):
-    key, secret = iam_user
-    client_id = uid("iam311")
-    assert raw_connect(gateway, Connect(client_id, username=key, password=secret.encode())) == b""
-    peer = peers(gateway, uid("iam311"), version=3, username=key, password=secret)
-    peer.wait_gone()
-    assert peer.connack is None
-    assert wait_for(lambda: presence(gateway, "connect_failed", client_id))
-    bystander.roundtrip()
-
-
-# --------------------------------------------------------------------------- keep-alive
-
-
-@pytest.mark.parametrize(("requested", "granted"), [(5, 30), (0, 1200), (5000, 1200), (29, 30)])
-def test_keepalive_is_clamped_mqtt5(gateway, bystander, peers, requested, granted):
-    peer = peers(gateway, uid("ka"), keepalive=requested)
-    assert peer.connected
-    props = peer.connack[1]  # type: ignore[index]
-    assert props.ServerKeepAlive == granted
-    bystander.roundtrip()
-
-
-def test_keepalive_within_range_is_not_overridden(gateway, bystander, peers):
-    peer = peers(gateway, uid("ka"), keepalive=60)
-    assert peer.connected
-    assert not hasattr(peer.connack[1], "ServerKeepAlive")  # type: ignore[index]
-    bystander.roundtrip()
-
-
-def test_keepalive_is_clamped_mqtt311(gateway, bystander, peers):
-    """MQTT 3.1.1 cannot tell the client; the gateway still times out at 1.5 x 30 s, not 5 s."""
-    peer = peers(gateway, uid("ka311"), version=3, keepalive=5)
-    assert peer.connected
-    assert gateway.call(lambda: gateway.gateway.broker.connections[peer.client_id].keep_alive) == 30
     bystander.roundtrip()
 
 

@@ -23,7 +23,6 @@ from tests.support.paho import (
     Received,
     Will,
     combos,
-    factory_fixture,
     unique,
     wait_event,
 )
@@ -31,8 +30,6 @@ from tests.support.stack import GatewayHandle
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-clients = pytest.fixture(name="clients")(factory_fixture)
 
 DISCONNECT_WITH_WILL = 0x04
 SESSION_TAKEN_OVER = 0x8E
@@ -48,6 +45,17 @@ def _wait_offline(gateway: GatewayHandle, client_id: str, count: int = 1) -> Non
     """Wait until the gateway has finished ``count`` connections of ``client_id``."""
     topic = f"$aws/events/presence/disconnected/{client_id}"
     wait_for(lambda: sum(e.topic == topic for e in gateway.tapped) >= count)
+
+
+def _leave_persistent_session(
+    gateway: GatewayHandle, clients: ClientFactory, combo: Combo, client_id: str, topic: str
+) -> None:
+    """Open a persistent session subscribed to ``topic`` at QoS 1, then leave it offline."""
+    first = clients(gateway, combo, client_id, **_session_kwargs(combo))
+    assert first.connect() == (0, False)
+    assert first.subscribe(topic, 1) == [1]
+    first.disconnect()
+    _wait_offline(gateway, client_id)
 
 
 @pytest.mark.parametrize("combo", combos())
@@ -139,11 +147,7 @@ def test_persistent_session_resumes_with_queued_qos1(
 ) -> None:
     """Offline QoS 1 messages wait in the session; QoS 0 ones are not stored (as in AWS)."""
     client_id, topic = unique("persistent"), unique("persistent-topic")
-    first = clients(gateway, combo, client_id, **_session_kwargs(combo))
-    assert first.connect() == (0, False)
-    assert first.subscribe(topic, 1) == [1]
-    first.disconnect()
-    _wait_offline(gateway, client_id)
+    _leave_persistent_session(gateway, clients, combo, client_id, topic)
 
     pub = clients.connected(gateway, combo)
     assert pub.publish(topic, b"queued-1", qos=1) == 0
@@ -166,11 +170,7 @@ def test_clean_session_discards_the_old_session(
     gateway: GatewayHandle, clients: ClientFactory, combo: Combo
 ) -> None:
     client_id, topic, sentinel = unique("clean"), unique("clean-topic"), unique("sentinel")
-    first = clients(gateway, combo, client_id, **_session_kwargs(combo))
-    assert first.connect() == (0, False)
-    assert first.subscribe(topic, 1) == [1]
-    first.disconnect()
-    _wait_offline(gateway, client_id)
+    _leave_persistent_session(gateway, clients, combo, client_id, topic)
     pub = clients.connected(gateway, combo)
     assert pub.publish(topic, b"queued", qos=1) == 0
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 
 from infra.local.gateway import Limits
-from tests.support.paho import WSS_V5, WSS_V311, factory_fixture, unique, wait_event
+from tests.support.paho import WSS_V5, WSS_V311, unique, wait_event
 
 pytestmark = pytest.mark.timeout(60)
-
-clients = pytest.fixture(name="clients")(factory_fixture)
 
 
 @pytest.mark.parametrize("combo", [WSS_V311, WSS_V5], ids=lambda c: c.id)

@@ -1,11 +1,9 @@
-"""Fuzzing: garbage in never crashes the codec or the gateway, and never hurts other clients.
+"""Gateway fuzzing: garbage in never crashes the live gateway, and never hurts other clients.
 
-Two layers. The sans-I/O codec gets random byte streams and mutated valid packets in random
-chunkings: it returns packets or raises MalformedPacket, nothing else, and valid streams
-round-trip whatever the chunking. The live gateway (one per module, for speed) gets the same
-kind of input over real TCP and WebSocket connections: after each case the connection is
-either closed by the gateway or still answers a PINGREQ, the gateway's event loop reports no
-error, and a healthy client connected throughout still round-trips messages.
+The live gateway (one per module, for speed) gets random and mutated input over real TCP and
+WebSocket connections: after each case the connection is either closed by the gateway or
+still answers a PINGREQ, the gateway's event loop reports no error, and a healthy client
+connected throughout still round-trips messages. The codec alone is ``test_fuzz_codec.py``.
 
 Every hypothesis run is derandomized and database-free, so CI sees the same cases every time.
 """
@@ -26,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
@@ -48,7 +46,6 @@ from infra.local.gateway.codec import (
     MQTT_5,
     MQTT_311,
     Connect,
-    MalformedPacket,
     Packet,
     PacketReader,
     Will,
@@ -56,133 +53,25 @@ from infra.local.gateway.codec import (
 )
 from infra.local.registry import Registry, RegistryCredentialStore
 from infra.local.sigv4 import presign_url
-from tests.infra.local.gateway.test_codec import packets, properties, publishes, subscribes
-from tests.infra.local.gateway.test_limits import Bystander
-from tests.support.stack import GatewayHandle
-
-FUZZ = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+from tests.infra.local.gateway.mqtt_packets import (
+    FUZZ,
+    chunk,
+    chunkings,
+    encode_stream,
+    mutate,
+    mutations,
+    packets,
+    properties,
+    publishes,
+    subscribes,
+    versions,
 )
+from tests.infra.local.gateway.peers import Bystander
+from tests.support.stack import GatewayHandle
 
 PINGREQ = b"\xc0\x00"
 # CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP, DISCONNECT
 SERVER_TO_CLIENT_TYPES = frozenset({2, 3, 4, 9, 11, 13, 14})
-
-versions = st.sampled_from([MQTT_311, MQTT_5])
-
-# --------------------------------------------------------------------------- mutation helpers
-
-# (operation, position, byte); positions are taken modulo the data length when applied.
-mutations = st.lists(
-    st.tuples(
-        st.sampled_from(["flip", "set", "insert", "delete", "truncate", "duplicate"]),
-        st.integers(0, 1 << 16),
-        st.integers(0, 255),
-    ),
-    max_size=4,
-)
-chunkings = st.lists(st.integers(1, 48), max_size=12)
-
-
-def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
-    buf = bytearray(data)
-    for op, position, value in ops:
-        if not buf:
-            buf.append(value)
-            continue
-        at = position % len(buf)
-        if op == "flip":
-            buf[at] ^= 1 << (value % 8)
-        elif op == "set":
-            buf[at] = value
-        elif op == "insert":
-            buf.insert(at, value)
-        elif op == "delete":
-            del buf[at]
-        elif op == "truncate":
-            del buf[at:]
-        else:  # duplicate a slice, as a retransmitting client might
-            buf[at:at] = buf[at : at + 1 + value % 16]
-    return bytes(buf)
-
-
-def chunk(data: bytes, sizes: list[int]) -> list[bytes]:
-    out, pos = [], 0
-    for size in sizes:
-        if pos >= len(data):
-            break
-        out.append(data[pos : pos + size])
-        pos += size
-    if pos < len(data):
-        out.append(data[pos:])
-    return out
-
-
-def feed_all(chunks: list[bytes], version: int) -> tuple[list[Packet], MalformedPacket | None]:
-    """Feed chunks to a fresh reader; any exception but MalformedPacket propagates (and fails)."""
-    reader = PacketReader(version=version)
-    got: list[Packet] = []
-    for piece in chunks:
-        try:
-            got += reader.feed(piece)
-        except MalformedPacket as exc:
-            return got, exc
-    return got, None
-
-
-def encode_stream(version: int, items: list[Packet]) -> bytes:
-    # A CONNECT is always encoded in its own protocol level, everything else in ``version``.
-    return b"".join(encode(p, version) for p in items)
-
-
-# --------------------------------------------------------------------------- codec fuzzing
-
-
-@settings(FUZZ, max_examples=3000)
-@given(versions, st.binary(max_size=200), chunkings)
-def test_random_bytes_only_ever_raise_malformed_packet(version, data, sizes):
-    chunked, chunked_error = feed_all(chunk(data, sizes), version)
-    single, single_error = feed_all([bytes([b]) for b in data], version)
-    # Framing does not depend on how the bytes arrive.
-    assert (chunked_error is None) == (single_error is None)
-    if chunked_error is None:
-        assert chunked == single
-    else:
-        assert isinstance(chunked_error.reason_code, int) and chunked_error.reason_code >= 0x80
-        assert single[: len(chunked)] == chunked
-
-
-@settings(FUZZ, max_examples=3500)
-@given(
-    versions.flatmap(lambda v: st.tuples(st.just(v), st.lists(packets(v), min_size=1, max_size=3))),
-    mutations,
-    chunkings,
-)
-def test_mutated_valid_packets_only_ever_raise_malformed_packet(case, ops, sizes):
-    version, items = case
-    data = mutate(encode_stream(version, items), ops)
-    got, error = feed_all(chunk(data, sizes), version)
-    if error is not None:
-        assert error.reason_code >= 0x80
-    for packet in got:
-        # Whatever decoded is a well-formed packet again: it re-encodes and decodes the same.
-        level = packet.protocol_level if packet.type == CONNECT else version  # type: ignore[union-attr]
-        assert PacketReader(version=level).feed(encode(packet, level)) == [packet]
-
-
-@settings(FUZZ, max_examples=2000)
-@given(
-    versions.flatmap(lambda v: st.tuples(st.just(v), st.lists(packets(v), min_size=1, max_size=5))),
-    chunkings,
-)
-def test_valid_streams_round_trip_in_any_chunking(case, sizes):
-    version, items = case
-    got, error = feed_all(chunk(encode_stream(version, items), sizes), version)
-    assert error is None
-    assert got == items
 
 
 # --------------------------------------------------------------------------- the live gateway
