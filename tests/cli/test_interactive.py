@@ -121,8 +121,8 @@ def _message(client: ChatClient, **fields: object) -> events.Message:
         )
 
     found = client.wait_for(matches, timeout=20)
-    assert found is not None, f"no message with {fields}"
-    return found  # type: ignore[return-value]
+    assert isinstance(found, events.Message), f"no message with {fields}"
+    return found
 
 
 def _say_and_confirm(client: ChatClient, room: str, text: str) -> None:
@@ -179,7 +179,9 @@ def test_chat_history_both_directions_who_dm_reconnect_bad_room_and_quit(
     bob.direct(alice_id, "psst alice", name="Bob")
     term.expect(r"@dm <Bob \(\w+\)> psst alice")
 
-    broker = chat_stack.stack.gateway.broker
+    gateway = chat_stack.stack.gateway
+    assert gateway is not None  # the stack is up
+    broker = gateway.broker
     chat_stack.call(lambda: broker.close(broker.connections[alice_id], "CONNECTION_LOST"))
     term.expect(r"\* disconnected \(")
     term.expect(r"\* reconnected")

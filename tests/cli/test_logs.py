@@ -69,9 +69,9 @@ def test_logs_follow_shows_lines_appended_later_until_ctrl_c(tmp_path: Path) -> 
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen: list[str] = []
-    reader = threading.Thread(
-        target=lambda: seen.extend(iter(process.stdout.readline, "")), daemon=True
-    )
+    stdout, stderr = process.stdout, process.stderr
+    assert stdout is not None and stderr is not None  # both piped
+    reader = threading.Thread(target=lambda: seen.extend(iter(stdout.readline, "")), daemon=True)
     reader.start()
     try:
         wait_for(lambda: any(first in line for line in seen), timeout=30)
@@ -81,5 +81,5 @@ def test_logs_follow_shows_lines_appended_later_until_ctrl_c(tmp_path: Path) -> 
         process.send_signal(signal.SIGINT)
         returncode = process.wait(timeout=30)
         reader.join(10)
-    assert returncode == 0, process.stderr.read()
+    assert returncode == 0, stderr.read()
     assert sum("hello from the handler" in line for line in seen) == 2

@@ -64,8 +64,9 @@ def test_send_then_listen_json_gets_history_and_live_messages(
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert listener.stdout is not None  # stdout=PIPE
     try:
-        out = Lines(listener.stdout)  # type: ignore[arg-type]
+        out = Lines(listener.stdout)
         objects = lambda: [json.loads(line) for line in out.lines]  # noqa: E731
         history = wait_for(
             lambda: next((o for o in objects() if o["event"] == "history"), None), timeout=30

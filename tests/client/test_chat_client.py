@@ -86,7 +86,8 @@ def test_typing_goes_through_the_stream_and_comes_back_as_room_activity(
     # chat/stream -> rule -> Kinesis -> mapping (batching window 1 s) -> stream Lambda ->
     # chat/events -> rule -> the room: one compact update for the batch.
     update = bob.wait_for(
-        lambda e: isinstance(e, events.Activity) and e.room == lobby and e.typing, timeout=20
+        lambda e: isinstance(e, events.Activity) and e.room == lobby and bool(e.typing),
+        timeout=20,
     )
     assert isinstance(update, events.Activity)
     assert update.typing == [alice.client_id]
