@@ -11,6 +11,7 @@ from __future__ import annotations
 import decimal
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -47,33 +48,37 @@ CTX = decimal.Context(
     traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
 
+# A SQL value: int, Decimal, bool, str, list, dict, None or UNDEFINED. Typed Any because the
+# hot paths dispatch on ``type(v) is ...`` (exact types, see above), which mypy does not narrow.
+SqlValue = Any
+
 DECIMAL_STRING = re.compile(r"^-?\d+(\.\d+)?([eE]-?\d+)?$")
 _NUMBER_TYPES = (int, Decimal)
 
 
-def is_number(v: object) -> bool:
+def is_number(v: SqlValue) -> bool:
     t = type(v)
     return t is int or t is Decimal
 
 
-def to_number(v: object) -> Any:
+def to_number(v: SqlValue) -> Any:
     """Int or Decimal for numbers and numeric strings; Undefined otherwise."""
     t = type(v)
     if t is int or t is Decimal:
         return v
-    if t is str and DECIMAL_STRING.match(v):  # type: ignore[arg-type]
-        return Decimal(v)  # type: ignore[arg-type]
+    if t is str and DECIMAL_STRING.match(v):
+        return Decimal(v)
     return UNDEFINED
 
 
-def to_decimal(v: object) -> Any:
+def to_decimal(v: SqlValue) -> Any:
     t = type(v)
     if t is Decimal:
         return v
     if t is int:
-        return Decimal(v)  # type: ignore[arg-type]
-    if t is str and DECIMAL_STRING.match(v):  # type: ignore[arg-type]
-        return Decimal(v)  # type: ignore[arg-type]
+        return Decimal(v)
+    if t is str and DECIMAL_STRING.match(v):
+        return Decimal(v)
     return UNDEFINED
 
 
@@ -91,7 +96,7 @@ def decimal_to_int(d: Decimal, rounding: str = decimal.ROUND_FLOOR) -> Any:
     return int(d.to_integral_value(rounding=rounding))
 
 
-def floor_int(v: object) -> Any:
+def floor_int(v: SqlValue) -> Any:
     """Number or numeric string rounded down to an Int, as the bit and pad functions do."""
     n = to_number(v)
     if n is UNDEFINED or type(n) is int:
@@ -99,12 +104,12 @@ def floor_int(v: object) -> Any:
     return decimal_to_int(n)
 
 
-def to_bool(v: object) -> Any:
+def to_bool(v: SqlValue) -> Any:
     """Boolean, or the strings "true"/"false" in any case; Undefined otherwise."""
     if v is True or v is False:
         return v
     if type(v) is str:
-        low = v.lower()  # type: ignore[union-attr]
+        low = v.lower()
         if low == "true":
             return True
         if low == "false":
@@ -116,7 +121,7 @@ def decimal_str(d: Decimal) -> str:
     return str(d)
 
 
-def to_str(v: object) -> Any:
+def to_str(v: SqlValue) -> Any:
     """The standard String conversion: Null and Undefined have none."""
     t = type(v)
     if t is str:
@@ -128,7 +133,7 @@ def to_str(v: object) -> Any:
     if t is int:
         return str(v)
     if t is Decimal:
-        return decimal_str(v)  # type: ignore[arg-type]
+        return decimal_str(v)
     if t is list or t is dict:
         return dumps(v)
     return UNDEFINED
@@ -175,7 +180,7 @@ def to_plain(v: Any) -> Any:
     if t is Decimal:
         if not v.is_finite():
             return None
-        if v.as_tuple().exponent >= 0 and v.adjusted() < 34:  # type: ignore[operator]
+        if v.as_tuple().exponent >= 0 and v.adjusted() < 34:
             return int(v)
         f = float(v)
         return f if f not in (float("inf"), float("-inf")) else None
@@ -225,13 +230,13 @@ def _refuse(o: object) -> Any:
 _FAST = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse
 ).encode
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 
 
 _FAST_ASCII = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=_refuse
 ).encode
-_encode_str_ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_encode_str_ascii = json.encoder.encode_basestring_ascii
 
 
 def dumps(v: Any, ascii_only: bool = False) -> str:
@@ -385,50 +390,49 @@ def _dec_op(op: Any, x: Any, y: Any) -> Any:
         return UNDEFINED
 
 
-def subtract(a: Any, b: Any) -> Any:
-    x, y = _num_pair(a, b)
-    if x is UNDEFINED:
-        return UNDEFINED
-    if type(x) is int and type(y) is int:
-        return x - y
-    return _dec_op(CTX.subtract, x, y)
+def _arithmetic(
+    int_op: Callable[[int, int], Any], decimal_op: Callable[[Decimal, Decimal], Decimal]
+) -> Callable[[Any, Any], Any]:
+    """A binary operator on numbers and numeric strings: Int with Int through ``int_op``,
+    anything else as decimal128 through ``decimal_op``; Undefined for non-numbers."""
 
-
-def multiply(a: Any, b: Any) -> Any:
-    x, y = _num_pair(a, b)
-    if x is UNDEFINED:
-        return UNDEFINED
-    if type(x) is int and type(y) is int:
-        r = x * y
-        # beyond Int's 34 digits the product continues as a (rounded) Decimal
-        return r if -INT_LIMIT < r < INT_LIMIT else _dec_op(CTX.multiply, x, y)
-    return _dec_op(CTX.multiply, x, y)
-
-
-def divide(a: Any, b: Any) -> Any:
-    """``/``: Int/Int is integer division truncating toward zero (Java); by zero -> Undefined."""
-    x, y = _num_pair(a, b)
-    if x is UNDEFINED:
-        return UNDEFINED
-    if type(x) is int and type(y) is int:
-        if y == 0:
+    def operator(a: Any, b: Any) -> Any:
+        x, y = _num_pair(a, b)
+        if x is UNDEFINED:
             return UNDEFINED
-        q = abs(x) // abs(y)
-        return q if (x >= 0) == (y > 0) else -q
-    return _dec_op(CTX.divide, x, y)
+        if type(x) is int and type(y) is int:
+            return int_op(x, y)
+        return _dec_op(decimal_op, x, y)
+
+    return operator
 
 
-def modulo(a: Any, b: Any) -> Any:
-    """``%``: the remainder takes the dividend's sign (Java); by zero -> Undefined."""
-    x, y = _num_pair(a, b)
-    if x is UNDEFINED:
+def _int_multiply(x: int, y: int) -> Any:
+    r = x * y
+    # beyond Int's 34 digits the product continues as a (rounded) Decimal
+    return r if -INT_LIMIT < r < INT_LIMIT else _dec_op(CTX.multiply, x, y)
+
+
+def _int_divide(x: int, y: int) -> Any:
+    """Integer division truncating toward zero (Java); by zero -> Undefined."""
+    if y == 0:
         return UNDEFINED
-    if type(x) is int and type(y) is int:
-        if y == 0:
-            return UNDEFINED
-        r = abs(x) % abs(y)
-        return r if x >= 0 else -r
-    return _dec_op(CTX.remainder, x, y)
+    q = abs(x) // abs(y)
+    return q if (x >= 0) == (y > 0) else -q
+
+
+def _int_modulo(x: int, y: int) -> Any:
+    """The remainder takes the dividend's sign (Java); by zero -> Undefined."""
+    if y == 0:
+        return UNDEFINED
+    r = abs(x) % abs(y)
+    return r if x >= 0 else -r
+
+
+subtract = _arithmetic(lambda x, y: x - y, CTX.subtract)
+multiply = _arithmetic(_int_multiply, CTX.multiply)
+divide = _arithmetic(_int_divide, CTX.divide)  # ``/``: Int/Int is integer division
+modulo = _arithmetic(_int_modulo, CTX.remainder)  # ``%``
 
 
 def negate(a: Any) -> Any:
