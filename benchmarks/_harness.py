@@ -20,11 +20,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from tests.support import raw_mqtt, waiting
 
 HOST = "127.0.0.1"
 ADMIN_USER = "test"
@@ -226,6 +227,17 @@ def spawn_role(module: str, role: str, config: dict[str, Any]) -> subprocess.Pop
     )
 
 
+def run_role(roles: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
+    """The entry point of a load process started by :func:`spawn_role`: run the role named by
+    ``argv[1]`` with the JSON config in ``argv[2]`` (a coroutine role on its own event loop)."""
+    import asyncio
+
+    role, raw = sys.argv[1], sys.argv[2]
+    outcome = roles[role](json.loads(raw))
+    if asyncio.iscoroutine(outcome):
+        asyncio.run(outcome)
+
+
 def expect_line(proc: subprocess.Popen[bytes], word: str, timeout: float) -> None:
     """Wait for a load process to say ``word`` on its stdout (its readiness handshake)."""
     import select
@@ -303,14 +315,7 @@ class WaitTimeout(BenchmarkError, TimeoutError):
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until truthy; raise :class:`WaitTimeout` naming ``what`` at the
     deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    return waiting.wait_until(predicate, timeout, what, interval, error=WaitTimeout)
 
 
 def paho_client(client_id: str, username: str | None, password: str | None) -> Any:
@@ -374,34 +379,30 @@ class BrokerProcess:
             raise BenchmarkError(f"{self.name} exited with code {self.proc.returncode}")
 
 
+PORT_OPTIONS = ("mqtt", "mqtts", "wss", "ws", "api", "web")
+
+
+def up_arguments(
+    state_dir: Path, ports: dict[str, int] | None = None, limits: Sequence[str] = ()
+) -> list[str]:
+    """``iotchat up`` arguments (after the command itself): every listener on ``ports`` (by
+    name, e.g. ``{"mqtt": 1883}``), the others on ephemeral ports; ``limits`` as ``--limit``."""
+    ports = ports or {}
+    args = ["up", "--state-dir", str(state_dir)]
+    for name in PORT_OPTIONS:
+        args += [f"--{name}-port", str(ports.get(name, 0))]
+    for item in limits:
+        args += ["--limit", item]
+    return args
+
+
 def gateway_command(
     state_dir: Path, limits: Sequence[str] = (), extra: Sequence[str] = ()
 ) -> list[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "up",
-        "--state-dir",
-        str(state_dir),
-        "--mqtt-port",
-        "0",
-        "--mqtts-port",
-        "0",
-        "--wss-port",
-        "0",
-        "--ws-port",
-        "0",
-        "--api-port",
-        "0",
-        "--web-port",
-        "0",
-        "--limit",
-        "publishes_per_second=1000000",
-    ]
-    for item in limits:
-        args += ["--limit", item]
-    return [*args, *extra]
+    """``iotchat up`` for a benchmark: ephemeral ports, no publish rate limit unless
+    ``limits`` sets one."""
+    limits = ["publishes_per_second=1000000", *limits]
+    return [sys.executable, "-m", "cli.main", *up_arguments(state_dir, limits=limits), *extra]
 
 
 @contextlib.contextmanager
@@ -492,58 +493,17 @@ def mosquitto(workdir: Path) -> Iterator[BrokerProcess]:
 # --------------------------------------------------------------------------- raw MQTT
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def mqtt_connect(
-    client_id: str,
-    *,
-    username: str | None = None,
-    password: str | None = None,
-    keep_alive: int = 60,
-) -> bytes:
-    """An MQTT 3.1.1 CONNECT with a clean session (what the connection benchmarks send)."""
-    flags = 0x02
-    payload = _utf8(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += _utf8(username)
-        if password is not None:
-            flags |= 0x40
-            payload += _utf8(password)
-    body = _utf8("MQTT") + bytes((4, flags)) + keep_alive.to_bytes(2, "big") + payload
-    return b"\x10" + _varint(len(body)) + body
-
-
-MQTT_DISCONNECT = b"\xe0\x00"
-
-
-def connack_ok(data: bytes) -> bool:
-    """True for an MQTT 3.1.1 CONNACK that accepted the connection."""
-    return len(data) >= 4 and data[0] == 0x20 and data[1] == 0x02 and data[3] == 0
-
-
 async def wss_mqtt_session(url: str, context: Any, client_id: str) -> None:
     """One full SigV4 WebSocket connect: TLS, upgrade, MQTT CONNECT/CONNACK, DISCONNECT."""
     import asyncio
 
     from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
 
     async with connect(
         url,
         ssl=context,
-        subprotocols=["mqtt"],  # type: ignore[list-item]
+        subprotocols=[Subprotocol("mqtt")],
         compression=None,
         proxy=None,
         ping_interval=None,
@@ -551,8 +511,8 @@ async def wss_mqtt_session(url: str, context: Any, client_id: str) -> None:
         close_timeout=10,
         user_agent_header=None,
     ) as ws:
-        await ws.send(mqtt_connect(client_id, keep_alive=60))
+        await ws.send(raw_mqtt.connect_packet(client_id, raw_mqtt.V311, keep_alive=60))
         connack = await asyncio.wait_for(ws.recv(), 30)
-        if not isinstance(connack, bytes) or not connack_ok(connack):
+        if not isinstance(connack, bytes) or not raw_mqtt.connack_ok(connack):
             raise RuntimeError(f"CONNACK {connack!r}")
-        await ws.send(MQTT_DISCONNECT)
+        await ws.send(raw_mqtt.DISCONNECT)

@@ -23,6 +23,8 @@ import time
 import uuid
 from typing import Any
 
+from tests.support import raw_mqtt
+
 from . import _harness as h
 
 NAME = "gateway-connections"
@@ -43,8 +45,9 @@ async def idle_main(config: dict[str, Any]) -> None:
         async with semaphore:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(h.HOST, port), 30)
             try:
-                packet = h.mqtt_connect(
+                packet = raw_mqtt.connect_packet(
                     f"{prefix}-{i}",
+                    raw_mqtt.V311,
                     username=config["username"],
                     password=config["password"],
                     keep_alive=config["keep_alive"],
@@ -54,7 +57,7 @@ async def idle_main(config: dict[str, Any]) -> None:
             except BaseException:
                 writer.close()
                 raise
-            if not h.connack_ok(connack):
+            if not raw_mqtt.connack_ok(connack):
                 writer.close()
                 raise RuntimeError(f"CONNACK {connack.hex()}")
             held.append(writer)
@@ -293,6 +296,4 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    role, raw = sys.argv[1], sys.argv[2]
-    main = {"idle": idle_main, "wss": wss_main}[role]
-    asyncio.run(main(json.loads(raw)))
+    h.run_role({"idle": idle_main, "wss": wss_main})

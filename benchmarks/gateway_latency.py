@@ -305,5 +305,4 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    role, raw = sys.argv[1], sys.argv[2]
-    {"publisher": publisher_main, "subscribers": subscribers_main}[role](json.loads(raw))
+    h.run_role({"publisher": publisher_main, "subscribers": subscribers_main})

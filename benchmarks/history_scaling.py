@@ -37,10 +37,10 @@ from typing import Any
 from lambdas.chat import keys
 from lambdas.chat.protocol import RETENTION_DAYS
 from lambdas.chat.store import ChatStore, to_item
+from tests.support.messages_table import count_items
 
 from . import _harness as h
 from .store_latency import (
-    count_items,
     dynamodb_client,
     messages_table,
     mqtt_client,
@@ -388,7 +388,7 @@ def summarize(
 def run(quick: bool = False) -> list[dict[str, Any]]:
     if quick:
         return measure(sizes=QUICK_SIZES, rounds=3, per_round=10)
-    sizes = FULL_SIZES
+    sizes: Sequence[int] = FULL_SIZES
     if os.environ.get(MILLION_ENV) == "1":
         sizes = (*FULL_SIZES, 1_000_000)
     return measure(sizes=sizes)

@@ -42,6 +42,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.support.messages_table import count_items, room_conv
+
 from . import _harness as h
 
 NAME = "store-latency"
@@ -111,26 +113,6 @@ def stack_cpu_by_process(root: int) -> dict[str, float]:
         group = "iotchat_up" if pid == root else "dynalite" if b"dynalite" in cmdline else "other"
         groups[group] += seconds
     return groups
-
-
-def count_items(dynamodb: Any, table: str, conv: str) -> int:
-    """How many items a conversation holds (strongly consistent, paginated COUNT)."""
-    total, start = 0, None
-    while True:
-        request: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "conv = :c",
-            "ExpressionAttributeValues": {":c": {"S": conv}},
-            "Select": "COUNT",
-            "ConsistentRead": True,
-        }
-        if start:
-            request["ExclusiveStartKey"] = start
-        response = dynamodb.query(**request)
-        total += response["Count"]
-        start = response.get("LastEvaluatedKey")
-        if not start:
-            return total
 
 
 def room_message(message_id: str, room: str, seq: int) -> bytes:
@@ -436,7 +418,7 @@ def run_once(
     results = {role: json.loads(path.read_text()) for role, path in outs.items()}
     for path in (*outs.values(), ids_file):
         path.unlink()
-    stored = count_items(dynamodb_client(stack), messages_table(stack), f"room#{room}")
+    stored = count_items(dynamodb_client(stack), messages_table(stack), room_conv(room))
     return {
         "room": room,
         "sent": len(results["publisher"]["sent_ns"]),
@@ -556,6 +538,4 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    role, raw = sys.argv[1], sys.argv[2]
-    roles = {"publisher": publisher_main, "subscriber": subscriber_main, "reader": reader_main}
-    roles[role](json.loads(raw))
+    h.run_role({"publisher": publisher_main, "subscriber": subscriber_main, "reader": reader_main})

@@ -21,7 +21,7 @@ from benchmarks.reliability.faults import dynalite_kill, faults, lambda_worker_k
 from benchmarks.reliability.overload import slow_consumer, throttle
 from benchmarks.reliability.restarts import crash, restart
 from benchmarks.reliability.room_client import RoomClient
-from benchmarks.reliability.soak import soak
+from benchmarks.reliability.soak import SoakSize, soak
 from benchmarks.reliability.stack_process import StackProcess, running_stack
 from benchmarks.reliability.store import stored_ids
 
@@ -30,6 +30,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="iotchat-reliability-"))
     results: list[dict[str, Any]] = []
     try:
+        sizes: SoakSize
         if quick:
             sizes = {"clients": 20, "messages": 200, "rooms": 4, "rate": 20.0, "timeout": 300.0}
         else:

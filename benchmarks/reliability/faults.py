@@ -14,8 +14,9 @@ from typing import Any
 
 from benchmarks._harness import wait_until
 from benchmarks.reliability.room_client import TIMEOUT, RoomClient
-from benchmarks.reliability.stack_process import StackProcess, running_stack
-from benchmarks.reliability.store import dm_conv, guest_identity, room_conv, stored_ids
+from benchmarks.reliability.stack_process import Info, StackProcess, running_stack
+from benchmarks.reliability.store import guest_identity, stored_ids
+from tests.support.messages_table import dm_conv, room_conv
 
 # The commands Lambda wrapped so a test can catch it mid-invoke (see its docstring).
 SLOW_COMMANDS_HANDLER = "tests.e2e.reliability.slow_handler.commands"
@@ -54,50 +55,56 @@ def lambda_worker_kill(stack: StackProcess, markers: Path) -> dict[str, Any]:
         ada.connect()
         bob.connect()
         for when in ("before", "after"):
-            message_id = f"dm-{when}-{uuid.uuid4().hex[:8]}"
-            ada.send(
-                {
-                    "v": 1,
-                    "type": "message",
-                    "id": message_id,
-                    "to": bob.client_id,
-                    "text": f"reliability:kill-{when}",
-                }
-            )
-            marker = markers / f"{message_id}.pid"
-            wait_until(marker.exists, TIMEOUT, f"worker busy with {message_id}")
-            pid = int(wait_until(lambda m=marker: m.read_text().strip(), 5, "pid written"))
-            os.kill(pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-            bob.wait(lambda i=message_id: bob.inbox_messages[i] > 0, "the direct message")
-            delivered_after = time.monotonic() - killed_at
-            # The killed attempt is retried (AWS: asynchronous invokes are retried twice);
-            # after a kill that came after the store, the retry re-delivers the stored copy.
-            wait_until(
-                lambda i=message_id: len(list(markers.glob(f"{i}.attempt*"))) >= 2,
-                TIMEOUT,
-                "the retry",
-            )
-            if when == "after":
-                with suppress(TimeoutError):
-                    bob.wait(lambda i=message_id: bob.inbox_messages[i] > 1, "re-delivery", 10)
-            wait_until(
-                lambda i=message_id: stored_ids(info, dm_conv(ada.client_id, bob.client_id))[i],
-                TIMEOUT,
-                "stored",
-            )
-            stored = stored_ids(info, dm_conv(ada.client_id, bob.client_id))[message_id]
-            results[when] = {
-                "killedPid": pid,
-                "storedItems": stored,
-                "deliveredCopies": bob.inbox_messages[message_id],
-                "deliveredSecondsAfterKill": round(delivered_after, 2),
-                "attempts": len(list(markers.glob(f"{message_id}.attempt*"))),
-            }
+            results[when] = _kill_mid_invoke(info, ada, bob, markers, when)
         return results
     finally:
         ada.close()
         bob.close()
+
+
+def _kill_mid_invoke(
+    info: Info, ada: RoomClient, bob: RoomClient, markers: Path, when: str
+) -> dict[str, Any]:
+    """Ada sends Bob a direct message; its worker is killed ``when`` (before or after) it
+    stored the message; returns what was stored, delivered and retried."""
+    message_id = f"dm-{when}-{uuid.uuid4().hex[:8]}"
+    ada.send(
+        {
+            "v": 1,
+            "type": "message",
+            "id": message_id,
+            "to": bob.client_id,
+            "text": f"reliability:kill-{when}",
+        }
+    )
+    marker = markers / f"{message_id}.pid"
+    wait_until(marker.exists, TIMEOUT, f"worker busy with {message_id}")
+    pid = int(wait_until(lambda: marker.read_text().strip(), 5, "pid written"))
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    bob.wait(lambda: bob.inbox_messages[message_id] > 0, "the direct message")
+    delivered_after = time.monotonic() - killed_at
+
+    def attempts() -> int:
+        return len(list(markers.glob(f"{message_id}.attempt*")))
+
+    def stored() -> int:
+        return stored_ids(info, dm_conv(ada.client_id, bob.client_id))[message_id]
+
+    # The killed attempt is retried (AWS: asynchronous invokes are retried twice); after a
+    # kill that came after the store, the retry re-delivers the stored copy.
+    wait_until(lambda: attempts() >= 2, TIMEOUT, "the retry")
+    if when == "after":
+        with suppress(TimeoutError):
+            bob.wait(lambda: bob.inbox_messages[message_id] > 1, "re-delivery", 10)
+    wait_until(stored, TIMEOUT, "stored")
+    return {
+        "killedPid": pid,
+        "storedItems": stored(),
+        "deliveredCopies": bob.inbox_messages[message_id],
+        "deliveredSecondsAfterKill": round(delivered_after, 2),
+        "attempts": attempts(),
+    }
 
 
 def dynalite_kill(stack: StackProcess, *, rate: float, seconds_after: float) -> dict[str, Any]:

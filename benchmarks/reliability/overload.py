@@ -4,59 +4,16 @@ publishing far over the per-connection rate (throttling)."""
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reliability.room_client import KEEPALIVE, RoomClient
+from benchmarks.reliability.room_client import RoomClient
 from benchmarks.reliability.stack_process import rss_bytes, running_stack
 from benchmarks.reliability.store import guest_identity
-
-# ---------------------------------------------------------------------- 5. slow consumer
-
-
-def _mqtt_string(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _remaining(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _remaining(len(body)) + body
-
-
-def _raw_connect(port: int, client_id: str, rcvbuf: int | None = None) -> socket.socket:
-    """A plain-TCP MQTT 3.1.1 CONNECT as the stack's admin (``test``/``test``)."""
-    sock = socket.socket()
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.connect(("127.0.0.1", port))
-    body = _mqtt_string("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", KEEPALIVE)
-    body += _mqtt_string(client_id) + _mqtt_string("test") + _mqtt_string("test")
-    sock.sendall(_packet(0x10, body))
-    sock.settimeout(10)
-    ack = sock.recv(4)
-    if ack[:1] != b"\x20" or ack[3:4] != b"\x00":
-        raise RuntimeError(f"CONNECT refused: {ack!r}")
-    return sock
-
-
-def _raw_subscribe(sock: socket.socket, topic_filter: str, qos: int) -> None:
-    sock.sendall(_packet(0x82, struct.pack("!H", 1) + _mqtt_string(topic_filter) + bytes([qos])))
-    ack = sock.recv(5)
-    if ack[:1] != b"\x90":
-        raise RuntimeError(f"SUBSCRIBE refused: {ack!r}")
+from tests.support.raw_mqtt import V311, publish_packet, tcp_connect, tcp_subscribe
+from tests.support.wss_client import KEEPALIVE
 
 
 def slow_consumer(workdir: Path, *, messages: int, payload_bytes: int) -> dict[str, Any]:
@@ -66,11 +23,11 @@ def slow_consumer(workdir: Path, *, messages: int, payload_bytes: int) -> dict[s
     a small fraction of what was offered."""
     with running_stack(workdir / "slow", limits=["publishes_per_second=1000000"]) as stack:
         port = stack.info["iot"]["mqttPort"]
-        slow1 = _raw_connect(port, "slow-qos1", rcvbuf=4096)
-        _raw_subscribe(slow1, "load/#", 1)
-        slow0 = _raw_connect(port, "slow-qos0", rcvbuf=4096)
-        _raw_subscribe(slow0, "load/#", 0)
-        publisher = _raw_connect(port, "fast-publisher")
+        slow1 = tcp_connect(port, "slow-qos1", keep_alive=KEEPALIVE, rcvbuf=4096)
+        tcp_subscribe(slow1, "load/#", 1)
+        slow0 = tcp_connect(port, "slow-qos0", keep_alive=KEEPALIVE, rcvbuf=4096)
+        tcp_subscribe(slow0, "load/#", 0)
+        publisher = tcp_connect(port, "fast-publisher", keep_alive=KEEPALIVE)
         publisher.settimeout(60)
         rss_start = rss_bytes(stack.pid)
         peak = rss_start
@@ -82,8 +39,7 @@ def slow_consumer(workdir: Path, *, messages: int, payload_bytes: int) -> dict[s
             for start in range(0, messages, batch):
                 chunk = []
                 for _ in range(min(batch, messages - start)):
-                    body = _mqtt_string("load/slow") + struct.pack("!H", pid) + payload
-                    chunk.append(_packet(0x32, body))
+                    chunk.append(publish_packet(pid, "load/slow", payload, V311))
                     pid = pid % 65535 + 1
                 publisher.sendall(b"".join(chunk))
                 offered += len(chunk) * len(payload)

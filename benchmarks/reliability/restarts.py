@@ -16,7 +16,8 @@ from typing import Any
 from benchmarks._harness import wait_until
 from benchmarks.reliability.room_client import TIMEOUT, RoomClient
 from benchmarks.reliability.stack_process import StackProcess
-from benchmarks.reliability.store import guest_identity, room_conv, stored_ids
+from benchmarks.reliability.store import guest_identity, stored_ids
+from tests.support.messages_table import room_conv
 
 # ---------------------------------------------------------------------- 2. clean restart
 
@@ -90,10 +91,10 @@ def restart(workdir: Path, *, before: int, after: int) -> dict[str, Any]:
         wait_until(both_saw(sent_after), TIMEOUT, "messages after the restart")
 
         persistent = RoomClient(info, keeper_identity, clean_session=False)
-        session_present = persistent.connect()
+        session_present = persistent.connect().session_present
         everything = sent_before | sent_after
         with suppress(TimeoutError):
-            persistent.wait(lambda: set(persistent.seen.get(topic, {})) >= everything, "queue")
+            persistent.wait(lambda: set(persistent.seen_on(room)) >= everything, "queue")
         queued_received = len(set(persistent.seen_on(room)) & everything)
         wait_until(lambda: set(stored_ids(info, room_conv(room))) >= everything, TIMEOUT, "stored")
         stored = stored_ids(info, room_conv(room))
@@ -190,7 +191,7 @@ def crash(
 
         send_all()
         for person in people:
-            person.wait(lambda p=person: p.disconnects > 0, "disconnect after the kill")
+            person.wait_disconnected("disconnect after the kill")
             person.paho.loop_stop()
         all_sent = {i for ids in sent.values() for i in ids}
         acked = {i for p in people for i in p.acked}
@@ -217,7 +218,7 @@ def crash(
                 repeat = [i for i in mine if i not in after] + [i for i in mine if i in after][:3]
                 for message_id in repeat:
                     person.say(room, message_id, "again")
-                person.wait(lambda p=person, r=repeat: set(p.acked) >= set(r), "resends acked")
+                person.wait_acked(repeat, "resends acked")
             wait_until(
                 lambda: set(stored_ids(info, room_conv(room))) >= all_sent,
                 TIMEOUT,
@@ -228,7 +229,7 @@ def crash(
                 person.close()
         final = stored_ids(info, room_conv(room))
         keeper = RoomClient(info, keeper_identity, clean_session=False)
-        session_survived = keeper.connect()
+        session_survived = keeper.connect().session_present
         keeper.close()
         return {
             "scenario": "crash",

@@ -6,14 +6,25 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from benchmarks._harness import wait_until
 from benchmarks.reliability.room_client import RoomClient, send_paced
 from benchmarks.reliability.stack_process import running_stack
-from benchmarks.reliability.store import guest_identity, room_conv, stored_ids
+from benchmarks.reliability.store import guest_identity, stored_ids
+from tests.support.messages_table import room_conv
 
 # ---------------------------------------------------------------------- 1. soak
+
+
+class SoakSize(TypedDict):
+    """The sizes of one soak run (``soak(workdir, **size)``)."""
+
+    clients: int
+    messages: int
+    rooms: int
+    rate: float
+    timeout: float
 
 
 def soak(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks._harness import wait_until
+from benchmarks._harness import up_arguments, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,12 +89,7 @@ class StackProcess:
         }
 
     def start(self, ports: dict[str, int] | None = None, timeout: float = 60.0) -> Info:
-        ports = ports or {}
-        args = [*_iotchat(), "up", "--state-dir", str(self.state_dir)]
-        for name in ("mqtt", "mqtts", "wss", "ws", "api", "web"):
-            args += [f"--{name}-port", str(ports.get(name, 0))]
-        for item in self.limits:
-            args += ["--limit", item]
+        args = [*_iotchat(), *up_arguments(self.state_dir, ports, self.limits)]
         if self.manifest is not None:
             args += ["--manifest", str(self.manifest)]
         self.state_dir.mkdir(parents=True, exist_ok=True)

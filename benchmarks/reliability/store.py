@@ -7,40 +7,21 @@ from collections import Counter
 from typing import Any
 
 from benchmarks.reliability.stack_process import Info
-
-# ---------------------------------------------------------------------- AWS-side reads
+from tests.support.messages_table import item_ids
+from tests.support.stack import aws_client
 
 
 def admin_client(info: Info, service: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=info["api"]["endpoint"],
-        region_name=info["region"],
-        aws_access_key_id=info["admin"]["accessKeyId"],
-        aws_secret_access_key=info["admin"]["secretAccessKey"],
-    )
+    """A boto3 client for the stack's edge API with the admin key from its stack file."""
+    admin = info["admin"]
+    return aws_client(info, service, admin["accessKeyId"], admin["secretAccessKey"])
 
 
 def stored_ids(info: Info, conv: str) -> Counter[str]:
     """Message ids stored in conversation ``conv``, each with its item count: a Query on the
     table's key (never a Scan), through the edge API with the admin key."""
     dynamodb = admin_client(info, "dynamodb")
-    ids: Counter[str] = Counter()
-    request: dict[str, Any] = {
-        "TableName": f"{info['stackName']}-messages",
-        "KeyConditionExpression": "conv = :c",
-        "ExpressionAttributeValues": {":c": {"S": conv}},
-        "ProjectionExpression": "id",
-        "ConsistentRead": True,
-    }
-    while True:
-        page = dynamodb.query(**request)
-        ids.update(item["id"]["S"] for item in page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return ids
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return item_ids(dynamodb, f"{info['stackName']}-messages", conv)
 
 
 def guest_identity(info: Info) -> tuple[str, dict[str, Any]]:
@@ -58,12 +39,3 @@ def guest_identity(info: Info) -> tuple[str, dict[str, Any]]:
     identity_id = client.get_id(IdentityPoolId=info["cognito"]["identityPoolId"])["IdentityId"]
     creds = client.get_credentials_for_identity(IdentityId=identity_id)["Credentials"]
     return identity_id, creds
-
-
-def room_conv(room: str) -> str:
-    return f"room#{room}"
-
-
-def dm_conv(a: str, b: str) -> str:
-    low, high = sorted((a, b))
-    return f"dm#{low}|{high}"

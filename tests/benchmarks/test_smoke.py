@@ -23,6 +23,7 @@ from benchmarks import (
     rules_republish_latency,
 )
 from infra.local.gateway.codec import Connect, PacketReader
+from tests.support import raw_mqtt
 
 needs_mosquitto = pytest.mark.skipif(
     any(h.find_tool(t) is None for t in ("mosquitto", "mosquitto_pub", "mosquitto_sub")),
@@ -71,14 +72,16 @@ def _check_ratio(line: dict[str, Any]) -> None:
 
 
 def test_mqtt_connect_is_what_the_gateway_codec_decodes() -> None:
-    packet = h.mqtt_connect("bench-1", username="test", password="test", keep_alive=600)
+    packet = raw_mqtt.connect_packet(
+        "bench-1", raw_mqtt.V311, username="test", password="test", keep_alive=600
+    )
     [decoded] = PacketReader(1 << 20).feed(packet)
     assert isinstance(decoded, Connect)
     assert (decoded.client_id, decoded.username, decoded.keep_alive) == ("bench-1", "test", 600)
     assert decoded.password == b"test"
     assert decoded.clean_start
-    assert h.connack_ok(b"\x20\x02\x00\x00")
-    assert not h.connack_ok(b"\x20\x02\x00\x05")
+    assert raw_mqtt.connack_ok(b"\x20\x02\x00\x00")
+    assert not raw_mqtt.connack_ok(b"\x20\x02\x00\x05")
 
 
 def test_percentile_interpolates() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.chat.conftest import People, room_topic
+from tests.support.messages_table import count_items, room_conv
 from tests.support.stack import InProcessStack
 from tests.support.waiting import wait_for
 
@@ -20,22 +21,8 @@ PAGE = 100
 
 def _stored(stack: InProcessStack, room: str) -> int:
     """How many messages the room has in the table (read with the stack's admin key)."""
-    dynamodb = stack.client("dynamodb")
-    count, start = 0, None
-    while True:
-        request: dict[str, Any] = {
-            "TableName": f"{stack.info['stackName']}-messages",
-            "KeyConditionExpression": "conv = :c",
-            "ExpressionAttributeValues": {":c": {"S": f"room#{room}"}},
-            "Select": "COUNT",
-        }
-        if start:
-            request["ExclusiveStartKey"] = start
-        response = dynamodb.query(**request)
-        count += response["Count"]
-        start = response.get("LastEvaluatedKey")
-        if not start:
-            return count
+    table = f"{stack.info['stackName']}-messages"
+    return count_items(stack.client("dynamodb"), table, room_conv(room), consistent=False)
 
 
 def test_a_thousand_messages_page_back_completely(
