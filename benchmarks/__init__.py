@@ -105,7 +105,7 @@ def run_one(
     previous = signal.signal(signal.SIGALRM, _time_limit) if timed else None
     outer = signal.getitimer(signal.ITIMER_REAL)[0] if timed else 0.0  # e.g. a test's timeout
     try:
-        if timed:
+        if timed and limit is not None:
             signal.setitimer(signal.ITIMER_REAL, limit)
         try:
             module = importlib.import_module(module_name)

@@ -197,7 +197,7 @@ def _bars(ax: Any, rows: list[dict[str, Any]], unit: str) -> None:
         names = sorted({str(rows[i].get("baseline_name") or "baseline") for i in has_base})
         ax.bar(
             [i + width / 2 for i in has_base],
-            [float(baselines[i]) for i in has_base],
+            [float(baselines[i] or 0) for i in has_base],
             width,
             label=textwrap.fill("baseline: " + "; ".join(names), 60),
             color="#a0aec0",

@@ -19,7 +19,7 @@ from .gateway_latency import RATE, SUBSCRIBERS, WARMUP_MESSAGES, latency_once
 
 NAME = "rules-republish-latency"
 
-ROOM_RULE = {
+ROOM_RULE: dict[str, Any] = {
     "sql": "SELECT *, clientid() AS sender, timestamp() AS ts FROM 'chat/out' "
     "WHERE type = 'message' AND regexp_matches(room, '^[A-Za-z0-9_-]{1,64}$')",
     "awsIotSqlVersion": "2016-03-23",
