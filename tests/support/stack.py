@@ -204,6 +204,12 @@ class InProcessStack:
         assert self.stack.ca is not None, "the stack is not running"
         return self.stack.ca
 
+    @property
+    def gateway(self) -> Gateway:
+        """The stack's device gateway (there from start to stop)."""
+        assert self.stack.gateway is not None, "the stack is not running"
+        return self.stack.gateway
+
     def taps_on(self, topic: str) -> list[PublishEvent]:
         return [event for event in list(self.tapped) if event.topic == topic]
 

@@ -26,7 +26,7 @@ from tests.support.stack import InProcessStack, run_stack_in_thread, stack_optio
 try:
     from tests.e2e.web.pages import Tab
 except ImportError:  # no playwright: the browser fixture skips every browser test
-    Tab = Any  # type: ignore[misc,assignment]
+    Tab = Any  # type: ignore[misc,assignment]  # a stand-in: every browser test skips then
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "web"
 

@@ -12,18 +12,24 @@ pytest.importorskip("playwright", reason="playwright is a dev extra")
 from playwright.sync_api import expect
 
 from infra.local.gateway.lifecycle import DisconnectReason
+from infra.local.identity import Credential
 from tests.e2e.web.conftest import WebStack
 from tests.e2e.web.pages import Tab, outbox_code, unique
 
 NewTab = Callable[[str], Tab]
 
 
-def test_two_guests_chat_in_a_room_and_history_survives_a_reload(tabs: NewTab) -> None:
+def guests_in_a_room(tabs: NewTab, *names: str) -> tuple[str, list[Tab]]:
+    """A new room and, per name, a tab signed in as a guest of that name that joined it."""
     room = unique("room")
-    ada = tabs("ada").as_guest("Ada")
-    bob = tabs("bob").as_guest("Bob")
-    ada.join(room)
-    bob.join(room)
+    guests = [tabs(name.lower()).as_guest(name) for name in names]
+    for guest in guests:
+        guest.join(room)
+    return room, guests
+
+
+def test_two_guests_chat_in_a_room_and_history_survives_a_reload(tabs: NewTab) -> None:
+    room, (ada, bob) = guests_in_a_room(tabs, "Ada", "Bob")
 
     ada.say("hello from Ada")
     seen_by_bob = bob.expect_message("hello from Ada")
@@ -44,11 +50,7 @@ def test_two_guests_chat_in_a_room_and_history_survives_a_reload(tabs: NewTab) -
 
 
 def test_presence_shows_who_is_online_and_who_left(tabs: NewTab) -> None:
-    room = unique("room")
-    ada = tabs("ada").as_guest("Ada")
-    bob = tabs("bob").as_guest("Bob")
-    ada.join(room)
-    bob.join(room)
+    room, (ada, bob) = guests_in_a_room(tabs, "Ada", "Bob")
     bob_id = bob.client_id
 
     bob_in_adas_list = ada.online().filter(has_text="Bob")
@@ -202,11 +204,7 @@ def test_scrolling_back_pages_through_older_history(tabs: NewTab) -> None:
 
 
 def test_reconnects_after_network_loss_and_fills_the_gap(tabs: NewTab, web_stack: WebStack) -> None:
-    room = unique("room")
-    ada = tabs("ada").as_guest("Ada")
-    bob = tabs("bob").as_guest("Bob")
-    ada.join(room)
-    bob.join(room)
+    _, (ada, bob) = guests_in_a_room(tabs, "Ada", "Bob")
     ada.say("before the outage")
     bob.expect_message("before the outage")
 
@@ -214,10 +212,10 @@ def test_reconnects_after_network_loss_and_fills_the_gap(tabs: NewTab, web_stack
     # back the gateway refuses his handshakes (the browser's offline mode does not reliably
     # stop WebSockets, so the refusal is made where it cannot be missed).
     stack = web_stack.stack.stack
-    broker = stack.gateway.broker  # type: ignore[union-attr]
+    broker = web_stack.stack.gateway.broker
     keys = stack.static_credentials.credentials
     bob_id = bob.client_id
-    hidden: dict[str, object] = {}
+    hidden: dict[str, Credential] = {}
 
     def network_down() -> bool:  # runs on the stack's loop: no Playwright calls in here
         hidden.update({k: c for k, c in keys.items() if c.principal.identifier == bob_id})
