@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,42 +13,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.infra.local.stack_process import ROOT, running_stack, start_stack, up_command
 from tests.support.stack import run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
-
-IOTCHAT = [sys.executable, "-m", "cli.main"]
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _start(state_dir: Path) -> subprocess.Popen[bytes]:
-    args = ["up", "--state-dir", str(state_dir)]
-    for option in (
-        "--mqtt-port",
-        "--mqtts-port",
-        "--wss-port",
-        "--ws-port",
-        "--api-port",
-        "--web-port",
-    ):
-        args += [option, "0"]
-    return subprocess.Popen(
-        [*IOTCHAT, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
 
 
 @pytest.fixture
 def stack(tmp_path: Path):
     state_dir = tmp_path / "state"
-    proc = _start(state_dir)
-    stack_file = state_dir / "stack.json"
-    try:
-        wait_for(lambda: stack_file.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        yield proc, state_dir, json.loads(stack_file.read_text())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+    with running_stack(state_dir) as (proc, info):
+        yield proc, state_dir, info
 
 
 def test_stack_file_has_the_contract_keys(stack):
@@ -116,7 +89,7 @@ def test_ca_survives_restart(tmp_path: Path):
     state_dir = tmp_path / "state"
     first_ca = None
     for _ in range(2):
-        proc = _start(state_dir)
+        proc = start_stack(state_dir)
         try:
             wait_for(lambda p=proc: (state_dir / "stack.json").exists() or p.poll() is not None, 30)
             info = json.loads((state_dir / "stack.json").read_text())
@@ -138,24 +111,7 @@ def test_busy_port_gives_a_clear_error(tmp_path: Path):
         sock.listen()
         busy = sock.getsockname()[1]
         proc = subprocess.run(
-            [
-                *IOTCHAT,
-                "up",
-                "--state-dir",
-                str(tmp_path / "s"),
-                "--mqtt-port",
-                str(busy),
-                "--mqtts-port",
-                "0",
-                "--wss-port",
-                "0",
-                "--ws-port",
-                "0",
-                "--api-port",
-                "0",
-                "--web-port",
-                "0",
-            ],
+            up_command(tmp_path / "s", mqtt=busy),
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -10,10 +10,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,58 +21,10 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from infra.local.dynamodb import DynamoDBLocal, DynamoDBStartError
+from tests.infra.local.stack_process import is_alive, live_children, running_stack
 from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[4]
 TABLE = "chat-history"
-
-
-def _children(pid: int, name: str = "node_modules/dynalite") -> list[int]:
-    """Live child processes of ``pid`` running ``name`` (Linux /proc), so a test can see
-    dynalite itself among the stack's Node children."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z" and name.encode() in command:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-@contextmanager
-def running_stack(state_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
-    """``iotchat up`` on ephemeral ports until the block ends (then killed if still running)."""
-    args = [sys.executable, "-m", "cli.main", "up", "--state-dir", str(state_dir)]
-    for option in (
-        "--mqtt-port",
-        "--mqtts-port",
-        "--wss-port",
-        "--ws-port",
-        "--api-port",
-        "--web-port",
-    ):
-        args += [option, "0"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    stack_file = state_dir / "stack.json"
-    try:
-        wait_for(lambda: stack_file.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        yield proc, json.loads(stack_file.read_text())
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -127,7 +77,7 @@ def test_items_survive_a_restart_and_dynalite_stops_with_the_stack(tmp_path: Pat
     state_dir = tmp_path / "state"
     with running_stack(state_dir) as (proc, info):
         assert info["dynamodb"]["endpoint"] == info["api"]["endpoint"]
-        (dynalite,) = _children(proc.pid)
+        (dynalite,) = live_children(proc.pid, "node_modules/dynalite")
         client = _client(info)
         _create_history_table(client)
         for ts, room, text in [(1, "lobby", "hi"), (2, "lobby", "hello"), (3, "dev", "ship it")]:
@@ -137,7 +87,7 @@ def test_items_survive_a_restart_and_dynalite_stops_with_the_stack(tmp_path: Pat
             )
         assert _room_texts(info, "lobby") == ["hello", "hi"]
         _stop(proc)
-        assert not _alive(dynalite)
+        assert not is_alive(dynalite)
 
     with running_stack(state_dir) as (proc, info):
         assert TABLE in _client(info).list_tables()["TableNames"]
@@ -148,10 +98,10 @@ def test_items_survive_a_restart_and_dynalite_stops_with_the_stack(tmp_path: Pat
 
 def test_dynalite_does_not_outlive_a_killed_stack(tmp_path: Path):
     with running_stack(tmp_path / "state") as (proc, _):
-        (dynalite,) = _children(proc.pid)
+        (dynalite,) = live_children(proc.pid, "node_modules/dynalite")
         proc.kill()  # no chance to stop its children: the kernel tells dynalite instead
         proc.wait(10)
-        wait_for(lambda: not _alive(dynalite), timeout=10)
+        wait_for(lambda: not is_alive(dynalite), timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local.kinesis import KinesisLocal, KinesisStartError, ensure_streams
+from tests.infra.local.stack_process import is_alive, live_children, running_stack
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 STREAM = "iotchat-stream"
-ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(scope="module")
@@ -129,48 +128,9 @@ def test_a_missing_kinesalite_install_is_a_clear_error(tmp_path: Path):
     assert not local.running
 
 
-def _kinesalite_children(pid: int) -> list[Path]:
-    """/proc entries of the live kinesalite children of ``pid``."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            state, parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            command = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(parent) == pid and state != "Z" and b"node_modules/kinesalite" in command:
-            found.append(proc)
-    return found
-
-
 def test_kinesalite_does_not_outlive_a_killed_stack(tmp_path: Path):
-    state_dir = tmp_path / "state"
-    args = [sys.executable, "-m", "cli.main", "up", "--state-dir", str(state_dir)]
-    for option in (
-        "--mqtt-port",
-        "--mqtts-port",
-        "--wss-port",
-        "--ws-port",
-        "--api-port",
-        "--web-port",
-    ):
-        args += [option, "0"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: (state_dir / "stack.json").exists() or proc.poll() is not None, 30)
-        assert proc.poll() is None
-        (kinesalite,) = _kinesalite_children(proc.pid)
+    with running_stack(tmp_path / "state", subprocess.DEVNULL) as (proc, _):
+        (kinesalite,) = live_children(proc.pid, "node_modules/kinesalite")
         proc.kill()  # no chance to stop its children: the kernel tells kinesalite instead
         proc.wait(10)
-
-        def gone() -> bool:
-            try:
-                return (kinesalite / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-            except OSError:
-                return True
-
-        wait_for(gone, timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+        wait_for(lambda: not is_alive(kinesalite), timeout=10)
