@@ -3,7 +3,7 @@ independently of the codec's, hypothesis strategies that build every packet type
 protocol version, helpers that decode exactly one packet or expect a refusal, and the fuzz
 tests' mutations and chunkings.
 
-``test_codec*.py`` and ``test_fuzz_*.py`` share them.
+``test_codec.py``, ``test_topics.py`` and ``test_fuzz_*.py`` share them.
 """
 
 from __future__ import annotations

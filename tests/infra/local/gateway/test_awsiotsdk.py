@@ -344,18 +344,25 @@ def test_unsigned_handshake_gets_403(gateway: GatewayHandle) -> None:
 # ---------------------------------------------------------------------------- mutual TLS
 
 
+def _mtls(
+    gateway: GatewayHandle, cert_path: Path, key_path: Path, client_id: str
+) -> dict[str, Any]:
+    """What both SDK builders need for a mutual-TLS connection to the gateway."""
+    return {
+        "endpoint": "127.0.0.1",
+        "port": gateway.mqtts_port,
+        "cert_filepath": str(cert_path),
+        "pri_key_filepath": str(key_path),
+        "ca_filepath": gateway.ca_file,
+        "client_id": client_id,
+    }
+
+
 def mtls_mqtt3(
     gateway: GatewayHandle, cert_path: Path, key_path: Path, client_id: str
 ) -> awscrt.mqtt.Connection:
     return mqtt_connection_builder.mtls_from_path(
-        endpoint="127.0.0.1",
-        port=gateway.mqtts_port,
-        cert_filepath=str(cert_path),
-        pri_key_filepath=str(key_path),
-        ca_filepath=gateway.ca_file,
-        client_id=client_id,
-        clean_session=True,
-        keep_alive_secs=30,
+        **_mtls(gateway, cert_path, key_path, client_id), clean_session=True, keep_alive_secs=30
     )
 
 
@@ -363,12 +370,7 @@ def mtls_mqtt5(
     gateway: GatewayHandle, cert_path: Path, key_path: Path, client_id: str, events: Mqtt5Events
 ) -> awscrt.mqtt5.Client:
     return mqtt5_client_builder.mtls_from_path(
-        endpoint="127.0.0.1",
-        port=gateway.mqtts_port,
-        cert_filepath=str(cert_path),
-        pri_key_filepath=str(key_path),
-        ca_filepath=gateway.ca_file,
-        client_id=client_id,
+        **_mtls(gateway, cert_path, key_path, client_id),
         min_reconnect_delay_ms=5000,
         **events.kwargs(),
     )
