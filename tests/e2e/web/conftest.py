@@ -1,24 +1,18 @@
-"""Fixtures for the browser tests: a real local stack, its web server, and Debian's chromium.
-
-The stack runs in its own thread (``run_stack_in_thread``) exactly as ``iotchat up`` wires it:
-the gateway's loopback ``ws`` listener on, so a page served over http connects without
-trusting the local CA, and the web server at the stack file's ``web.url`` with ``config.json``
-built from the stack file. Playwright drives the system chromium (never a downloaded
-browser), headless.
+"""Fixtures for the browser tests: a real local stack serving the web app
+(:mod:`tests.support.web`), and Debian's chromium, which Playwright drives headless (never a
+downloaded browser).
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.local.web import config_from_stack
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.web import WebStack, web_stack
 
 # Imported at collection, not lazily in a fixture while a stack thread runs: pytest rewrites
 # a test module's asserts with ast.parse on first import, and CPython 3.11's AST recursion
@@ -31,31 +25,14 @@ except ImportError:  # no playwright: the browser fixture skips every browser te
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "web"
 
 
+__all__ = ["WebStack", "artifacts", "browser", "chromium_path", "tabs", "web_stack"]
+
+
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup installs it)")
     return path
-
-
-@dataclass
-class WebStack:
-    stack: InProcessStack
-    url: str
-    config: dict[str, Any]
-
-    @property
-    def state_dir(self) -> Path:
-        return self.stack.stack.state_dir
-
-
-@pytest.fixture(scope="package")
-def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
-    options = stack_options(tmp_path_factory.mktemp("web") / "state")
-    with run_stack_in_thread(options) as stack:
-        info = stack.info
-        assert info["iot"].get("wsPort") and info.get("web"), "the stack serves no web app"
-        yield WebStack(stack, info["web"]["url"], config_from_stack(info))
 
 
 @pytest.fixture(scope="package")

@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 
 from infra.local.gateway.lifecycle import DisconnectReason
 from infra.local.identity import Credential
-from tests.e2e.web.conftest import WebStack
 from tests.e2e.web.pages import Tab, outbox_code, unique
+from tests.support.web import WebStack
 
 NewTab = Callable[[str], Tab]
 

@@ -14,7 +14,7 @@ import pytest
 
 from client.webapp import content_security_policy
 from infra.local.web import WebServer, config_from_stack
-from tests.e2e.web.conftest import WebStack
+from tests.support.web import WebStack
 
 
 def get(stack: WebStack, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
