@@ -13,53 +13,25 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.rules.actions import RuleServices
 from infra.local.rules.engine import RulesEngine
 from iot_rules.loader import RuleDefinition
+from tests.infra.local.rules.recorder import Recorder
 from tests.support.stack import GatewayHandle
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Client:
-    """An admin paho client recording every message it receives."""
-
-    def __init__(self, gateway: GatewayHandle, version: int = mqtt.MQTTv5) -> None:
-        self.messages: list[mqtt.MQTTMessage] = []
-        self.subacks: list[int] = []
-        self.client_id = f"rules-{uuid.uuid4().hex[:8]}"
-        self.mqtt = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=version
-        )
-        self.mqtt.username_pw_set("test", "test")
-        self.mqtt.on_message = lambda c, u, m: self.messages.append(m)
-        self.mqtt.on_subscribe = lambda c, u, mid, codes, props: self.subacks.append(mid)
-        self.mqtt.connect(gateway.host, gateway.mqtt_port)
-        self.mqtt.loop_start()
-        wait_for(self.mqtt.is_connected)
-
-    def subscribe(self, topic: str) -> None:
-        _, mid = self.mqtt.subscribe(topic, qos=1)
-        wait_for(lambda: mid in self.subacks)
-
-    def publish(self, topic: str, payload: Any, **kwargs: Any) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.mqtt.publish(topic, data, qos=1, **kwargs).wait_for_publish(5)
-
-    def on(self, topic: str) -> list[mqtt.MQTTMessage]:
-        return [m for m in list(self.messages) if m.topic == topic]
-
-    def close(self) -> None:
-        self.mqtt.disconnect()
-        self.mqtt.loop_stop()
+def admin_client(gateway: GatewayHandle, version: int = mqtt.MQTTv5) -> Recorder:
+    """An admin client on the gateway's plain listener."""
+    return Recorder(gateway.host, gateway.mqtt_port, "rules", version)
 
 
 @pytest.fixture
 def client(gateway):
-    c = Client(gateway)
+    c = admin_client(gateway)
     yield c
     c.close()
 
@@ -76,20 +48,25 @@ def attach(gateway: GatewayHandle, *rules: tuple[str, dict[str, Any]]) -> RulesE
     return engine
 
 
-ROOM_RULE = {
-    "sql": "SELECT *, clientid() AS sender, timestamp() AS ts FROM 'chat/out' "
+ROLE_ARN = "arn:aws:iam::000000000000:role/r"
+
+
+def republish(topic: str, **options: Any) -> dict[str, Any]:
+    """A republish action entry, as a ``TopicRulePayload`` lists it."""
+    return {"republish": {"roleArn": ROLE_ARN, "topic": topic, **options}}
+
+
+def rule_payload(sql: str, *actions: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A ``TopicRulePayload``: the SQL, its actions, and any other field (errorAction...)."""
+    return {"sql": sql, "actions": list(actions), **fields}
+
+
+ROOM_RULE = rule_payload(
+    "SELECT *, clientid() AS sender, timestamp() AS ts FROM 'chat/out' "
     "WHERE type = 'message' AND regexp_matches(room, '^[A-Za-z0-9_-]{1,64}$')",
-    "awsIotSqlVersion": "2016-03-23",
-    "actions": [
-        {
-            "republish": {
-                "roleArn": "arn:aws:iam::000000000000:role/r",
-                "topic": "chat/pub/${room}",
-                "qos": 1,
-            }
-        }
-    ],
-}
+    republish("chat/pub/${room}", qos=1),
+    awsIotSqlVersion="2016-03-23",
+)
 
 
 def test_republish_rule_delivers_to_the_room_with_sender_and_timestamp(gateway, client):
@@ -116,22 +93,13 @@ def test_where_clause_blocks_invalid_rooms(gateway, client):
 
 
 def test_failed_action_fires_error_action_with_aws_error_payload(gateway, client):
-    rule = {
-        "sql": "SELECT * FROM 'in/+'",
-        "actions": [
-            # The template renders a topic with a wildcard, which cannot be published.
-            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "out/${bad}"}},
-            {
-                "republish": {
-                    "roleArn": "arn:aws:iam::000000000000:role/r",
-                    "topic": "ok/${topic()}",
-                }
-            },
-        ],
-        "errorAction": {
-            "republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "errors/BadRule"}
-        },
-    }
+    rule = rule_payload(
+        "SELECT * FROM 'in/+'",
+        # The template renders a topic with a wildcard, which cannot be published.
+        republish("out/${bad}"),
+        republish("ok/${topic()}"),
+        errorAction=republish("errors/BadRule"),
+    )
     attach(gateway, ("BadRule", rule))
     client.subscribe("errors/BadRule")
     client.subscribe("ok/#")
@@ -161,17 +129,7 @@ def test_failed_action_fires_error_action_with_aws_error_payload(gateway, client
 
 
 def test_dollar_dollar_republishes_to_a_reserved_topic(gateway, client):
-    rule = {
-        "sql": "SELECT * FROM 'shadowish/+'",
-        "actions": [
-            {
-                "republish": {
-                    "roleArn": "arn:aws:iam::000000000000:role/r",
-                    "topic": "$$aws/rules_out/${topic(2)}",
-                }
-            }
-        ],
-    }
+    rule = rule_payload("SELECT * FROM 'shadowish/+'", republish("$$aws/rules_out/${topic(2)}"))
     attach(gateway, ("Escaped", rule))
     client.subscribe("$aws/rules_out/#")
     client.publish("shadowish/abc", {"v": 1})
@@ -179,12 +137,7 @@ def test_dollar_dollar_republishes_to_a_reserved_topic(gateway, client):
 
 
 def test_republish_loop_is_cut_off(gateway, client):
-    rule = {
-        "sql": "SELECT * FROM 'loop/#'",
-        "actions": [
-            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "loop/again"}}
-        ],
-    }
+    rule = rule_payload("SELECT * FROM 'loop/#'", republish("loop/again"))
     engine = attach(gateway, ("Loop", rule))
     client.subscribe("loop/again")
     client.subscribe("after/loop")
@@ -198,20 +151,13 @@ def test_republish_loop_is_cut_off(gateway, client):
 
 
 def test_lifecycle_events_reach_rules(gateway, client):
-    rule = {
-        "sql": "SELECT clientId, eventType FROM '$aws/events/presence/+/+'",
-        "actions": [
-            {
-                "republish": {
-                    "roleArn": "arn:aws:iam::000000000000:role/r",
-                    "topic": "presence/${clientId}",
-                }
-            }
-        ],
-    }
+    rule = rule_payload(
+        "SELECT clientId, eventType FROM '$aws/events/presence/+/+'",
+        republish("presence/${clientId}"),
+    )
     attach(gateway, ("Presence", rule))
     client.subscribe("presence/#")
-    other = Client(gateway)
+    other = admin_client(gateway)
     other.close()
     wait_for(lambda: len(client.on(f"presence/{other.client_id}")) == 2)
     kinds = [json.loads(m.payload)["eventType"] for m in client.on(f"presence/{other.client_id}")]
@@ -219,12 +165,7 @@ def test_lifecycle_events_reach_rules(gateway, client):
 
 
 def test_internal_publish_reaches_rules_with_client_id_na(gateway, client):
-    rule = {
-        "sql": "SELECT clientid() AS who FROM 'http/in'",
-        "actions": [
-            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "http/out"}}
-        ],
-    }
+    rule = rule_payload("SELECT clientid() AS who FROM 'http/in'", republish("http/out"))
     attach(gateway, ("Http", rule))
     client.subscribe("http/out")
     gateway.call(lambda: gateway.gateway.publish("http/in", b"{}"))
@@ -233,23 +174,8 @@ def test_internal_publish_reaches_rules_with_client_id_na(gateway, client):
 
 
 def test_basic_ingest_reaches_only_the_named_rule_without_the_prefix(gateway, client):
-    rule = {
-        "sql": "SELECT topic() AS t FROM 'ingest/+'",
-        "actions": [
-            {
-                "republish": {
-                    "roleArn": "arn:aws:iam::000000000000:role/r",
-                    "topic": "ingested/${topic(2)}",
-                }
-            }
-        ],
-    }
-    other = {
-        "sql": "SELECT * FROM 'ingest/+'",
-        "actions": [
-            {"republish": {"roleArn": "arn:aws:iam::000000000000:role/r", "topic": "wrong/rule"}}
-        ],
-    }
+    rule = rule_payload("SELECT topic() AS t FROM 'ingest/+'", republish("ingested/${topic(2)}"))
+    other = rule_payload("SELECT * FROM 'ingest/+'", republish("wrong/rule"))
     attach(gateway, ("Ingest", rule), ("Other", other))
     client.subscribe("ingested/#")
     client.subscribe("wrong/rule")
@@ -262,26 +188,15 @@ def test_basic_ingest_reaches_only_the_named_rule_without_the_prefix(gateway, cl
 
 
 def test_republish_sets_mqtt5_headers_from_templates(gateway, client):
-    rule = {
-        "sql": "SELECT * FROM 'hdr/in'",
-        "actions": [
-            {
-                "republish": {
-                    "roleArn": "arn:aws:iam::000000000000:role/r",
-                    "topic": "hdr/out",
-                    "qos": 1,
-                    "headers": {
-                        "contentType": "application/json",
-                        "payloadFormatIndicator": "UTF8_DATA",
-                        "responseTopic": "reply/${who}",
-                        "correlationData": "Y29ycmVsYXRpb24=",
-                        "messageExpiry": "60",
-                        "userProperties": [{"key": "room", "value": "${room}"}],
-                    },
-                }
-            }
-        ],
+    headers = {
+        "contentType": "application/json",
+        "payloadFormatIndicator": "UTF8_DATA",
+        "responseTopic": "reply/${who}",
+        "correlationData": "Y29ycmVsYXRpb24=",
+        "messageExpiry": "60",
+        "userProperties": [{"key": "room", "value": "${room}"}],
     }
+    rule = rule_payload("SELECT * FROM 'hdr/in'", republish("hdr/out", qos=1, headers=headers))
     attach(gateway, ("Headers", rule))
     client.subscribe("hdr/out")
     client.publish("hdr/in", {"who": "bob", "room": "lobby"})

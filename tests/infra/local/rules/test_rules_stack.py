@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.lambda_runtime import failures_path
+from tests.infra.local.rules.recorder import Recorder
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
@@ -134,38 +133,11 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
         yield handle
 
 
-class Client:
-    def __init__(self, local: InProcessStack) -> None:
-        self.messages: list[mqtt.MQTTMessage] = []
-        self.subacks: list[int] = []
-        self.client_id = f"user-{uuid.uuid4().hex[:8]}"
-        self.mqtt = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
-        )
-        self.mqtt.username_pw_set("test", "test")
-        self.mqtt.on_message = lambda c, u, m: self.messages.append(m)
-        self.mqtt.on_subscribe = lambda c, u, mid, codes, props: self.subacks.append(mid)
-        self.mqtt.connect(local.info["iot"]["host"], local.info["iot"]["mqttPort"])
-        self.mqtt.loop_start()
-        wait_for(self.mqtt.is_connected)
-
-    def subscribe(self, topic: str) -> None:
-        _, mid = self.mqtt.subscribe(topic, qos=1)
-        wait_for(lambda: mid in self.subacks)
-
-    def publish(self, topic: str, payload: Any) -> None:
-        self.mqtt.publish(topic, json.dumps(payload).encode(), qos=1).wait_for_publish(5)
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [json.loads(m.payload) for m in list(self.messages) if m.topic == topic]
-
-
 @pytest.fixture
-def client(local: InProcessStack) -> Iterator[Client]:
-    c = Client(local)
+def client(local: InProcessStack) -> Iterator[Recorder]:
+    c = Recorder(local.info["iot"]["host"], local.info["iot"]["mqttPort"], "user")
     yield c
-    c.mqtt.disconnect()
-    c.mqtt.loop_stop()
+    c.close()
 
 
 def _records(local: InProcessStack, name: str) -> list[Any]:
@@ -179,8 +151,8 @@ def test_republish_rule_delivers_to_room_subscribers(local, client):
     client.subscribe("chat/pub/lobby")
     message = {"type": "message", "id": str(uuid.uuid4()), "room": "lobby", "text": "hello"}
     client.publish("chat/out", message)
-    wait_for(lambda: client.on("chat/pub/lobby"))
-    assert client.on("chat/pub/lobby") == [{**message, "sender": client.client_id}]
+    wait_for(lambda: client.json_on("chat/pub/lobby"))
+    assert client.json_on("chat/pub/lobby") == [{**message, "sender": client.client_id}]
 
 
 def test_lambda_action_invokes_asynchronously_with_the_select_result(local, client):
@@ -216,8 +188,8 @@ def test_failing_lambda_is_retried_twice_then_recorded(local, client):
 def test_missing_function_fires_the_error_action(local, client):
     client.subscribe("errors/MissingFunction")
     client.publish("lambda/missing", {"n": 1})
-    wait_for(lambda: client.on("errors/MissingFunction"), 10)
-    [error] = client.on("errors/MissingFunction")
+    wait_for(lambda: client.json_on("errors/MissingFunction"), 10)
+    [error] = client.json_on("errors/MissingFunction")
     assert error["ruleName"] == "MissingFunction"
     assert error["clientId"] == client.client_id
     [failure] = error["failures"]
@@ -249,8 +221,8 @@ def test_dynamodbv2_action_writes_the_row(local, client):
 def test_missing_table_fires_the_error_action(local, client):
     client.subscribe("errors/MissingTable")
     client.publish("store/missing", {"room": "x"})
-    wait_for(lambda: client.on("errors/MissingTable"), 10)
-    [error] = client.on("errors/MissingTable")
+    wait_for(lambda: client.json_on("errors/MissingTable"), 10)
+    [error] = client.json_on("errors/MissingTable")
     [failure] = error["failures"]
     assert failure["failedAction"] == "DynamoDBv2Action"
     assert failure["failedResource"] == "NoSuchTable"
@@ -264,8 +236,8 @@ def test_iot_data_publish_reaches_rules_with_client_id_na(local, client):
         qos=1,
         payload=json.dumps({"type": "message", "room": "http", "text": "via http"}),
     )
-    wait_for(lambda: client.on("chat/pub/http"))
-    assert client.on("chat/pub/http")[0]["sender"] == "n/a"
+    wait_for(lambda: client.json_on("chat/pub/http"))
+    assert client.json_on("chat/pub/http")[0]["sender"] == "n/a"
 
 
 def test_aws_lambda_and_get_dynamodb_reach_the_local_stack(local, client):
@@ -276,8 +248,8 @@ def test_aws_lambda_and_get_dynamodb_reach_the_local_stack(local, client):
     )
     client.subscribe("enrich/out")
     client.publish("enrich/in", {"n": 41, "room": room, "ts": 5})
-    wait_for(lambda: client.on("enrich/out"), 15)
-    assert client.on("enrich/out") == [{"echoed": 41, "stored": "from the table"}]
+    wait_for(lambda: client.json_on("enrich/out"), 15)
+    assert client.json_on("enrich/out") == [{"echoed": 41, "stored": "from the table"}]
 
 
 def test_dynamodb_v1_action_writes_keys_and_payload_column(local, client):
