@@ -142,7 +142,7 @@ class Condition:
                 texts.append(str(item))
             else:
                 raise ConditionError(f"{operator} {key}: values must be strings")
-        networks = ()
+        networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
         if kind == "ip":
             try:
                 networks = tuple(ipaddress.ip_network(t, strict=False) for t in texts)

@@ -76,9 +76,10 @@ class Statement:
 
 def _strings(where: str, value: object) -> list[str]:
     items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(item, str) and item for item in items):
+    strings = [item for item in items if isinstance(item, str) and item]
+    if not items or len(strings) != len(items):
         raise PolicyError(f"{where}: expected a non-empty string or list of strings")
-    return items  # type: ignore[return-value]
+    return strings
 
 
 def _statement(where: str, raw: object, variables: bool) -> Statement:

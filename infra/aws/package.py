@@ -48,11 +48,12 @@ def handler_modules(manifest_path: Path = MANIFEST_PATH) -> list[str]:
 def needed_files(modules: list[str], root: Path = ROOT) -> list[str]:
     """Repository-relative paths of ``modules`` and every repository module they import."""
     finder = ModuleFinder(path=[str(root)])
-    for module in modules:
-        finder.import_hook(module)
+    for name in modules:
+        finder.import_hook(name)
     files: set[str] = set()
     for module in finder.modules.values():
-        path = Path(module.__file__ or "")
+        # typeshed's modulefinder.Module does not declare the __file__ it sets
+        path = Path(getattr(module, "__file__", None) or "")
         if path.suffix == ".py" and path.is_relative_to(root):
             files.add(path.relative_to(root).as_posix())
     missing = [m for m in modules if m not in finder.modules]

@@ -24,7 +24,7 @@ TAKEOVER = "DUPLICATE_CLIENTID"
 
 def handle_lifecycle(store: ChatStore, publisher: Publisher, event: dict[str, Any]) -> int:
     """Apply one lifecycle event; returns how many room updates were published."""
-    connected = EVENT_TYPES.get(event.get("eventType"))  # type: ignore[arg-type]
+    connected = EVENT_TYPES.get(event.get("eventType", ""))
     client_id = event.get("clientId")
     version = event.get("versionNumber")
     ts = event.get("timestamp")

@@ -55,6 +55,11 @@ class Page:
     cursor: keys.Cursor | None
 
 
+def _cursor_after(item: dict[str, Any]) -> keys.Cursor:
+    """The cursor of the page that starts after ``item`` (an older message)."""
+    return keys.Cursor(item["tsid"], item["mid"])
+
+
 def _is_conditional_failure(exc: Exception) -> bool:
     response = getattr(exc, "response", None) or {}
     return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
@@ -133,16 +138,15 @@ class ChatStore:
         items = [from_item(item) for item in self.db.query(**request).get("Items", [])]
         messages: list[dict[str, Any]] = []
         size = 0
-        last: dict[str, Any] | None = None
         for item in items[:limit]:
             body = wire_message(item)
             size += len(dumps(body)) + 1
             if messages and size > max_bytes:
-                return Page(messages, keys.Cursor(last["tsid"], last["mid"]))  # type: ignore[index]
+                return Page(messages, _cursor_after(items[len(messages) - 1]))
             messages.append(body)
-            last = item
-        more = len(items) > limit
-        return Page(messages, keys.Cursor(last["tsid"], last["mid"]) if more and last else None)
+        if len(items) > limit and messages:
+            return Page(messages, _cursor_after(items[len(messages) - 1]))
+        return Page(messages, None)
 
     # ------------------------------------------------------------------ rooms
 
