@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,46 +16,40 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.gateway import Gateway, GatewayConfig, Limits
+from tests.support.stack import call_in_loop, serve_in_thread
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return self.gateway.ports
+
+
 @contextmanager
-def gateway(session_file: Path, port: int = 0, limits: Limits | None = None) -> Iterator[Gateway]:
+def gateway(
+    session_file: Path, port: int = 0, limits: Limits | None = None
+) -> Iterator[RunningGateway]:
     """A gateway (plain TCP only) on its own loop; stopped cleanly on exit."""
     config = GatewayConfig(mqtt_port=port, session_file=session_file, limits=limits or Limits())
     gw = Gateway(config)
-    ready: Future[asyncio.AbstractEventLoop] = Future()
-    stop = threading.Event()
 
-    async def main() -> None:
+    async def start() -> RunningGateway:
         await gw.start()
-        ready.set_result(asyncio.get_running_loop())
-        while not stop.is_set():
-            await asyncio.sleep(0.02)
-        await gw.stop()
+        return RunningGateway(gw, asyncio.get_running_loop())
 
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    loop = ready.result(10)
-    gw.loop = loop  # type: ignore[attr-defined]
-    try:
-        yield gw
-    finally:
-        stop.set()
-        thread.join(10)
+    with serve_in_thread(start, gw.stop, ready_timeout=10, stop_timeout=10) as running:
+        yield running
 
 
-def publish(gw: Gateway, topic: str, payload: bytes, qos: int) -> None:
-    done: Future[None] = Future()
-
-    def run() -> None:
-        gw.publish(topic, payload, qos=qos)
-        done.set_result(None)
-
-    gw.loop.call_soon_threadsafe(run)  # type: ignore[attr-defined]
-    done.result(5)
+def publish(gw: RunningGateway, topic: str, payload: bytes, qos: int) -> None:
+    call_in_loop(gw.loop, lambda: gw.gateway.publish(topic, payload, qos=qos), 5)
 
 
 class Subscriber:
