@@ -10,20 +10,14 @@ import ssl
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from infra.local.sigv4 import presign_url
-from tests.support.cognito import (
-    guest_credentials,
-    logins,
-    new_user,
-    unsigned_client,
-    wss_connection,
-)
+from tests.support.cognito import guest_credentials, signed_in_credentials, wss_connection
+from tests.support.raw_mqtt import connect_packet as mqtt5_connect
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
@@ -57,23 +51,6 @@ def signed_url(stack: InProcessStack, creds: dict[str, object]) -> str:
         region=stack.info["region"],
         session_token=str(creds["SessionToken"]),
     )
-
-
-def mqtt5_connect(client_id: str) -> bytes:
-    """A raw MQTT 5 CONNECT (clean start, keep-alive 60 s, no properties)."""
-    cid = client_id.encode()
-    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + len(cid).to_bytes(2, "big") + cid
-    return bytes([0x10, len(body)]) + body
-
-
-def signed_in_credentials(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
-    user = new_user(stack)
-    identity = unsigned_client(stack, "cognito-identity")
-    pool_id = stack.info["cognito"]["identityPoolId"]
-    login = logins(stack, user.id_token)
-    identity_id = identity.get_id(IdentityPoolId=pool_id, Logins=login)["IdentityId"]
-    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
-    return identity_id, creds["Credentials"]
 
 
 @pytest.mark.parametrize("who", ["guest", "signed-in"])
