@@ -176,7 +176,9 @@ def test_limits_in_the_rules_are_the_protocol_limits() -> None:
     assert protocol.ROOM.pattern in sql and protocol.MESSAGE_ID.pattern in sql
     assert f"+ {protocol.RETENTION_DAYS * 86400}" in sql
     assert f"<= {protocol.MAX_TELEMETRY_BYTES}" in sql
-    environment = Manifest.load().get("iotchat-commands").environment
+    commands_function = Manifest.load().get("iotchat-commands")
+    assert commands_function is not None
+    environment = commands_function.environment
     assert int(environment["RETENTION_DAYS"]) == protocol.RETENTION_DAYS
     commands = re.findall(r"WHEN '(\w+)' THEN true", RULES["chat_commands"].sql)
     assert set(commands) == set(protocol.COMMAND_TYPES)

@@ -156,7 +156,7 @@ def test_device_topics():
 
 def test_only_backend_publishes_to_inboxes_and_only_republish_rule_to_rooms():
     inbox, room = topic(f"chat/in/{U}"), topic("chat/pub/lobby")
-    publishers_of = {inbox: set(), room: set()}
+    publishers_of: dict[str, set[str]] = {inbox: set(), room: set()}
     for name in policy_names("iam"):
         if name == "local-admin":
             continue

@@ -93,6 +93,14 @@ def deployment(session: Any, stack: str, lines: list[str], **kwargs: Any) -> Dep
     )
 
 
+def deployed(session: Any, tmp_path: Path, stack: str = "chat-a") -> tuple[Deployment, Path]:
+    """``stack`` deployed to moto without the stream, and the stack file the deploy wrote."""
+    stack_file = tmp_path / "stack.json"
+    deploy = deployment(session, stack, [])
+    deploy.deploy(stream=False, yes=True, stack_file=stack_file)
+    return deploy, stack_file
+
+
 # ------------------------------------------------------------------ packaging
 
 
@@ -188,14 +196,13 @@ def test_the_change_set_is_shown_and_declining_it_leaves_nothing(
     """The full template (moto validates it with cfn-lint and lists its changes)."""
     lines: list[str] = []
     questions: list[str] = []
+
+    def decline(question: str) -> bool:
+        questions.append(question)
+        return False
+
     stack_file = tmp_path / "stack.json"
-    deploy = deployment(
-        session,
-        "chat-b",
-        lines,
-        template=build_template,
-        confirm=lambda q: questions.append(q) or False,
-    )
+    deploy = deployment(session, "chat-b", lines, template=build_template, confirm=decline)
     with pytest.raises(Cancelled):
         deploy.deploy(stream=True, yes=False, stack_file=stack_file)
     assert questions == ["Apply these changes?"]
@@ -254,9 +261,7 @@ class FailingUpdates:
 def test_a_failed_update_is_reported_and_the_stack_file_is_untouched(
     session: Any, tmp_path: Path
 ) -> None:
-    stack_file = tmp_path / "stack.json"
-    first = deployment(session, "chat-a", [])
-    first.deploy(stream=False, yes=True, stack_file=stack_file)
+    _, stack_file = deployed(session, tmp_path)
     before = stack_file.read_bytes()
     lines: list[str] = []
     second = deployment(session, "chat-a", lines)
@@ -297,9 +302,7 @@ def test_deploy_refuses_to_overwrite_a_local_stacks_file(session: Any, tmp_path:
 def test_destroy_empties_the_buckets_deletes_the_stack_and_the_stack_file(
     session: Any, tmp_path: Path
 ) -> None:
-    stack_file = tmp_path / "stack.json"
-    deploy = deployment(session, "chat-a", [])
-    deploy.deploy(stream=False, yes=True, stack_file=stack_file)
+    deploy, stack_file = deployed(session, tmp_path)
     web = deploy.outputs()["WebBucketName"]
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"kind": "aws", "stackName": "chat-z", "region": REGION}))

@@ -124,11 +124,11 @@ def test_functions_tables_and_mappings_are_the_manifest() -> None:
     assert {s["Properties"]["Name"] for s in streams.values()} == set(manifest.stream_names)
     mappings = of_type(tpl, "AWS::Lambda::EventSourceMapping")
     assert len(mappings) == len(manifest.event_source_mappings)
-    for mapping, spec in zip(mappings.values(), manifest.event_source_mappings, strict=True):
+    for mapping, source in zip(mappings.values(), manifest.event_source_mappings, strict=True):
         props = mapping["Properties"]
-        assert props["StartingPosition"] == spec.starting_position
-        assert props["BatchSize"] == spec.batch_size
-        assert props["MaximumRetryAttempts"] == spec.maximum_retry_attempts
+        assert props["StartingPosition"] == source.starting_position
+        assert props["BatchSize"] == source.batch_size
+        assert props["MaximumRetryAttempts"] == source.maximum_retry_attempts
 
 
 def test_the_store_rule_writes_the_ttl_attribute() -> None:
