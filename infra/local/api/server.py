@@ -3,10 +3,10 @@
 AWS SDK clients of every service the stack emulates share this port, as with LocalStack. A
 request is routed the way AWS's front ends tell services apart:
 
-* JSON-protocol services (DynamoDB, Cognito) name the operation in ``X-Amz-Target``; a
-  middleware hands the request to the handler registered for the target's prefix
-  (:meth:`EdgeAPI.add_target`). ``DynamoDB_20120810.*`` is forwarded verbatim to dynalite,
-  ``Kinesis_20131202.*`` to kinesalite once its SigV4 signature is verified here.
+* JSON-protocol services (DynamoDB, Kinesis, Cognito) name the operation in ``X-Amz-Target``;
+  a middleware hands the request to the handler registered for the target's prefix
+  (:meth:`EdgeAPI.add_target`). DynamoDB and Kinesis are forwarded verbatim to their
+  emulators, as each describes itself in its folder's ``api.py`` (:mod:`.backend`).
 * REST services (iot-data, iot) are told apart by path: ``POST /topics/{topic}`` is
   iot-data publish; others add routes to :attr:`EdgeAPI.app`.
 * ``GET /_iotchat/health`` answers 200 once every component is ready.
@@ -20,18 +20,20 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
 
+from infra.local.api.backend import Endpoint, ServiceBackend, not_running
 from infra.local.api.cors import cors_middleware
+from infra.local.dynamodb import api as dynamodb_api
 from infra.local.gateway import Authorizer, Credential, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
 from infra.local.http import AppServer
+from infra.local.kinesis import api as kinesis_api
 from infra.local.sigv4 import SigV4Error, verify_authorization_header
 
 log = logging.getLogger("iotchat.edge")
@@ -39,9 +41,6 @@ log = logging.getLogger("iotchat.edge")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthStatus = Callable[[], tuple[bool, dict[str, str]]]
 
-DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
-KINESIS_TARGET_PREFIX = "Kinesis_20131202."
-KINESIS_SIGNING_NAME = "kinesis"
 IOT_DATA_SIGNING_NAME = "iotdata"  # botocore's iot-data model: signingName
 TOPICS_PREFIX = "/topics/"
 MAX_REQUEST_BYTES = 20 * 1024 * 1024  # above DynamoDB's 16 MB BatchWriteItem request
@@ -101,46 +100,6 @@ def json_protocol_error(status: int, code: str, message: str) -> web.Response:
     )
 
 
-@dataclass(frozen=True)
-class ServiceBackend:
-    """A JSON-protocol service the edge forwards to a local emulator (dynalite, kinesalite).
-
-    ``error_prefix`` qualifies the edge's own error codes as the service does; with a
-    ``signing_name``, the edge verifies each request's SigV4 signature before forwarding.
-    """
-
-    name: str
-    endpoint: Callable[[], str | None]
-    error_prefix: str = ""
-    signing_name: str | None = None
-    # Called with the target and the request body after each successful request.
-    on_success: Callable[[str, bytes], None] | None = None
-
-
-def _kinesis_writes(written: Callable[[str], None]) -> Callable[[str, bytes], None]:
-    """Tell ``written`` the stream name of each PutRecord/PutRecords request."""
-    puts = {KINESIS_TARGET_PREFIX + "PutRecord", KINESIS_TARGET_PREFIX + "PutRecords"}
-
-    def on_success(target: str, body: bytes) -> None:
-        if target not in puts:
-            return
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return
-        name = request.get("StreamName") if isinstance(request, dict) else None
-        if name is None and isinstance(request, dict):
-            name = str(request.get("StreamARN", "")).rpartition("/")[2] or None
-        if isinstance(name, str):
-            written(name)
-
-    return on_success
-
-
-def _not_running() -> str | None:
-    return None
-
-
 class EdgeAPI:
     """The aiohttp application behind ``AWS_ENDPOINT_URL``; start once, stop once."""
 
@@ -151,8 +110,8 @@ class EdgeAPI:
         credentials: CredentialStore,
         region: str,
         health: HealthStatus,
-        dynamodb_endpoint: Callable[[], str | None] | None = None,
-        kinesis_endpoint: Callable[[], str | None] | None = None,
+        dynamodb_endpoint: Endpoint | None = None,
+        kinesis_endpoint: Endpoint | None = None,
         kinesis_written: Callable[[str], None] | None = None,
     ) -> None:
         """``kinesis_written(stream_name)`` is told of each successful PutRecord(s), so the
@@ -161,22 +120,12 @@ class EdgeAPI:
         self.credentials = credentials
         self.region = region
         self._health_status = health
+        backends = (
+            dynamodb_api.backend(dynamodb_endpoint or not_running),
+            kinesis_api.backend(kinesis_endpoint or not_running, kinesis_written),
+        )
         self.targets: dict[str, Handler] = {
-            DYNAMODB_TARGET_PREFIX: self._forwarder(
-                ServiceBackend(
-                    "DynamoDB",
-                    dynamodb_endpoint or _not_running,
-                    "com.amazonaws.dynamodb.v20120810#",
-                )
-            ),
-            KINESIS_TARGET_PREFIX: self._forwarder(
-                ServiceBackend(
-                    "Kinesis",
-                    kinesis_endpoint or _not_running,
-                    signing_name=KINESIS_SIGNING_NAME,
-                    on_success=_kinesis_writes(kinesis_written) if kinesis_written else None,
-                )
-            ),
+            backend.target_prefix: self._forwarder(backend) for backend in backends
         }
         self.app = web.Application(
             middlewares=[cors_middleware, self._route_by_target], client_max_size=MAX_REQUEST_BYTES

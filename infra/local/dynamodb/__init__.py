@@ -1,7 +1,7 @@
 """DynamoDB for the local stack: dynalite (npm) as a supervised child process, data on disk.
 
-``service`` runs dynalite and creates the manifest's tables; ``errors`` holds its start error.
-Requests reach dynalite through the edge API, which forwards ``DynamoDB_20120810.*`` verbatim.
+``service`` runs dynalite and creates the manifest's tables; ``api`` tells the edge API how
+to forward ``DynamoDB_20120810.*`` requests to it (verbatim); ``errors`` holds its start error.
 """
 
 from .errors import DynamoDBStartError

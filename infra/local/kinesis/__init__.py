@@ -1,8 +1,8 @@
 """Kinesis Data Streams for the local stack: kinesalite (npm) as a supervised child process.
 
-``service`` runs kinesalite and creates the manifest's streams; ``errors`` holds its start
-error. Requests reach kinesalite through the edge API, which checks their SigV4 signature and
-forwards ``Kinesis_20131202.*`` verbatim.
+``service`` runs kinesalite and creates the manifest's streams; ``api`` tells the edge API how
+to forward ``Kinesis_20131202.*`` requests to it (signature checked first, then verbatim);
+``errors`` holds its start error.
 """
 
 from .errors import KinesisStartError
