@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from infra.local.lambda_runtime import awsformat
+from infra.local.lambda_runtime.errors import InvalidRequestContentError, ResourceNotFoundError
 from infra.local.lambda_runtime.pool import FunctionPool, InvokeResult, default_max_workers
 from lambdas import arns
 from lambdas.manifest import FunctionSpec, Manifest
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 CODE_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_RETRY_DELAYS = (1.0, 2.0)
 _HOST_KEYS = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-
-
-class ResourceNotFoundError(LookupError):
-    """No such function (Lambda's ResourceNotFoundException)."""
-
-
-class InvalidRequestContentError(ValueError):
-    """The payload is not JSON (Lambda's InvalidRequestContentException)."""
 
 
 def logs_dir(state_dir: Path) -> Path:
