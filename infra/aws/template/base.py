@@ -115,6 +115,20 @@ class Template:
         self.resources[name] = resource
         return name
 
+    def allow_on_aws(
+        self, role: str, policy_name: str, sid: str, action: str, resource: Any
+    ) -> None:
+        """Add to a role built from ``policies/iam`` an inline policy only AWS needs (the local
+        stack has no such resource), so the policy file itself stays the local truth."""
+        self.resources[self.roles[role]]["Properties"]["Policies"].append(
+            {
+                "PolicyName": policy_name,
+                "PolicyDocument": policy_document(
+                    {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource}
+                ),
+            }
+        )
+
     def output(self, name: str, value: Any, description: str, condition: str | None = None) -> None:
         out: dict[str, Any] = {"Description": description, "Value": value}
         if condition:

@@ -169,19 +169,12 @@ def add_sign_in(t: Template) -> None:
         skips=(SIGN_IN_DLQ,),
     )
     # The signed-in role may call it; AWS-only, so not part of policies/iam/user-role.json.
-    user_role = t.resources[t.roles["{stack}-user-role"]]
-    user_role["Properties"]["Policies"].append(
-        {
-            "PolicyName": "aws-sign-in",
-            "PolicyDocument": policy_document(
-                {
-                    "Sid": "SignInStep",
-                    "Effect": "Allow",
-                    "Action": "lambda:InvokeFunction",
-                    "Resource": {"Fn::GetAtt": [function_id, "Arn"]},
-                }
-            ),
-        }
+    t.allow_on_aws(
+        "{stack}-user-role",
+        "aws-sign-in",
+        "SignInStep",
+        "lambda:InvokeFunction",
+        {"Fn::GetAtt": [function_id, "Arn"]},
     )
     t.output("SignInFunction", {"Ref": function_id}, "Attaches the user IoT policy")
     t.output("UserPolicyName", {"Ref": user_policy}, "IoT policy of signed-in users")

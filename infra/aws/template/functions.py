@@ -17,7 +17,6 @@ from .base import (
     checkov_skip,
     logical_id,
     pascal_keys,
-    policy_document,
     short_name,
     sub,
 )
@@ -214,18 +213,11 @@ def add_failure_queue(t: Template) -> None:
             },
         },
     )
-    role = t.resources[t.roles["{stack}-backend-lambda"]]
-    role["Properties"]["Policies"].append(
-        {
-            "PolicyName": "aws-dead-letters",
-            "PolicyDocument": policy_document(
-                {
-                    "Sid": "FailedAsyncInvokes",
-                    "Effect": "Allow",
-                    "Action": "sqs:SendMessage",
-                    "Resource": {"Fn::GetAtt": ["FailureQueue", "Arn"]},
-                }
-            ),
-        }
+    t.allow_on_aws(
+        "{stack}-backend-lambda",
+        "aws-dead-letters",
+        "FailedAsyncInvokes",
+        "sqs:SendMessage",
+        {"Fn::GetAtt": ["FailureQueue", "Arn"]},
     )
     t.output("FailureQueueUrl", {"Ref": "FailureQueue"}, "Failed asynchronous invokes")
