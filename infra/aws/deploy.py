@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,35 +156,35 @@ def check_stack_file_target(path: Path, stack: str) -> None:
         )
 
 
+@dataclass(eq=False)
 class Deployment:
-    """One stack in one account and region, through a boto3 session."""
+    """One stack in one account and region, through a boto3 session.
 
-    def __init__(
-        self,
-        session: Any,
-        stack: str,
-        *,
-        echo: Echo = print,
-        confirm: Confirm | None = None,
-        poll_seconds: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-        package: Callable[[], LambdaPackage] = build_package,
-        template: Callable[[str], dict[str, Any]] = build_template,
-    ) -> None:
-        self.stack = check_stack_name(stack)
-        self.session = session
-        self.region = session.region_name
+    ``echo`` and ``confirm`` talk to the user; ``sleep``, ``package`` and ``template`` are
+    seams for tests (no waiting, a stand-in zip, the subset of the template moto runs).
+    """
+
+    session: Any
+    stack: str
+    _: KW_ONLY
+    echo: Echo = print
+    confirm: Confirm | None = None
+    poll_seconds: float = 5.0
+    sleep: Callable[[float], None] = time.sleep
+    package: Callable[[], LambdaPackage] = build_package
+    template: Callable[[str], dict[str, Any]] = build_template
+    region: str = field(init=False)
+    cfn: Any = field(init=False, repr=False)
+    s3: Any = field(init=False, repr=False)
+    _report: str = field(init=False, default="", repr=False)
+
+    def __post_init__(self) -> None:
+        self.stack = check_stack_name(self.stack)
+        self.region = self.session.region_name
         if not self.region:
             raise DeployError("no region: pass --region (or set AWS_REGION)")
-        self.echo = echo
-        self.confirm = confirm
-        self.poll_seconds = poll_seconds
-        self.sleep = sleep
-        self.package = package
-        self.template = template
-        self.cfn = session.client("cloudformation")
-        self.s3 = session.client("s3")
-        self._report = ""
+        self.cfn = self.session.client("cloudformation")
+        self.s3 = self.session.client("s3")
 
     # ------------------------------------------------------------------ queries
 
