@@ -573,38 +573,28 @@ _Item = tuple[str, tuple[str, ...], Closure]
 
 
 def _projector(items: tuple[_Item, ...]) -> Callable[[Env], Any]:
-    only_star = len(items) == 1 and items[0][0] == "star"
-    if only_star:
+    if len(items) == 1 and items[0][0] == "star":
         return lambda env: env.root
-    simple = all(kind == "star" or len(path) == 1 for kind, path, _ in items)
-    if simple:
-        plan = tuple((kind == "star", path[0] if path else "", fn) for kind, path, fn in items)
-
-        def project_simple(env: Env) -> Any:
-            out: dict[str, Any] = {}
-            for is_star, key, fn in plan:
-                if is_star:
-                    root = env.root
-                    if type(root) is dict:
-                        out.update(root)
-                    continue
-                v = fn(env)
-                if v is not UNDEFINED:
-                    out[key] = v
-            return out
-
-        return project_simple
+    # (is star, the key when the path has one level, the path, expression): a one-level key is
+    # set directly, the common case; deeper aliases (AS a.b) go through _set_path.
+    plan = tuple(
+        (kind == "star", path[0] if len(path) == 1 else None, path, fn) for kind, path, fn in items
+    )
 
     def project(env: Env) -> Any:
         out: dict[str, Any] = {}
-        for kind, path, fn in items:
-            if kind == "star":
+        for is_star, key, path, fn in plan:
+            if is_star:
                 root = env.root
                 if type(root) is dict:
                     out.update(root)
                 continue
             v = fn(env)
-            if v is not UNDEFINED:
+            if v is UNDEFINED:
+                continue
+            if key is not None:
+                out[key] = v
+            else:
                 _set_path(out, path, v)
         return out
 
