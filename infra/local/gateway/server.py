@@ -24,6 +24,7 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from infra.local.hosts import HOST_REFUSED, HostAllowList
 from infra.local.identity import LOCAL_REGION, CredentialStore, Principal, StaticCredentialStore
 from infra.local.sigv4 import SigV4Error, verify_presigned_request
 
@@ -58,6 +59,8 @@ class GatewayConfig:
     # Persistent sessions are written here on a clean stop and read back at start; None: they
     # live in memory only. A crash (SIGKILL) loses them either way.
     session_file: Path | None = None
+    # Host names answered on the WebSocket listeners besides loopback ones (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def _peer_ip(transport: asyncio.BaseTransport) -> str:
@@ -202,6 +205,10 @@ class MqttWebSocketProtocol(_BrokerProtocol):
         ws = self.ws
         url = urlsplit(request.path)
         host = request.headers.get("Host", "")
+        if not self.gateway.hosts.allows(host):
+            log.info("WebSocket handshake from %s refused: Host %r", _peer_ip(self.transport), host)
+            ws.send_response(ws.reject(403, HOST_REFUSED))
+            return
         if url.path != MQTT_WS_PATH:
             ws.send_response(ws.reject(404, "Not Found\n"))
             return
@@ -259,6 +266,7 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.credentials: CredentialStore = credentials or StaticCredentialStore()
         self.authorizer: Authorizer = authorizer or AdminOnlyAuthorizer()
+        self.hosts = HostAllowList(self.config.allowed_hosts)
         self._broker: Broker | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self.ports: dict[str, int] = {}
