@@ -32,14 +32,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     assert proc.wait(15) == 0
 
 
+def _admin(info: dict[str, Any]) -> dict[str, str]:
+    """boto3's keyword arguments for the stack file's edge endpoint and admin key."""
+    return {
+        "endpoint_url": info["api"]["endpoint"],
+        "region_name": info["region"],
+        "aws_access_key_id": info["admin"]["accessKeyId"],
+        "aws_secret_access_key": info["admin"]["secretAccessKey"],
+    }
+
+
 def _client(info: dict[str, Any], service: str = "dynamodb") -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=info["api"]["endpoint"],
-        region_name=info["region"],
-        aws_access_key_id=info["admin"]["accessKeyId"],
-        aws_secret_access_key=info["admin"]["secretAccessKey"],
-    )
+    return boto3.client(service, **_admin(info))
+
+
+def _table(info: dict[str, Any]) -> Any:
+    return boto3.resource("dynamodb", **_admin(info)).Table(TABLE)
 
 
 def _create_history_table(client: Any) -> None:
@@ -62,14 +70,7 @@ def _create_history_table(client: Any) -> None:
 
 def _room_texts(info: dict[str, Any], room: str) -> list[str]:
     """Newest first, as the chat's history pages are read."""
-    table = boto3.resource(
-        "dynamodb",
-        endpoint_url=info["api"]["endpoint"],
-        region_name=info["region"],
-        aws_access_key_id=info["admin"]["accessKeyId"],
-        aws_secret_access_key=info["admin"]["secretAccessKey"],
-    ).Table(TABLE)
-    items = table.query(KeyConditionExpression=Key("room").eq(room), ScanIndexForward=False)
+    items = _table(info).query(KeyConditionExpression=Key("room").eq(room), ScanIndexForward=False)
     return [item["text"] for item in items["Items"]]
 
 
@@ -150,14 +151,7 @@ def test_batch_writes_and_numbers_keep_their_precision(stack):
         for ts in range(25)
     ]
     assert client.batch_write_item(RequestItems={TABLE: requests})["UnprocessedItems"] == {}
-    table = boto3.resource(
-        "dynamodb",
-        endpoint_url=stack["api"]["endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    ).Table(TABLE)
-    page = table.query(KeyConditionExpression=Key("room").eq("batch"), Limit=10)
+    page = _table(stack).query(KeyConditionExpression=Key("room").eq("batch"), Limit=10)
     assert len(page["Items"]) == 10 and "LastEvaluatedKey" in page
     assert page["Items"][0]["price"] == Decimal("0.10000000000000000000000000000000000001")
 
