@@ -166,30 +166,40 @@ class MqttClient:
             fn()
             self._cond.notify_all()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         self._record(lambda: self.connacks.append((reason_code.value, flags.session_present)))
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         item = Received(
             message.topic, bytes(message.payload), message.qos, bool(message.retain), message.dup
         )
         self._record(lambda: self.messages.append(item))
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
         self._record(lambda: self.subacks.__setitem__(mid, [rc.value for rc in reason_codes]))
 
-    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_unsubscribe(
+        self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
         codes = [rc.value for rc in reason_codes] if isinstance(reason_codes, list) else []
         self._record(lambda: self.unsubacks.__setitem__(mid, codes))
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
         self._record(lambda: self.pubacks.__setitem__(mid, reason_code.value))
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         entry = (reason_code.value, flags.is_disconnect_packet_from_server)
         self._record(lambda: self.disconnects.append(entry))
 
-    def _on_log(self, client, userdata, level, buf) -> None:
+    def _on_log(self, client: Any, userdata: Any, level: int, buf: str) -> None:
         if buf.startswith("Received "):
             name = buf.split()[1]
             self._record(lambda: self.received_packets.append(name))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from infra.local.ca import LocalCA
+from infra.local.cognito import LocalCognito
 from infra.local.gateway import (
     AdminOnlyAuthorizer,
     Gateway,
@@ -209,6 +210,12 @@ class InProcessStack:
         """The stack's device gateway (there from start to stop)."""
         assert self.stack.gateway is not None, "the stack is not running"
         return self.stack.gateway
+
+    @property
+    def cognito(self) -> LocalCognito:
+        """The stack's local Cognito (there from start to stop)."""
+        assert self.stack.cognito is not None, "the stack is not running"
+        return self.stack.cognito
 
     def taps_on(self, topic: str) -> list[PublishEvent]:
         return [event for event in list(self.tapped) if event.topic == topic]

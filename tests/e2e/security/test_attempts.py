@@ -111,8 +111,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
         yield s
 
 
+Sessions = Callable[[Session], Session]
+
+
 @pytest.fixture
-def sessions() -> Iterator[Callable[[Session], Session]]:
+def sessions() -> Iterator[Sessions]:
     made: list[Session] = []
 
     def keep(session: Session) -> Session:
@@ -126,6 +129,14 @@ def sessions() -> Iterator[Callable[[Session], Session]]:
 
 def guest(stack: InProcessStack) -> tuple[str, dict[str, Any]]:
     return guest_credentials(stack)
+
+
+def connected_guest(stack: InProcessStack, sessions: Sessions, version: int) -> tuple[str, Session]:
+    """A new guest's raw MQTT session over SigV4 WebSocket, its CONNECT accepted."""
+    me, creds = guest(stack)
+    client = sessions(wss_session(stack, creds, version))
+    assert client.connect(me) == ACCEPTED
+    return me, client
 
 
 # ---------------------------------------------------------------------- connect
@@ -142,7 +153,9 @@ CLIENT_IDS: dict[str, Callable[[str, str], str]] = {
 
 
 @pytest.mark.parametrize("attempt", list(CLIENT_IDS))
-def test_connect_v5_with_a_client_id_other_than_ones_identity_id(stack, sessions, attempt):
+def test_connect_v5_with_a_client_id_other_than_ones_identity_id(
+    stack: InProcessStack, sessions: Sessions, attempt: str
+) -> None:
     me, creds = guest(stack)
     other, _ = guest(stack)
     refused = sessions(wss_session(stack, creds, V5))
@@ -152,7 +165,9 @@ def test_connect_v5_with_a_client_id_other_than_ones_identity_id(stack, sessions
 
 
 @pytest.mark.parametrize("attempt", ["other-identity-id", "client-id-plus", "client-id-hash"])
-def test_connect_v311_with_a_client_id_other_than_ones_identity_id(stack, sessions, attempt):
+def test_connect_v311_with_a_client_id_other_than_ones_identity_id(
+    stack: InProcessStack, sessions: Sessions, attempt: str
+) -> None:
     me, creds = guest(stack)
     other, _ = guest(stack)
     refused = sessions(wss_session(stack, creds, V311))
@@ -164,7 +179,7 @@ def _sdk_connection(stack: InProcessStack, creds: dict[str, Any], client_id: str
     return wss_connection(stack, client_id, creds, endpoint="localhost")
 
 
-def test_awsiotsdk_connect_with_another_identity_id(stack):
+def test_awsiotsdk_connect_with_another_identity_id(stack: InProcessStack) -> None:
     me, creds = guest(stack)
     other, _ = guest(stack)
     with pytest.raises(Exception):  # noqa: B017 - awscrt raises its own error types
@@ -198,11 +213,11 @@ SUBSCRIBE_ATTEMPTS = [(V5, name) for name in FILTERS] + [
     SUBSCRIBE_ATTEMPTS,
     ids=[f"{'v5' if v == V5 else 'v311'}-{name}" for v, name in SUBSCRIBE_ATTEMPTS],
 )
-def test_subscribe_beyond_ones_inbox_and_named_rooms(stack, sessions, version, attempt):
-    me, creds = guest(stack)
+def test_subscribe_beyond_ones_inbox_and_named_rooms(
+    stack: InProcessStack, sessions: Sessions, version: int, attempt: str
+) -> None:
+    me, client = connected_guest(stack, sessions, version)
     other, _ = guest(stack)
-    client = sessions(wss_session(stack, creds, version))
-    assert client.connect(me) == ACCEPTED
     assert client.subscribe(f"chat/in/{me}") == GRANTED_QOS1
     assert client.subscribe("chat/pub/lobby") == GRANTED_QOS1
     refusal = NOT_AUTHORIZED if version == V5 else SUBACK_FAILURE
@@ -225,10 +240,10 @@ TOPICS: dict[str, Callable[[str], tuple[str, bool]]] = {
 
 
 @pytest.mark.parametrize("attempt", list(TOPICS))
-def test_publish_v5_outside_the_rule_topics(stack, sessions, attempt):
-    me, creds = guest(stack)
-    client = sessions(wss_session(stack, creds, V5))
-    assert client.connect(me) == ACCEPTED
+def test_publish_v5_outside_the_rule_topics(
+    stack: InProcessStack, sessions: Sessions, attempt: str
+) -> None:
+    me, client = connected_guest(stack, sessions, V5)
     assert client.publish("chat/out") == ACCEPTED
     topic, retain = TOPICS[attempt](me)
     assert client.publish(topic, retain=retain) == NOT_AUTHORIZED
@@ -236,10 +251,10 @@ def test_publish_v5_outside_the_rule_topics(stack, sessions, attempt):
 
 
 @pytest.mark.parametrize("attempt", ["room", "inbox", "shadow"])
-def test_publish_v311_outside_the_rule_topics(stack, sessions, attempt):
-    me, creds = guest(stack)
-    client = sessions(wss_session(stack, creds, V311))
-    assert client.connect(me) == ACCEPTED
+def test_publish_v311_outside_the_rule_topics(
+    stack: InProcessStack, sessions: Sessions, attempt: str
+) -> None:
+    me, client = connected_guest(stack, sessions, V311)
     assert client.publish("chat/out") == ACCEPTED
     topic, _ = TOPICS[attempt](me)
     assert client.publish(topic) is None  # MQTT 3.1.1 has no refusal code: AWS disconnects
@@ -249,20 +264,24 @@ def test_publish_v311_outside_the_rule_topics(stack, sessions, attempt):
 
 
 @pytest.mark.parametrize("version", [V5, V311], ids=["v5", "v311"])
-def test_signed_in_identity_without_an_iot_policy(stack, sessions, version):
+def test_signed_in_identity_without_an_iot_policy(
+    stack: InProcessStack, sessions: Sessions, version: int
+) -> None:
     me, creds = signed_in_credentials(stack)
     legit = sessions(wss_session(stack, creds, version))
     assert legit.connect(me) == ACCEPTED
     assert legit.subscribe(f"chat/in/{me}") == GRANTED_QOS1
     legit.close()
-    assert stack.stack.cognito.attachments.detach_policy("iotchat-user", me)
+    assert stack.cognito.attachments.detach_policy("iotchat-user", me)
     # No explicit invalidate: the attachment store's change hook drops cached decisions.
     refused = sessions(wss_session(stack, creds, version))  # the role alone passes SigV4...
     expected = NOT_AUTHORIZED if version == V5 else None
     assert refused.connect(me) == expected  # ...but IoT needs the attached policy too
 
 
-def test_signed_in_identity_with_another_client_id(stack, sessions):
+def test_signed_in_identity_with_another_client_id(
+    stack: InProcessStack, sessions: Sessions
+) -> None:
     me, creds = signed_in_credentials(stack)
     other, _ = signed_in_credentials(stack)
     assert sessions(wss_session(stack, creds)).connect(other) == NOT_AUTHORIZED
@@ -326,7 +345,7 @@ HANDSHAKES: dict[str, tuple[Handshake, str]] = {
 
 
 @pytest.mark.parametrize("attempt", list(HANDSHAKES))
-def test_websocket_handshake_with_a_bad_signature(stack, attempt):
+def test_websocket_handshake_with_a_bad_signature(stack: InProcessStack, attempt: str) -> None:
     _, creds = guest(stack)
     _, other = guest(stack)
     url, reason = HANDSHAKES[attempt]
@@ -349,7 +368,7 @@ def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessS
         yield s
 
 
-def test_guest_credentials_after_their_expiry(short_lived):
+def test_guest_credentials_after_their_expiry(short_lived: InProcessStack) -> None:
     me, creds = guest(short_lived)
     expiration = creds["Expiration"]
     assert isinstance(expiration, datetime)
@@ -392,7 +411,9 @@ CERTIFICATES = {"unregistered": _unregistered, "revoked": _revoked, "inactive": 
 
 
 @pytest.mark.parametrize("attempt", list(CERTIFICATES))
-def test_certificate_signed_by_the_ca_but_not_active(stack, sessions, tmp_path, attempt):
+def test_certificate_signed_by_the_ca_but_not_active(
+    stack: InProcessStack, sessions: Sessions, tmp_path: Path, attempt: str
+) -> None:
     cert, key = CERTIFICATES[attempt](stack, tmp_path)
     refused = sessions(tls_session(stack, cert, key))  # the CA's signature passes TLS...
     assert refused.connect("ghost") is None  # ...then AWS closes: no principal, no CONNACK
@@ -403,7 +424,9 @@ def test_certificate_signed_by_the_ca_but_not_active(stack, sessions, tmp_path, 
 
 
 @pytest.mark.parametrize("attempt", ["foreign-ca", "no-client-certificate"])
-def test_certificate_the_ca_did_not_issue(stack, sessions, tmp_path, attempt):
+def test_certificate_the_ca_did_not_issue(
+    stack: InProcessStack, sessions: Sessions, tmp_path: Path, attempt: str
+) -> None:
     chain: tuple[Any, Any] = (None, None)
     if attempt == "foreign-ca":
         issued = LocalCA.load_or_create(tmp_path / "foreign").issue_client_certificate("x")
@@ -426,7 +449,9 @@ DEVICE_CLIENT_IDS = [
     DEVICE_CLIENT_IDS,
     ids=[f"{'v5' if v == V5 else 'v311'}-{name}" for v, name in DEVICE_CLIENT_IDS],
 )
-def test_device_certificate_with_another_client_id(stack, sessions, tmp_path, version, attempt):
+def test_device_certificate_with_another_client_id(
+    stack: InProcessStack, sessions: Sessions, tmp_path: Path, version: int, attempt: str
+) -> None:
     a = _device(stack, tmp_path, "device-a")
     b = _device(stack, tmp_path, "device-b")
     client_id = b.thing_name if attempt == "other-things-client-id" else "+"
@@ -437,7 +462,9 @@ def test_device_certificate_with_another_client_id(stack, sessions, tmp_path, ve
 
 
 @pytest.mark.parametrize("attempt", ["other-device-inbox", "inbox-plus", "publish-room"])
-def test_device_beyond_its_policy(stack, sessions, tmp_path, attempt):
+def test_device_beyond_its_policy(
+    stack: InProcessStack, sessions: Sessions, tmp_path: Path, attempt: str
+) -> None:
     a = _device(stack, tmp_path, "device-a")
     b = _device(stack, tmp_path, "device-b")
     client = sessions(tls_session(stack, a.cert_path, a.key_path))

@@ -108,7 +108,10 @@ def _device(stack: InProcessStack, directory: Path, name: str, client_id: str) -
     return Chatter(connection, client_id)
 
 
-def test_guest_signed_in_user_and_device_chat_in_a_room(stack, tmp_path):
+def test_guest_signed_in_user_and_device_chat_in_a_room(
+    stack: InProcessStack,
+    tmp_path: Path,
+) -> None:
     guest = _wss(stack, *guest_credentials(stack))
     user = _wss(stack, *signed_in_credentials(stack))
     device = _device(stack, tmp_path / "pi", "kitchen-pi", "kitchen-pi")
@@ -136,14 +139,17 @@ def test_guest_signed_in_user_and_device_chat_in_a_room(stack, tmp_path):
             chatter.connection.disconnect().result(TIMEOUT)
 
 
-def test_device_certificate_with_another_things_client_id_is_refused(stack, tmp_path):
+def test_device_certificate_with_another_things_client_id_is_refused(
+    stack: InProcessStack,
+    tmp_path: Path,
+) -> None:
     _device(stack, tmp_path / "a", "device-a", "device-a").connection.disconnect().result(TIMEOUT)
     create_device(stack.stack.registry, stack.ca, "device-b", tmp_path / "b")
     with pytest.raises(Exception):  # noqa: B017 - awscrt raises its own error types
         _device(stack, tmp_path / "a2", "device-a2", "device-b")
 
 
-def test_revoked_device_is_refused(stack, tmp_path):
+def test_revoked_device_is_refused(stack: InProcessStack, tmp_path: Path) -> None:
     device = _device(stack, tmp_path / "r", "doomed", "doomed")
     device.connection.disconnect().result(TIMEOUT)
     revoke_device(stack.stack.registry, "doomed")

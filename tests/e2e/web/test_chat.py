@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -288,7 +289,7 @@ def test_the_page_runs_under_a_strict_content_security_policy(tabs: NewTab) -> N
 
 
 def test_a_browser_sees_what_iotchat_send_says_from_the_terminal(
-    tabs: NewTab, web_stack: WebStack, tmp_path
+    tabs: NewTab, web_stack: WebStack, tmp_path: Path
 ) -> None:
     import os
     import subprocess
