@@ -5,7 +5,8 @@ Which policies a principal must pass:
 - a Cognito guest (unauthenticated identity): the identity pool's guest role alone;
 - a signed-in Cognito identity: the signed-in role AND the IoT policies attached to the
   identity (AttachPolicy with the identity id as target); with none attached it may do nothing;
-- a device certificate: the IoT policies attached to the certificate.
+- a device certificate: the IoT policies attached to the certificate;
+- a role session (a Lambda's execution role, a rule's role): that role's IAM policy.
 
 Every decision goes through :class:`policies.evaluator.CachedEvaluator`; call
 :meth:`PolicyAuthorizer.invalidate` when a policy or an attachment changes.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from infra.local.iam.roles import Roles
 from infra.local.identity import Principal
 from policies.arns import client_arn, topic_arn, topicfilter_arn
 from policies.documents import load_policy
@@ -45,10 +47,7 @@ class PolicyAuthorizer:
         self.account = account
         self._attached = attached_policies
         self._connection_attributes = connection_attributes
-        self._roles = {
-            name: load_policy("iam", name, region=region, account=account, stack=stack)
-            for name in ("guest-role", "user-role")
-        }
+        self.roles = Roles(region=region, account=account, stack=stack)
         self._iot = {
             policy_name: load_policy("iot", file, region=region, account=account, stack=stack)
             for policy_name, file in IOT_POLICY_FILES.items()
@@ -72,10 +71,14 @@ class PolicyAuthorizer:
         principal = self._principals[principal_key]
         if principal.kind == "cognito":
             if principal.attribute(AMR) == "authenticated":
-                return [[self._roles["user-role"]], self._attached_iot(principal.identifier)]
-            return [[self._roles["guest-role"]]]
+                user_role = self.roles.by_file("user-role").policy
+                return [[user_role], self._attached_iot(principal.identifier)]
+            return [[self.roles.by_file("guest-role").policy]]
         if principal.kind == "certificate":
             return [self._attached_iot(self._certificate_arn(principal.identifier))]
+        if principal.kind == "role":  # a Lambda's or a rule's role session: its IAM policy
+            role = self.roles.by_arn(principal.identifier)
+            return [[role.policy]] if role is not None else []
         return []  # any other principal has no policy locally: implicit deny
 
     # ------------------------------------------------------------------ decisions

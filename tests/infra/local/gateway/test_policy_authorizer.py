@@ -190,3 +190,21 @@ def test_cached_decisions_are_dropped_when_attachments_change(gw, clients, attac
     attachments.by_target[me] = []
     gw.authorizer.invalidate()
     assert clients(gw, me, key, secret).connack == [NOT_AUTHORIZED]
+
+
+def test_a_role_session_publishes_where_its_role_allows_and_nowhere_else() -> None:
+    """A Lambda's execution role (iot-data Publish) and a rule's role are held to their IAM
+    policy: the backend may write to inboxes, only the republish rule to room topics."""
+    authorizer = PolicyAuthorizer(region="us-east-1", account="000000000000")
+    backend = Principal(
+        "role", authorizer.roles.by_file("backend-lambda").arn, (("session", "commands"),)
+    )
+    republish = Principal(
+        "role", authorizer.roles.by_file("rule-republish").arn, (("session", "rule"),)
+    )
+    stray = Principal("role", "arn:aws:iam::000000000000:role/nobody", (("session", "x"),))
+    assert authorizer.can_publish(backend, "n/a", "chat/in/us-east-1:abc", retain=False)
+    assert not authorizer.can_publish(backend, "n/a", "chat/pub/lobby", retain=False)
+    assert authorizer.can_publish(republish, "n/a", "chat/pub/lobby", retain=False)
+    assert not authorizer.can_publish(republish, "n/a", "chat/out", retain=False)
+    assert not authorizer.can_publish(stray, "n/a", "chat/in/us-east-1:abc", retain=False)
