@@ -80,6 +80,8 @@ class Action:
 
 
 class RepublishAction(Action):
+    """Publish the SELECT result to a templated topic, with templated MQTT 5 headers."""
+
     name = "RepublishAction"
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
@@ -141,6 +143,8 @@ class RepublishAction(Action):
 
 
 class LambdaAction(Action):
+    """Invoke a function asynchronously, as AWS does, with the SELECT result as the event."""
+
     name = "LambdaAction"
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
@@ -301,6 +305,8 @@ class DynamoDBAction(Action):
 
 
 class KinesisAction(Action):
+    """PutRecord the SELECT result to a stream, under a templated (or random) partition key."""
+
     name = "KinesisAction"
 
     def __init__(self, spec: Mapping[str, Any], version: str | None) -> None:
