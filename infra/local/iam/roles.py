@@ -1,7 +1,7 @@
 """The project's IAM roles: one per ``policies/iam/*.json``, named as the template names them.
 
 On AWS the CloudFormation template creates a role ``<stack>-<file>`` for every policy file
-(``infra/aws/template.py``), whose ARN is ``arn:aws:iam::<account>:role/<stack>-<file>``; the
+(``infra/aws/template/``), whose ARN is ``arn:aws:iam::<account>:role/<stack>-<file>``; the
 rule files and the Lambda manifest refer to roles by that ARN. The local stack builds the same
 table so a ``roleArn`` in a rule means the same policy here as there. ``local-admin`` is the
 local stack's own principal, not a role AWS would have.
