@@ -22,9 +22,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -81,15 +81,6 @@ class ReadinessProbe:
         return sigv4_probe_headers(self.target, self.signing_service, self.json_version)
 
 
-class NodeOptions(TypedDict, total=False):
-    """Where and how a Node service runs; every subclass takes these as keywords."""
-
-    host: str
-    root: Path
-    node: str
-    transition_ms: int
-
-
 def create_missing(
     client: Any,
     list_operation: str,
@@ -111,6 +102,7 @@ def create_missing(
     return created
 
 
+@dataclass(eq=False)
 class NodeService:
     """One Node server process on ``host``; start, then stop, once each.
 
@@ -118,33 +110,24 @@ class NodeService:
     (``probe``); ``label`` names it in logs and errors.
     """
 
-    label = "node service"
-    error_type: type[NodeServiceStartError] = NodeServiceStartError
-    probe: ReadinessProbe
+    label: ClassVar[str] = "node service"
+    error_type: ClassVar[type[NodeServiceStartError]] = NodeServiceStartError
+    probe: ClassVar[ReadinessProbe]
 
-    def __init__(
-        self,
-        data_dir: Path,
-        log_file: Path,
-        *,
-        host: str = "127.0.0.1",
-        root: Path = REPO_ROOT,
-        node: str = "node",
-        transition_ms: int = 0,
-    ) -> None:
-        self.data_dir = data_dir
-        self.log_file = log_file
-        self.host = host
-        self.root = root
-        self.node = node
-        # How long the emulator keeps a table or stream CREATING, DELETING or UPDATING. AWS
-        # takes seconds and the emulators 500 ms by default; zero makes boto3's waiters and
-        # the stack's startup immediate without changing any result.
-        self.transition_ms = transition_ms
-        self.port: int | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0  # times the supervisor brought a dead server back
-        self._supervisor: asyncio.Task[None] | None = None
+    data_dir: Path
+    log_file: Path
+    _: KW_ONLY
+    host: str = "127.0.0.1"
+    root: Path = REPO_ROOT
+    node: str = "node"
+    # How long the emulator keeps a table or stream CREATING, DELETING or UPDATING. AWS takes
+    # seconds and the emulators 500 ms by default; zero makes boto3's waiters and the stack's
+    # startup immediate without changing any result.
+    transition_ms: int = 0
+    port: int | None = field(default=None, init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    restarts: int = field(default=0, init=False)  # times the supervisor brought it back
+    _supervisor: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @property
     def endpoint(self) -> str:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
 
 from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from infra.local.node_service import (
-    NodeOptions,
     NodeService,
     ReadinessProbe,
     create_missing,
@@ -38,6 +38,7 @@ _LAUNCHER = (
 )
 
 
+@dataclass(eq=False)
 class KinesisLocal(NodeService):
     """One kinesalite process serving ``data_dir`` on ``host``; start, then stop, once each."""
 
@@ -45,19 +46,10 @@ class KinesisLocal(NodeService):
     error_type = KinesisStartError
     probe = ReadinessProbe(TARGET_PREFIX + "ListStreams", "kinesis", "1.1", "StreamNames")
 
-    def __init__(
-        self,
-        data_dir: Path,
-        log_file: Path,
-        *,
-        region: str = LOCAL_REGION,
-        account_id: str = LOCAL_ACCOUNT_ID,
-        **options: Unpack[NodeOptions],
-    ) -> None:
-        super().__init__(data_dir, log_file, **options)
-        # kinesalite builds StreamARNs from these, so they match the ARNs the manifest names.
-        self.region = region
-        self.account_id = account_id
+    _: KW_ONLY
+    # kinesalite builds StreamARNs from these, so they match the ARNs the manifest names.
+    region: str = LOCAL_REGION
+    account_id: str = LOCAL_ACCOUNT_ID
 
     def command(self, port: int) -> list[str]:
         package = self.installed(KINESALITE_DIR / "index.js").parent
