@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from infra.local.api.cors import is_loopback_origin
-from tests.e2e.web.conftest import WebStack
+from tests.support.web import WebStack
 
 GET_ID = "AWSCognitoIdentityService.GetId"
 
