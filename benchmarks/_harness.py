@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.support import raw_mqtt, waiting
+from tests.support.up_command import up_arguments
 
 HOST = "127.0.0.1"
 ADMIN_USER = "test"
@@ -377,23 +378,6 @@ class BrokerProcess:
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise BenchmarkError(f"{self.name} exited with code {self.proc.returncode}")
-
-
-PORT_OPTIONS = ("mqtt", "mqtts", "wss", "ws", "api", "web")
-
-
-def up_arguments(
-    state_dir: Path, ports: dict[str, int] | None = None, limits: Sequence[str] = ()
-) -> list[str]:
-    """``iotchat up`` arguments (after the command itself): every listener on ``ports`` (by
-    name, e.g. ``{"mqtt": 1883}``), the others on ephemeral ports; ``limits`` as ``--limit``."""
-    ports = ports or {}
-    args = ["up", "--state-dir", str(state_dir)]
-    for name in PORT_OPTIONS:
-        args += [f"--{name}-port", str(ports.get(name, 0))]
-    for item in limits:
-        args += ["--limit", item]
-    return args
 
 
 def gateway_command(

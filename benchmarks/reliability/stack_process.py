@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks._harness import up_arguments, wait_until
+from benchmarks._harness import wait_until
+from tests.support.up_command import up_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

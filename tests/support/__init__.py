@@ -2,6 +2,7 @@
 
 - :mod:`~tests.support.stack`: a local stack or a bare gateway on a thread of the test
   process, and the boto3 client for a stack's edge API;
+- :mod:`~tests.support.up_command`: the ``iotchat up`` arguments for a stack in its own process;
 - :mod:`~tests.support.waiting`: polling with a deadline (``wait_for``, ``wait_until``);
 - :mod:`~tests.support.wss_client`: a chat participant's paho connection over a SigV4
   WebSocket that records what it receives;
