@@ -27,6 +27,7 @@ from .ca import LocalCA
 from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
 from .cognito.identity_pool import CREDENTIAL_LIFETIME
 from .dynamodb import DynamoDBLocal, ensure_tables
+from .dynamodb import api as dynamodb_api
 from .gateway import (
     ADMIN_ACCESS_KEY_ID,
     ADMIN_SECRET_ACCESS_KEY,
@@ -38,6 +39,7 @@ from .gateway import (
 from .gateway.policy_authorizer import PolicyAuthorizer
 from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
 from .kinesis import KinesisLocal, ensure_streams
+from .kinesis import api as kinesis_api
 from .lambda_runtime import LambdaRuntime
 from .lambda_runtime.event_sources import EventSourceMappings
 from .registry import Registry, RegistryCredentialStore
@@ -195,9 +197,11 @@ class LocalStack:
                 credentials=self.credentials,
                 region=opts.region,
                 health=self._health_status,
-                dynamodb_endpoint=self._dynamodb_endpoint,
-                kinesis_endpoint=self._kinesis_endpoint,
-                kinesis_written=self._kinesis_written,
+                backends=(
+                    dynamodb_api.backend(self._dynamodb_endpoint),
+                    # Event source pollers hear of each put, to read at once, not next poll.
+                    kinesis_api.backend(self._kinesis_endpoint, self._kinesis_written),
+                ),
             )
             cognito_api = CognitoAPI(self.cognito)
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)

@@ -15,11 +15,6 @@ from dataclasses import dataclass
 Endpoint = Callable[[], str | None]
 
 
-def not_running() -> str | None:
-    """The endpoint of a service the stack does not run."""
-    return None
-
-
 @dataclass(frozen=True)
 class ServiceBackend:
     """A JSON-protocol service the edge forwards to a local emulator.

@@ -19,21 +19,19 @@ import binascii
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
 
-from infra.local.api.backend import Endpoint, ServiceBackend, not_running
+from infra.local.api.backend import ServiceBackend
 from infra.local.api.cors import cors_middleware
-from infra.local.dynamodb import api as dynamodb_api
 from infra.local.gateway import Authorizer, Credential, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
 from infra.local.http import AppServer
-from infra.local.kinesis import api as kinesis_api
 from infra.local.sigv4 import SigV4Error, verify_authorization_header
 
 log = logging.getLogger("iotchat.edge")
@@ -110,20 +108,14 @@ class EdgeAPI:
         credentials: CredentialStore,
         region: str,
         health: HealthStatus,
-        dynamodb_endpoint: Endpoint | None = None,
-        kinesis_endpoint: Endpoint | None = None,
-        kinesis_written: Callable[[str], None] | None = None,
+        backends: Iterable[ServiceBackend] = (),
     ) -> None:
-        """``kinesis_written(stream_name)`` is told of each successful PutRecord(s), so the
-        stack's event source pollers can read at once instead of at their next poll."""
+        """``backends`` are the JSON-protocol services forwarded to local emulators, as each
+        service's folder describes itself (``dynamodb/api.py``, ``kinesis/api.py``)."""
         self.gateway = gateway
         self.credentials = credentials
         self.region = region
         self._health_status = health
-        backends = (
-            dynamodb_api.backend(dynamodb_endpoint or not_running),
-            kinesis_api.backend(kinesis_endpoint or not_running, kinesis_written),
-        )
         self.targets: dict[str, Handler] = {
             backend.target_prefix: self._forwarder(backend) for backend in backends
         }
