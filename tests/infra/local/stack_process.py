@@ -16,20 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support.up_command import up_arguments
 from tests.support.waiting import wait_for
 
 IOTCHAT = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parents[3]
-PORT_NAMES = ("mqtt", "mqtts", "wss", "ws", "api", "web")
 
 
 def up_command(state_dir: Path, **ports: int) -> list[str]:
     """``iotchat up`` on ``state_dir``: a listener named in ``ports`` (``mqtt=1883``) on that
     port, every other one on an ephemeral port."""
-    args = [*IOTCHAT, "up", "--state-dir", str(state_dir)]
-    for name in PORT_NAMES:
-        args += [f"--{name}-port", str(ports.get(name, 0))]
-    return args
+    return [*IOTCHAT, *up_arguments(state_dir, ports)]
 
 
 def start_stack(state_dir: Path, output: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
