@@ -2,7 +2,7 @@
 
 ``service`` runs kinesalite and creates the manifest's streams; ``api`` tells the edge API how
 to forward ``Kinesis_20131202.*`` requests to it (signature checked first, then verbatim);
-``errors`` holds its start error.
+``access`` says what each request asks IAM for; ``errors`` holds its start error.
 """
 
 from .errors import KinesisStartError
