@@ -32,9 +32,15 @@ def up(
         ),
     ] = 8083,
     api_port: Annotated[
-        int, typer.Option(help="Edge API (AWS_ENDPOINT_URL); 0 picks a free port.")
+        int, typer.Option(help="API endpoint (AWS_ENDPOINT_URL); 0 picks a free port.")
     ] = 4566,
     web_port: Annotated[int, typer.Option(help="Web client; 0 picks a free port.")] = 8080,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name to answer besides loopback ones (repeatable); other names get 403."
+        ),
+    ] = None,
     limit: Annotated[
         list[str] | None,
         typer.Option(help="Override an AWS limit, e.g. --limit publishes_per_second=5000."),
@@ -67,6 +73,7 @@ def up(
         api_port=api_port,
         web_port=web_port,
         limits=limits,
+        allowed_hosts=tuple(allow_host or ()),
     )
     if rules_dir is not None:
         options.rules_dir = rules_dir

@@ -37,6 +37,7 @@ from .gateway import (
     StaticCredentialStore,
 )
 from .gateway.policy_authorizer import PolicyAuthorizer
+from .iam import IamAuthorizer, Roles, RoleSessions
 from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
 from .kinesis import KinesisLocal, ensure_streams
 from .kinesis import api as kinesis_api
@@ -89,6 +90,8 @@ class StackOptions:
     event_source_retry_delay: float = 0.5
     # Lifetime of the temporary credentials GetCredentialsForIdentity issues (AWS: 1 hour).
     cognito_credential_lifetime: float = CREDENTIAL_LIFETIME
+    # Host names the HTTP and WebSocket listeners answer besides loopback ones (--allow-host).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class LocalStack:
@@ -101,6 +104,12 @@ class LocalStack:
         )
         # Access keys (admin, Cognito) from the static store, certificates from the registry.
         self.credentials = RegistryCredentialStore(self.static_credentials, self.registry)
+        # IAM for every door: the project's roles, their sessions' keys, one authorizer.
+        self.roles = Roles(
+            region=options.region, account=LOCAL_ACCOUNT_ID, stack=options.stack_name
+        )
+        self.iam = IamAuthorizer(self.roles)
+        self.role_sessions = RoleSessions(self._add_temporary_credential)
         self.authorizer: PolicyAuthorizer | None = None
         self.gateway: Gateway | None = None
         self.ca: LocalCA | None = None
@@ -129,7 +138,7 @@ class LocalStack:
         self.lambdas: LambdaRuntime | None = None
         self.rules: RulesEngine | None = None
         self.cognito: LocalCognito | None = None
-        self._cognito_issued = 0
+        self._temporary_issued = 0
         self.ready = False
 
     @property
@@ -167,7 +176,7 @@ class LocalStack:
         self.cognito = LocalCognito.load_or_create(
             self.state_dir / COGNITO_DIR,
             opts.region,
-            self._add_cognito_credential,
+            self._add_temporary_credential,
             credential_lifetime=opts.cognito_credential_lifetime,
         )
         config = GatewayConfig(
@@ -181,6 +190,7 @@ class LocalStack:
             region=opts.region,
             limits=opts.limits,
             session_file=self.state_dir / GATEWAY_SESSION_FILE,
+            allowed_hosts=opts.allowed_hosts,
         )
         self.authorizer = self._policy_authorizer()
         self.gateway = Gateway(config, credentials=self.credentials, authorizer=self.authorizer)
@@ -290,9 +300,7 @@ class LocalStack:
             return [*attachments.list_attached(target), *registry.attached_policies(target)]
 
         authorizer = PolicyAuthorizer(
-            region=self.options.region,
-            account=LOCAL_ACCOUNT_ID,
-            stack=self.options.stack_name,
+            roles=self.roles,
             attached_policies=attached,
             connection_attributes=lambda principal, client_id: registry.connection_attributes(
                 principal.identifier, client_id
@@ -307,18 +315,17 @@ class LocalStack:
         registry.on_change.append(invalidate)
         return authorizer
 
-    def _add_cognito_credential(self, credential: Credential) -> None:
-        """Register a key GetCredentialsForIdentity issued; now and then drop long-expired ones."""
+    def _add_temporary_credential(self, credential: Credential) -> None:
+        """Register a temporary key (GetCredentialsForIdentity, a role session); now and then
+        drop long-expired ones."""
         self.static_credentials.add(credential)
-        self._cognito_issued += 1
-        if self._cognito_issued % PRUNE_EVERY == 0:
+        self._temporary_issued += 1
+        if self._temporary_issued % PRUNE_EVERY == 0:
             cutoff = time.time() - EXPIRED_CREDENTIAL_GRACE
             stale = [
                 key
                 for key, held in self.static_credentials.credentials.items()
-                if held.principal.kind == "cognito"
-                and held.expires_at is not None
-                and held.expires_at < cutoff
+                if held.expires_at is not None and held.expires_at < cutoff
             ]
             for key in stale:
                 del self.static_credentials.credentials[key]

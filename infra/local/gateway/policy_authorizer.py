@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from infra.local.iam.roles import Roles
-from infra.local.identity import Principal
+from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Principal
 from policies.arns import client_arn, topic_arn, topicfilter_arn
 from policies.documents import load_policy
 from policies.evaluator import CachedEvaluator
@@ -34,20 +34,23 @@ class PolicyAuthorizer:
     def __init__(
         self,
         *,
-        region: str,
-        account: str,
+        region: str = LOCAL_REGION,
+        account: str = LOCAL_ACCOUNT_ID,
         stack: str = "iotchat",
+        roles: Roles | None = None,
         attached_policies: Callable[[str], Sequence[str]] = lambda target: (),
         connection_attributes: Callable[[Principal, str], dict[str, str]] | None = None,
     ) -> None:
         """``attached_policies(target)`` lists IoT policy names attached to an identity id or
         a certificate ARN; ``connection_attributes(principal, client_id)`` gives the thing
-        variables (``iot:Connection.Thing.*``) of a device connection."""
+        variables (``iot:Connection.Thing.*``) of a device connection. With ``roles`` (the
+        stack's role table), its region, account and stack name are the ones used."""
+        self.roles = roles or Roles(region=region, account=account, stack=stack)
+        region, account, stack = self.roles.region, self.roles.account, self.roles.stack
         self.region = region
         self.account = account
         self._attached = attached_policies
         self._connection_attributes = connection_attributes
-        self.roles = Roles(region=region, account=account, stack=stack)
         self._iot = {
             policy_name: load_policy("iot", file, region=region, account=account, stack=stack)
             for policy_name, file in IOT_POLICY_FILES.items()
