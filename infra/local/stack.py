@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.local.rules.engine import RulesEngine
 from iot_rules.loader import RULES_DIR, load_rules
-from lambdas.manifest import MANIFEST_PATH, Manifest
+from lambdas.manifest import MANIFEST_PATH, FunctionSpec, Manifest
 from policies.render import LOCAL_NAMES
 
 from .api.server import EdgeAPI
@@ -38,11 +38,14 @@ from .gateway import (
 )
 from .gateway.policy_authorizer import PolicyAuthorizer
 from .iam import IamAuthorizer, Roles, RoleSessions
+from .iam.roles import LAMBDA_ROLE_FILE
 from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
 from .kinesis import KinesisLocal, ensure_streams
 from .kinesis import api as kinesis_api
 from .lambda_runtime import LambdaRuntime
-from .lambda_runtime.event_sources import EventSourceMappings
+from .lambda_runtime.credentials import DEFAULT_LIFETIME as LAMBDA_CREDENTIAL_LIFETIME
+from .lambda_runtime.credentials import RoleCredentials
+from .lambda_runtime.event_sources import EventSourceMappings, session_clients
 from .registry import Registry, RegistryCredentialStore
 from .rules.host import DirectJsonCaller, aws_client_factory, rule_services
 from .web import WebServer, config_from_stack
@@ -238,10 +241,9 @@ class LocalStack:
         names = self.names
         manifest = Manifest.load(opts.manifest, **names)
         rules = load_rules(opts.rules_dir, names)
+        # No keys here: each worker gets its own session of the function's execution role.
         env = {
             "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": ADMIN_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET_ACCESS_KEY,
             "AWS_REGION": opts.region,
             "AWS_DEFAULT_REGION": opts.region,
         }
@@ -262,18 +264,21 @@ class LocalStack:
             retry_delays=opts.lambda_retry_delays,
             region=opts.region,
             account_id=LOCAL_ACCOUNT_ID,
+            credentials=self._lambda_credentials,
         )
         await self.lambdas.start()
         # Pollers start before the rules engine, so no record a rule puts is older than them.
         self.event_sources = EventSourceMappings(
             manifest.event_source_mappings,
             self.lambdas,
-            aws_client_factory(endpoint, opts.region),
+            # Pollers read the stream as the function's execution role, as on AWS.
+            session_clients(endpoint, opts.region),
             self.state_dir,
             region=opts.region,
             account_id=LOCAL_ACCOUNT_ID,
             poll_interval=opts.event_source_poll_interval,
             retry_delay=opts.event_source_retry_delay,
+            role_arn=lambda _function: self.roles.by_file(LAMBDA_ROLE_FILE).arn,
         )
         await self.event_sources.start()
         self.rules = RulesEngine(
@@ -288,6 +293,12 @@ class LocalStack:
         )
         self.rules.load(rules)
         self.gateway.add_tap(self.rules.on_publish)
+
+    def _lambda_credentials(self, spec: FunctionSpec) -> RoleCredentials:
+        """A new session of the function's execution role, named after the function (every
+        chat function runs as ``<stack>-backend-lambda``, as the template makes it)."""
+        role = self.roles.by_file(LAMBDA_ROLE_FILE)
+        return self.role_sessions.issue(role, spec.name, lifetime=LAMBDA_CREDENTIAL_LIFETIME)
 
     def _policy_authorizer(self) -> PolicyAuthorizer:
         """Policy files decide; attachments come from Cognito (identities) and the registry

@@ -16,6 +16,15 @@ to Kinesis through the edge API with boto3 (blocking calls run in threads):
   (the split does not count as a retry). A batch given up on is recorded, as AWS's on-failure
   destination would get it, in ``<state_dir>/lambda/<function>/failures.jsonl``, and the stack
   logs a warning. Records are never skipped silently.
+- **Permissions.** As on AWS, a mapping reads the stream with the function's execution role
+  (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html, "Execution role
+  permissions": ``kinesis:GetRecords``, ``GetShardIterator``, ``DescribeStream``,
+  ``ListShards``, ...): its calls are signed with a session of that role, from the runtime's
+  credentials provider, renewed ``credential_margin`` seconds before it expires. AWS refuses
+  to create a mapping whose role cannot read the stream (``InvalidParameterValueException``,
+  "Cannot access stream"); locally the stack does not start, with
+  :class:`StreamAccessError`. A refusal later (``GetRecords``) is logged and retried, and
+  nothing is read, as on AWS.
 - **Checkpoints.** After each batch, the last sequence number is written to
   ``<state_dir>/lambda/<function>/event-sources/<stream>.json``, so a restarted stack neither
   processes a finished batch again nor skips a record. A batch in flight when the stack stops
@@ -35,6 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.lambda_runtime import awsformat
+from infra.local.lambda_runtime.credentials import (
+    DEFAULT_RENEW_MARGIN,
+    RenewingClient,
+    RoleCredentials,
+)
 from infra.local.lambda_runtime.pool import InvokeResult
 from infra.local.lambda_runtime.runtime import LambdaRuntime, failures_path
 from lambdas import arns
@@ -47,6 +61,36 @@ DEFAULT_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 5.0
 GET_RECORDS_LIMIT = 10000  # Kinesis's most records per GetRecords
 Record = dict[str, Any]  # one record as boto3's get_records returns it
+# A boto3 client for a service at the edge API, signed with the given role session (None: the
+# runtime has no credentials provider; the factory decides what to sign with).
+ClientFactory = Callable[[str, RoleCredentials | None], Any]
+
+
+def session_clients(endpoint: str, region: str) -> ClientFactory:
+    """boto3 clients for the edge API signed with a role session, as a mapping's reads are.
+
+    Each client gets its own boto3 session: sessions are not safe to share between threads,
+    and the credentials are the client's own.
+    """
+
+    def client(service: str, credentials: RoleCredentials | None) -> Any:
+        import boto3
+
+        keys: dict[str, Any] = {}
+        if credentials is not None:
+            keys = {
+                "aws_access_key_id": credentials.access_key_id,
+                "aws_secret_access_key": credentials.secret_access_key,
+                "aws_session_token": credentials.session_token,
+            }
+        session = boto3.session.Session(region_name=region, **keys)
+        return session.client(service, endpoint_url=endpoint)
+
+    return client
+
+
+class StreamAccessError(Exception):
+    """A mapping's function role may not read its stream: the mapping cannot be created."""
 
 
 class _Stopping(Exception):
@@ -150,7 +194,9 @@ class ShardPoller:
             limit = min(spec.batch_size - len(batch), GET_RECORDS_LIMIT)
             self.woken.clear()  # a put from now on cuts the next idle wait short
             try:
-                response = await self.owner.call("get_records", ShardIterator=iterator, Limit=limit)
+                response = await self.owner.call(
+                    spec, "get_records", ShardIterator=iterator, Limit=limit
+                )
             except _Stopping:
                 raise
             except Exception as exc:
@@ -225,7 +271,7 @@ class ShardPoller:
             request["StartingSequenceNumber"] = sequence_number
         while True:
             try:
-                response = await self.owner.call("get_shard_iterator", **request)
+                response = await self.owner.call(self.spec, "get_shard_iterator", **request)
                 return str(response["ShardIterator"])
             except _Stopping:
                 raise
@@ -271,20 +317,25 @@ def _error_code(exc: Exception) -> str | None:
 class EventSourceMappings:
     """Every enabled mapping of the manifest, one :class:`ShardPoller` per mapping and shard.
 
-    ``client`` makes a boto3 client for a service, pointed at the edge API.
+    ``client(service, credentials)`` makes a boto3 client pointed at the edge API, signed with
+    a session of the mapped function's execution role (``runtime.role_credentials``);
+    ``role_arn(function)`` names that role in the events (``invokeIdentityArn``).
     """
 
     def __init__(
         self,
         specs: Sequence[EventSourceMappingSpec],
         runtime: LambdaRuntime,
-        client: Callable[[str], Any],
+        client: ClientFactory,
         state_dir: Path,
         *,
         region: str = arns.REGION,
         account_id: str = arns.ACCOUNT_ID,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         retry_delay: float = DEFAULT_RETRY_DELAY,
+        role_arn: Callable[[str], str] | None = None,
+        credential_margin: float = DEFAULT_RENEW_MARGIN,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.specs = [spec for spec in specs if spec.enabled]
         self.runtime = runtime
@@ -299,21 +350,45 @@ class EventSourceMappings:
         }
         self.pollers: list[ShardPoller] = []
         self._client = client
-        self._kinesis: Any = None
+        self._role_arn = role_arn
+        # One Kinesis client per mapped function, signed as its execution role.
+        self.clients = {
+            spec.function_name: self._kinesis_client(spec.function_name, credential_margin, clock)
+            for spec in self.specs
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+
+    def _kinesis_client(
+        self, function: str, margin: float, clock: Callable[[], float]
+    ) -> RenewingClient:
+        return RenewingClient(
+            lambda: self.runtime.role_credentials(function),
+            lambda credentials: self._client("kinesis", credentials),
+            margin=margin,
+            clock=clock,
+        )
 
     async def start(self) -> None:
         """List each mapped stream's shards and start polling them."""
         if not self.specs:
             return
-        self._kinesis = self._client("kinesis")
         for spec in self.specs:
             shards: list[str] = []
             token: str | None = None
             while True:
                 request = {"NextToken": token} if token else {"StreamName": spec.stream_name}
-                page = await self.call("list_shards", **request)
+                try:
+                    page = await self.call(spec, "list_shards", **request)
+                except Exception as exc:
+                    if _error_code(exc) != "AccessDeniedException":
+                        raise
+                    raise StreamAccessError(
+                        f"event source mapping {spec.function_name} <- {spec.stream_name}: "
+                        f"cannot access stream {spec.stream_arn}: the function's execution "
+                        "role must allow kinesis:GetRecords, GetShardIterator, DescribeStream "
+                        f"and ListShards on it ({exc})"
+                    ) from exc
                 shards.extend(shard["ShardId"] for shard in page.get("Shards", []))
                 token = page.get("NextToken")
                 if not token:
@@ -340,10 +415,12 @@ class EventSourceMappings:
         return not self._stopping.is_set()
 
     # -- what pollers use -----------------------------------------------------------------
-    async def call(self, method: str, **request: Any) -> Any:
+    async def call(self, spec: EventSourceMappingSpec, method: str, **request: Any) -> Any:
+        """Kinesis ``method`` as the mapped function's execution role (in a thread)."""
         if self._stopping.is_set():
             raise _Stopping
-        return await asyncio.to_thread(getattr(self._kinesis, method), **request)
+        client = self.clients[spec.function_name]
+        return await asyncio.to_thread(lambda: getattr(client.get(), method)(**request))
 
     async def sleep(self, delay: float, woken: asyncio.Event | None = None) -> None:
         """Wait ``delay`` seconds or until ``woken`` is set; raise :class:`_Stopping` as soon
@@ -367,7 +444,9 @@ class EventSourceMappings:
                 poller.woken.set()
 
     def role_arn(self, spec: EventSourceMappingSpec) -> str:
-        """The function's execution role as the event names it (local: one per function)."""
+        """The function's execution role, as the event names it."""
+        if self._role_arn is not None:
+            return self._role_arn(spec.function_name)
         return f"arn:aws:iam::{self.account_id}:role/{spec.function_name}-role"
 
     async def invoke(

@@ -4,6 +4,11 @@ Each invocation takes a slot (at most ``max_workers`` at once; the rest wait, as
 invocations wait in Lambda's async queue), then an idle warm worker or a freshly started one.
 A worker that overruns the function's timeout is killed, never reused; the next invocation
 starts a fresh one, so one stuck handler costs one slot for at most the timeout.
+
+With a credentials provider, each worker starts with its own execution-role session in its
+environment (see ``credentials.py``); an idle worker whose session would expire before an
+invocation could finish (the function's timeout plus ``renew_margin``) is retired instead of
+reused, and the invocation gets a fresh worker with fresh credentials.
 """
 
 from __future__ import annotations
@@ -15,11 +20,18 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local.lambda_runtime import awsformat
+from infra.local.lambda_runtime.credentials import (
+    DEFAULT_RENEW_MARGIN,
+    KEY_VARIABLES,
+    RoleCredentials,
+    usable_until,
+)
+from infra.local.lambda_runtime.credentials import environment as credentials_environment
 from lambdas.manifest import FunctionSpec
 
 INIT_TIMEOUT_S = 10.0  # Lambda's limit on the init phase of on-demand functions
@@ -42,9 +54,12 @@ class InvokeResult:
 class _Worker:
     """One execution environment: a child process and its protocol pipes."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, until: float) -> None:
         self.process = process
         self.init_ms: float | None = None
+        # Epoch seconds after which no invocation may start here (its credentials' expiry
+        # minus the function's timeout and the renewal margin).
+        self.usable_until = until
 
     @property
     def alive(self) -> bool:
@@ -95,10 +110,21 @@ class FunctionPool:
         log_path: Path,
         cwd: Path,
         max_workers: int,
+        *,
+        credentials: Callable[[], RoleCredentials] | None = None,
+        renew_margin: float = DEFAULT_RENEW_MARGIN,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
         self.max_workers = max_workers
         self._environment = dict(environment)
+        if credentials is not None:  # a worker signs with its own session, nothing inherited
+            for key in KEY_VARIABLES:
+                self._environment.pop(key, None)
+        self._credentials = credentials
+        self.renew_margin = renew_margin
+        self._clock = clock
+        self.retired = 0  # workers retired because their credentials were about to expire
         self._log_path = log_path
         self._cwd = cwd
         self._slots = asyncio.Semaphore(max_workers)
@@ -136,15 +162,30 @@ class FunctionPool:
             return result
 
     def _take_idle(self) -> _Worker | None:
-        while self._idle:
-            worker = self._idle.pop()
-            if worker.alive:
-                return worker
+        """The most recently used idle worker that may still run an invocation; dead ones
+        and those whose credentials would expire before an invocation could end leave."""
+        now = self._clock()
+        for worker in [w for w in self._idle if not w.alive or now >= w.usable_until]:
+            self._idle.remove(worker)
             self._workers.discard(worker)
-        return None
+            if worker.alive:  # retired: a fresh worker gets a fresh session
+                self.retired += 1
+                worker.kill_now()
+        return self._idle.pop() if self._idle else None
 
     async def _start_worker(self) -> tuple[_Worker | None, dict | None]:
         env = dict(self._environment)
+        until = float("inf")
+        if self._credentials is not None:
+            try:
+                credentials = self._credentials()
+            except Exception as exc:  # the provider's bug: fail this cold start, say why
+                return None, {
+                    "errorType": "Runtime.Unknown",
+                    "errorMessage": f"Could not assume the execution role: {exc}",
+                }
+            env.update(credentials_environment(credentials))
+            until = usable_until(credentials, self.renew_margin + self.spec.timeout)
         stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{secrets.token_hex(16)}"
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = stream
         env["IOTCHAT_LAMBDA_SPAWN_TIME"] = repr(time.time())
@@ -163,7 +204,7 @@ class FunctionPool:
                 limit=_STREAM_LIMIT,
                 start_new_session=True,  # Ctrl-C at the terminal goes to the stack, not here
             )
-        worker = _Worker(process)
+        worker = _Worker(process, until)
         self._workers.add(worker)
         assert process.stdout is not None
         try:

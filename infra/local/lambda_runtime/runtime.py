@@ -5,6 +5,9 @@ in the background; a failed one is retried twice, then recorded in the function'
 destination, ``<state_dir>/lambda/<name>/failures.jsonl``, one AWS invocation record per line.
 AWS waits 1 minute and then 2 minutes between the attempts; locally the delays default to 1 s
 and 2 s (``retry_delays``) so a developer sees the outcome while still looking.
+
+Given a ``credentials`` provider, every worker runs with its own temporary credentials for the
+function's execution role, never with keys from ``env_base`` (see ``credentials.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import contextlib
 import json
 import logging
 import os
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 from infra.local.lambda_runtime import awsformat
+from infra.local.lambda_runtime.credentials import (
+    DEFAULT_RENEW_MARGIN,
+    CredentialsProvider,
+    RoleCredentials,
+)
 from infra.local.lambda_runtime.errors import InvalidRequestContentError, ResourceNotFoundError
 from infra.local.lambda_runtime.pool import FunctionPool, InvokeResult, default_max_workers
 from lambdas import arns
@@ -88,7 +97,13 @@ class LambdaRuntime:
         code_root: Path = CODE_ROOT,
         region: str = arns.REGION,
         account_id: str = arns.ACCOUNT_ID,
+        credentials: CredentialsProvider | None = None,
+        renew_margin: float = DEFAULT_RENEW_MARGIN,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``credentials(spec)`` issues a new session of the function's execution role; each
+        worker (and each event source mapping's client) asks for its own. Without it, workers
+        sign with whatever keys ``env_base`` holds (unit tests, benchmarks)."""
         if len(retry_delays) != 2:
             raise ValueError("retry_delays: Lambda retries an event twice; give two delays")
         self.manifest = manifest
@@ -98,6 +113,9 @@ class LambdaRuntime:
         self._code_root = code_root
         self._region = region
         self._account_id = account_id
+        self._credentials = credentials
+        self.renew_margin = renew_margin
+        self._clock = clock
         self._pools: dict[str, FunctionPool] = {}
         self._events: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +135,13 @@ class LambdaRuntime:
     def pool(self, name: str) -> FunctionPool:
         return self._pools[name]
 
+    def role_credentials(self, name: str) -> RoleCredentials | None:
+        """A new session of function ``name``'s execution role (None without a provider)."""
+        spec = self.manifest.get(name)
+        if spec is None:
+            raise ResourceNotFoundError(f"Function not found: {self.arn(name)}")
+        return None if self._credentials is None else self._credentials(spec)
+
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Prepare every function's pool; workers start on first invocation (cold start)."""
@@ -129,6 +154,9 @@ class LambdaRuntime:
                 log_path(self.state_dir, spec.name),
                 self._code_root,
                 spec.reserved_concurrency or default_max_workers(),
+                credentials=self._session_for(spec),
+                renew_margin=self.renew_margin,
+                clock=self._clock,
             )
 
     async def stop(self) -> None:
@@ -137,6 +165,10 @@ class LambdaRuntime:
             task.cancel()
         await asyncio.gather(*self._events, return_exceptions=True)
         await asyncio.gather(*(pool.stop() for pool in self._pools.values()))
+
+    def _session_for(self, spec: FunctionSpec) -> Callable[[], RoleCredentials] | None:
+        provider = self._credentials
+        return None if provider is None else lambda: provider(spec)
 
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:
         """Host basics < edge-API settings < the function's own < what Lambda itself sets."""

@@ -1,7 +1,9 @@
-"""Kinesis event source mappings on a running stack: MQTT -> kinesis rule -> stream -> mapping
--> a handler that records every batch it is given.
+"""Kinesis event source mappings on a running stack: PutRecord -> stream -> mapping -> a
+handler that records every batch it is given.
 
-Each scenario has its own stream, mapping and function, so the tests share one stack.
+Each scenario has its own stream, mapping and function, so the tests share one stack. The
+streams are named ``iotchat-<scenario>``: a mapping reads as its function's execution role
+(``iotchat-backend-lambda``), which may read the stack's streams, ``iotchat-*``, only.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.lambda_runtime import failures_path
 from infra.local.lambda_runtime.event_sources import checkpoint_path
@@ -28,12 +28,11 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 HANDLER = "tests.infra.local.lambda_runtime.stream_handlers.record_batch"
-ROLE = "arn:aws:iam::000000000000:role/iotchat-rules"
 STREAM_ARN = "arn:aws:kinesis:{region}:{account}:stream/"
 # Idle shards are polled this often; records put through the edge API wake pollers sooner.
 POLL_INTERVAL = 0.5
 
-# name: the mapping's settings. Each name is a stream, a function and a topic k/<name>.
+# name: the mapping's settings. Each name is a function and, prefixed, its stream.
 MAPPINGS: dict[str, dict[str, Any]] = {
     "size": {"BatchSize": 3, "MaximumBatchingWindowInSeconds": 300},
     "window": {"BatchSize": 100, "MaximumBatchingWindowInSeconds": 1},
@@ -50,22 +49,19 @@ MAPPINGS: dict[str, dict[str, Any]] = {
 }
 
 
+def stream(name: str) -> str:
+    """The scenario's stream: one of the stack's (``iotchat-*``), as the role allows."""
+    return f"iotchat-{name}"
+
+
 def write_setup(root: Path, mappings: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Rules (one kinesis action per stream) and a manifest of streams, functions, mappings."""
+    """A manifest of streams, functions and mappings, and no rules."""
     rules_dir = root / "rules"
     rules_dir.mkdir()
     records = root / "records"
     records.mkdir()
     manifest: dict[str, Any] = {"functions": [], "streams": [], "eventSourceMappings": []}
     for name, settings in mappings.items():
-        rule = {
-            "sql": f"SELECT * FROM 'k/{name}'",
-            "actions": [
-                {"kinesis": {"roleArn": ROLE, "streamName": name, "partitionKey": "${id}"}}
-            ],
-            "errorAction": {"republish": {"roleArn": ROLE, "topic": f"errors/{name}"}},
-        }
-        (rules_dir / f"To_{name}.json").write_text(json.dumps(rule))
         manifest["functions"].append(
             {
                 "name": name,
@@ -73,11 +69,11 @@ def write_setup(root: Path, mappings: dict[str, dict[str, Any]]) -> dict[str, An
                 "environment": {"RECORD_FILE": str(records / f"{name}.jsonl")},
             }
         )
-        manifest["streams"].append({"StreamName": name, "ShardCount": 1})
+        manifest["streams"].append({"StreamName": stream(name), "ShardCount": 1})
         manifest["eventSourceMappings"].append(
             {
                 "FunctionName": name,
-                "EventSourceArn": STREAM_ARN + name,
+                "EventSourceArn": STREAM_ARN + stream(name),
                 "StartingPosition": "LATEST",
                 **settings,
             }
@@ -106,42 +102,14 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
         yield handle
 
 
-class Publisher:
-    """A device that publishes JSON to the rules' topics over MQTT (QoS 1)."""
-
-    def __init__(self, local: InProcessStack) -> None:
-        self.mqtt = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}"
-        )
-        self.mqtt.username_pw_set("test", "test")
-        self.mqtt.connect(local.info["iot"]["host"], local.info["iot"]["mqttPort"])
-        self.mqtt.loop_start()
-        wait_for(self.mqtt.is_connected)
-
-    def send(self, name: str, **fields: Any) -> str:
-        record_id = fields.pop("id", None) or uuid.uuid4().hex
-        payload = json.dumps({"id": record_id, **fields}).encode()
-        self.mqtt.publish(f"k/{name}", payload, qos=1).wait_for_publish(5)
-        return record_id
-
-    def close(self) -> None:
-        self.mqtt.disconnect()
-        self.mqtt.loop_stop()
-
-
-@pytest.fixture
-def device(local: InProcessStack) -> Iterator[Publisher]:
-    publisher = Publisher(local)
-    yield publisher
-    publisher.close()
-
-
 def put(local: InProcessStack, name: str, **fields: Any) -> str:
-    """PutRecord straight to the stream, for tests that need a known order (rule actions
-    run concurrently, so two MQTT messages may reach the stream in either order)."""
+    """PutRecord (as the admin) of ``{"id": <new id>, **fields}`` to scenario ``name``'s
+    stream, partitioned by the id; returns the id."""
     record_id = uuid.uuid4().hex
     payload = json.dumps({"id": record_id, **fields}).encode()
-    local.client("kinesis").put_record(StreamName=name, Data=payload, PartitionKey=record_id)
+    local.client("kinesis").put_record(
+        StreamName=stream(name), Data=payload, PartitionKey=record_id
+    )
     return record_id
 
 
@@ -161,13 +129,13 @@ def in_stream(local: InProcessStack, name: str) -> int:
     """How many records the stream holds (read from its start by the test itself)."""
     kinesis = local.client("kinesis")
     iterator = kinesis.get_shard_iterator(
-        StreamName=name, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+        StreamName=stream(name), ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
     return len(kinesis.get_records(ShardIterator=iterator)["Records"])
 
 
-def test_a_full_batch_is_sent_without_waiting_for_the_window(local, device):
-    sent = [device.send("size", n=n) for n in range(7)]
+def test_a_full_batch_is_sent_without_waiting_for_the_window(local):
+    sent = [put(local, "size", n=n) for n in range(7)]
     records = local.records
     # The window is 300 s: only BatchSize can have sent these two batches.
     wait_for(lambda: len(batches(records, "size")) >= 2, timeout=15)
@@ -177,9 +145,9 @@ def test_a_full_batch_is_sent_without_waiting_for_the_window(local, device):
     assert in_stream(local, "size") == 7  # the seventh waits for two more or the window
 
 
-def test_records_wait_for_the_batching_window(local, device):
+def test_records_wait_for_the_batching_window(local):
     start = time.time()
-    sent = [device.send("window", n=n) for n in range(3)]
+    sent = [put(local, "window", n=n) for n in range(3)]
     wait_for(lambda: batches(local.records, "window"), timeout=15)
     [batch] = batches(local.records, "window")
     assert sorted(ids(batch)) == sorted(sent)  # three records, one invocation
@@ -187,14 +155,14 @@ def test_records_wait_for_the_batching_window(local, device):
     assert batch["at"] - start >= 0.9
 
 
-def test_the_event_has_the_aws_kinesis_shape(local, device):
-    record_id = device.send("window", text="hello")
+def test_the_event_has_the_aws_kinesis_shape(local):
+    record_id = put(local, "window", text="hello")
     wait_for(lambda: [b for b in batches(local.records, "window") if record_id in ids(b)], 15)
     [batch] = [b for b in batches(local.records, "window") if record_id in ids(b)]
     [record] = batch["event"]["Records"]
     kinesis = record.pop("kinesis")
     assert json.loads(base64.b64decode(kinesis.pop("data"))) == {"id": record_id, "text": "hello"}
-    assert kinesis.pop("partitionKey") == record_id  # the rule's partitionKey template
+    assert kinesis.pop("partitionKey") == record_id
     sequence = kinesis.pop("sequenceNumber")
     assert abs(kinesis.pop("approximateArrivalTimestamp") - time.time()) < 30
     assert kinesis == {"kinesisSchemaVersion": "1.0"}
@@ -203,9 +171,10 @@ def test_the_event_has_the_aws_kinesis_shape(local, device):
         "eventVersion": "1.0",
         "eventID": f"shardId-000000000000:{sequence}",
         "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::000000000000:role/window-role",
+        # The mapping's function's execution role.
+        "invokeIdentityArn": "arn:aws:iam::000000000000:role/iotchat-backend-lambda",
         "awsRegion": "us-east-1",
-        "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/window",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/iotchat-window",
     }
 
 
@@ -227,8 +196,8 @@ def test_a_failed_batch_is_retried_until_it_succeeds(local):
     assert not failures_path(local.stack.state_dir, "retry").exists()
 
 
-def test_retries_exhausted_writes_an_on_failure_record_and_moves_on(local, device):
-    poison = device.send("poison", fail=True)
+def test_retries_exhausted_writes_an_on_failure_record_and_moves_on(local):
+    poison = put(local, "poison", fail=True)
     path = failures_path(local.stack.state_dir, "poison")
     record = json.loads(wait_for(path.exists, timeout=15) and path.read_text().splitlines()[0])
     tried = [ids(b) for b in batches(local.records, "poison")]
@@ -237,13 +206,13 @@ def test_retries_exhausted_writes_an_on_failure_record_and_moves_on(local, devic
     assert info["batchSize"] == 1
     assert info["shardId"] == "shardId-000000000000"
     assert info["startSequenceNumber"] == info["endSequenceNumber"]
-    assert info["streamArn"] == "arn:aws:kinesis:us-east-1:000000000000:stream/poison"
+    assert info["streamArn"] == "arn:aws:kinesis:us-east-1:000000000000:stream/iotchat-poison"
     assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 2
     assert record["requestContext"]["functionArn"].endswith(":function:poison")
     assert record["responseContext"]["functionError"] == "Unhandled"
     # The shard is not blocked: the next record is processed.
-    good = device.send("poison")
+    good = put(local, "poison")
     wait_for(lambda: [good] in [ids(b) for b in batches(local.records, "poison")], timeout=15)
 
 
@@ -268,24 +237,20 @@ def test_a_restarted_stack_continues_after_the_last_batch(tmp_path: Path):
     sent: list[str] = []
     for round_no in range(3):
         with run_stack_in_thread(options) as stack:
-            device = Publisher(stack)
-            try:
-                if round_no == 0:  # a record, then a stop before any batch is complete
-                    sent.append(device.send("resume", n=1))
-                elif round_no == 1:  # completes the pending batch; one more waits
-                    sent.append(device.send("resume", n=2))
-                    wait_for(lambda: len(batches(records, "resume")) == 1, timeout=15)
-                    sent.append(device.send("resume", n=3))
-                else:
-                    sent.append(device.send("resume", n=4))
-                    wait_for(lambda: len(batches(records, "resume")) == 2, timeout=15)
-                wait_for(lambda: in_stream(stack, "resume") == len(sent), timeout=15)
-            finally:
-                device.close()
+            if round_no == 0:  # a record, then a stop before any batch is complete
+                sent.append(put(stack, "resume", n=1))
+            elif round_no == 1:  # completes the pending batch; one more waits
+                sent.append(put(stack, "resume", n=2))
+                wait_for(lambda: len(batches(records, "resume")) == 1, timeout=15)
+                sent.append(put(stack, "resume", n=3))
+            else:
+                sent.append(put(stack, "resume", n=4))
+                wait_for(lambda: len(batches(records, "resume")) == 2, timeout=15)
+            wait_for(lambda: in_stream(stack, "resume") == len(sent), timeout=15)
     assert [ids(b) for b in batches(records, "resume")] == [sent[0:2], sent[2:4]]
 
 
-def test_measure_put_record_to_handler_latency(local, device):
+def test_measure_put_record_to_handler_latency(local):
     """Figures for the docs (printed with -s). A put through the edge API wakes the shard's
     poller, so with no window a record is handled well within the idle poll interval."""
     kinesis = local.client("kinesis")
@@ -295,7 +260,7 @@ def test_measure_put_record_to_handler_latency(local, device):
         for n in range(runs):
             payload = json.dumps({"id": f"{name}-{n}"}).encode()
             start = time.time()
-            kinesis.put_record(StreamName=name, Data=payload, PartitionKey="k")
+            kinesis.put_record(StreamName=stream(name), Data=payload, PartitionKey="k")
             wait_for(lambda: len(batches(local.records, name)) > n, timeout=15)  # noqa: B023
             delays.append(batches(local.records, name)[n]["at"] - start)
         report[name] = (statistics.median(delays), max(delays))

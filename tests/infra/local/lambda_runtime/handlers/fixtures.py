@@ -12,6 +12,7 @@ ENV_KEYS = (
     "AWS_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_LAMBDA_FUNCTION_NAME",
@@ -87,3 +88,41 @@ def list_tables(event, context):
     import boto3
 
     return boto3.client("dynamodb").list_tables()["TableNames"]
+
+
+def _outcome(call) -> str:
+    """``"ok"``, or ``"<AWS error code>: <message>"`` for a refused call."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as exc:
+        return f"{exc.response['Error']['Code']}: {exc.response['Error'].get('Message', '')}"
+    return "ok"
+
+
+def role_probe(event, context):
+    """What a handler sees of its execution role: the key it holds, and how the calls below
+    end (boto3 through AWS_ENDPOINT_URL, credentials from the environment, as on AWS).
+    ``event``: {"table": ..., "stream": ...}."""
+    import boto3
+
+    dynamodb = boto3.client("dynamodb")
+    kinesis = boto3.client("kinesis")
+    table, stream = event["table"], event["stream"]
+    key = {"pk": {"S": "probe"}, "sk": {"S": "probe"}}
+    return {
+        "accessKeyId": os.environ.get("AWS_ACCESS_KEY_ID"),
+        "hasSessionToken": bool(os.environ.get("AWS_SESSION_TOKEN")),
+        "calls": {
+            # Inside policies/iam/backend-lambda.json:
+            "dynamodb:GetItem": _outcome(lambda: dynamodb.get_item(TableName=table, Key=key)),
+            "kinesis:ListShards": _outcome(lambda: kinesis.list_shards(StreamName=stream)),
+            # Outside it:
+            "dynamodb:Scan": _outcome(lambda: dynamodb.scan(TableName=table)),
+            "kinesis:PutRecord": _outcome(
+                lambda: kinesis.put_record(StreamName=stream, Data=b"x", PartitionKey="x")
+            ),
+            "dynamodb:DeleteTable": _outcome(lambda: dynamodb.delete_table(TableName=table)),
+        },
+    }
