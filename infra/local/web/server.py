@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from client.webapp import CONTENT_TYPES, WEB_ROOT, content_security_policy, served_files
+from infra.local.hosts import HostAllowList
 from infra.local.http import AppServer
 
 log = logging.getLogger("iotchat.web")
@@ -29,9 +30,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WebServer:
-    """Serves the web client on one port; start once, stop once."""
+    """Serves the web client on one port; start once, stop once.
 
-    def __init__(self, config: WebConfig, root: Path = WEB_ROOT) -> None:
+    Only ``Host`` names that are loopback ones or in ``allowed_hosts`` are answered (403 for
+    any other, before anything else: :mod:`infra.local.http`).
+    """
+
+    def __init__(
+        self, config: WebConfig, root: Path = WEB_ROOT, allowed_hosts: tuple[str, ...] = ()
+    ) -> None:
         self.config = config
         self.root = root.resolve()
         self.files: dict[str, Path] = {}
@@ -39,7 +46,7 @@ class WebServer:
         self.app = web.Application(middlewares=[self._security_headers])
         self.app.router.add_get("/config.json", self._config)
         self.app.router.add_get("/{path:.*}", self._file)
-        self._server = AppServer(self.app)
+        self._server = AppServer(self.app, HostAllowList(allowed_hosts))
 
     def scan(self) -> dict[str, Path]:
         """URL path -> file, for the app's own files and the vendor files that exist."""

@@ -153,7 +153,7 @@ def test_start_and_stop_on_a_free_port(tmp_path: Path) -> None:
         port = await server.start("127.0.0.1", 0)
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             status = int((await reader.readline()).split()[1])
             writer.close()
         finally:
