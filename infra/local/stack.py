@@ -22,7 +22,7 @@ from iot_rules.loader import RULES_DIR, load_rules
 from lambdas.manifest import MANIFEST_PATH, FunctionSpec, Manifest
 from policies.render import LOCAL_NAMES
 
-from .api.server import EdgeAPI
+from .api.server import EdgeAPI, Health
 from .ca import LocalCA
 from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
 from .cognito.identity_pool import CREDENTIAL_LIFETIME
@@ -65,6 +65,8 @@ GATEWAY_SESSION_FILE = Path("gateway") / "sessions.json"
 # "unknown"), then are dropped so a long-running stack does not keep every key it issued.
 EXPIRED_CREDENTIAL_GRACE = 3600.0
 PRUNE_EVERY = 1000
+# How long /_iotchat/health trusts its last look for the declared tables and streams.
+DECLARED_CHECK_TTL = 3.0
 
 
 @dataclass
@@ -142,6 +144,11 @@ class LocalStack:
         self.rules: RulesEngine | None = None
         self.cognito: LocalCognito | None = None
         self._temporary_issued = 0
+        # The manifest's tables and streams, and the admin's clients that look for them.
+        self._declared: tuple[list[str], list[str]] = ([], [])
+        self._admin_client: Any = None
+        self._missing: tuple[float, tuple[str, ...]] | None = None
+        self._missing_lock: asyncio.Lock | None = None
         self.ready = False
 
     @property
@@ -208,13 +215,22 @@ class LocalStack:
             self.edge = EdgeAPI(
                 gateway=self.gateway,
                 credentials=self.credentials,
+                iam=self.iam,
                 region=opts.region,
                 health=self._health_status,
                 backends=(
-                    dynamodb_api.backend(self._dynamodb_endpoint),
+                    dynamodb_api.backend(
+                        self._dynamodb_endpoint, region=opts.region, account=LOCAL_ACCOUNT_ID
+                    ),
                     # Event source pollers hear of each put, to read at once, not next poll.
-                    kinesis_api.backend(self._kinesis_endpoint, self._kinesis_written),
+                    kinesis_api.backend(
+                        self._kinesis_endpoint,
+                        self._kinesis_written,
+                        region=opts.region,
+                        account=LOCAL_ACCOUNT_ID,
+                    ),
                 ),
+                allowed_hosts=opts.allowed_hosts,
             )
             cognito_api = CognitoAPI(self.cognito)
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
@@ -222,7 +238,9 @@ class LocalStack:
             self.api_port = await self.edge.start(opts.host, opts.api_port)
             if opts.web_port is not None:
                 # Served from the stack file's own view, so the page and the CLI agree.
-                self.web = WebServer(lambda: config_from_stack(self.describe()))
+                self.web = WebServer(
+                    lambda: config_from_stack(self.describe()), allowed_hosts=opts.allowed_hosts
+                )
                 self.web_port = await self.web.start(opts.host, opts.web_port)
         finally:
             # Never leave a child starting unobserved, whether or not the rest succeeded.
@@ -241,6 +259,8 @@ class LocalStack:
         names = self.names
         manifest = Manifest.load(opts.manifest, **names)
         rules = load_rules(opts.rules_dir, names)
+        self._declared = (manifest.table_names, manifest.stream_names)
+        self._admin_client = aws_client_factory(endpoint, opts.region)
         # No keys here: each worker gets its own session of the function's execution role.
         env = {
             "AWS_ENDPOINT_URL": endpoint,
@@ -351,7 +371,7 @@ class LocalStack:
         if self.event_sources is not None:
             self.event_sources.records_put(stream_name)
 
-    def _health_status(self) -> tuple[bool, dict[str, str]]:
+    async def _health_status(self) -> Health:
         components = {
             "gateway": "ok" if self.gateway is not None else "starting",
             "dynamodb": "ok" if self.dynamodb.running else "down",
@@ -362,7 +382,38 @@ class LocalStack:
         if self.options.web_port is not None:
             components["web"] = "ok" if self.web_port is not None else "starting"
         healthy = self.ready and all(state == "ok" for state in components.values())
-        return healthy, components
+        problems = await self._missing_declared() if healthy else ()
+        return Health(healthy, components, problems)
+
+    async def _missing_declared(self) -> tuple[str, ...]:
+        """What the manifest declares but DynamoDB or Kinesis no longer has (an admin's
+        DeleteTable, say), one reason each; looked up at most every few seconds."""
+        if self._missing_lock is None:
+            self._missing_lock = asyncio.Lock()
+        async with self._missing_lock:
+            now = time.monotonic()
+            if self._missing is None or now - self._missing[0] >= DECLARED_CHECK_TTL:
+                self._missing = (now, await asyncio.to_thread(self._look_for_declared))
+            return self._missing[1]
+
+    def _look_for_declared(self) -> tuple[str, ...]:
+        tables, streams = self._declared
+        if self._admin_client is None or not (tables or streams):
+            return ()
+        reasons: list[str] = []
+        try:
+            if tables:
+                pages = self._admin_client("dynamodb").get_paginator("list_tables").paginate()
+                existing = {name for page in pages for name in page.get("TableNames", [])}
+                reasons += [f"DynamoDB table {t} is missing" for t in tables if t not in existing]
+            if streams:
+                pages = self._admin_client("kinesis").get_paginator("list_streams").paginate()
+                existing = {name for page in pages for name in page.get("StreamNames", [])}
+                reasons += [f"Kinesis stream {s} is missing" for s in streams if s not in existing]
+        except Exception as exc:  # the emulator is restarting: its component says so
+            log.debug("could not look for the declared tables and streams: %s", exc)
+            return ()
+        return tuple(reasons)
 
     def describe(self) -> dict[str, Any]:
         """The stack file's content (the same shape ``iotchat deploy`` writes for AWS)."""

@@ -6,10 +6,19 @@ request is routed the way AWS's front ends tell services apart:
 * JSON-protocol services (DynamoDB, Kinesis, Cognito) name the operation in ``X-Amz-Target``;
   a middleware hands the request to the handler registered for the target's prefix
   (:meth:`EdgeAPI.add_target`). DynamoDB and Kinesis are forwarded verbatim to their
-  emulators, as each describes itself in its folder's ``api.py`` (:mod:`.backend`).
+  emulators, as each describes itself in its folder's ``api.py`` (:mod:`.backend`), once
+  the request is authenticated (SigV4 ``Authorization`` header, session token included) and
+  authorized: every (action, resource ARN) it needs must be allowed by the caller's IAM
+  policies (:class:`infra.local.iam.IamAuthorizer`), as AWS decides it.
 * REST services (iot-data, iot) are told apart by path: ``POST /topics/{topic}`` is
   iot-data publish; others add routes to :attr:`EdgeAPI.app`.
-* ``GET /_iotchat/health`` answers 200 once every component is ready.
+* ``GET /_iotchat/health`` answers 200 once every component is ready (``"status": "ok"``, or
+  ``"degraded"`` with its ``reasons`` when, say, a declared table is missing), 503 before.
+
+Every request first passes the ``Host`` check of :mod:`infra.local.http` (403 for a name
+that is neither loopback nor allowed with ``--allow-host``), then the loopback-origin CORS
+middleware (:mod:`.cors`). The emulators' own CORS headers (``Access-Control-Allow-Origin:
+*``) never leave the edge.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ import binascii
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,13 +41,27 @@ from infra.local.api.cors import cors_middleware
 from infra.local.gateway import Authorizer, Credential, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
+from infra.local.hosts import HostAllowList
 from infra.local.http import AppServer
+from infra.local.iam import AccessDenied, IamAuthorizer
 from infra.local.sigv4 import SigV4Error, verify_authorization_header
 
 log = logging.getLogger("iotchat.edge")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-HealthStatus = Callable[[], tuple[bool, dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``/_iotchat/health`` reports: ready or not, each component's state, and (once
+    ready) what is wrong though everything runs, e.g. a declared table that is missing."""
+
+    ready: bool
+    components: dict[str, str]
+    problems: tuple[str, ...] = field(default=())
+
+
+HealthStatus = Callable[[], Awaitable[Health]]
 
 IOT_DATA_SIGNING_NAME = "iotdata"  # botocore's iot-data model: signingName
 TOPICS_PREFIX = "/topics/"
@@ -65,6 +89,12 @@ _JSON_SIGNATURE_ERRORS = {
     "Expired": "InvalidSignatureException",
     "NotYetValid": "InvalidSignatureException",
 }
+# AWS's answer to a JSON-protocol request with no Authorization header at all.
+_MISSING_TOKEN = ("MissingAuthenticationTokenException", "Request is missing Authentication Token")
+_UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# Emulators' own CORS headers (dynalite and kinesalite send Access-Control-Allow-Origin: *):
+# dropped, so only the loopback-origin CORS middleware decides what a browser may read.
+_CORS_PREFIX = "access-control-"
 _PAYLOAD_FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
 _U32_MAX = 2**32 - 1
 
@@ -106,14 +136,19 @@ class EdgeAPI:
         *,
         gateway: Gateway,
         credentials: CredentialStore,
+        iam: IamAuthorizer,
         region: str,
         health: HealthStatus,
         backends: Iterable[ServiceBackend] = (),
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         """``backends`` are the JSON-protocol services forwarded to local emulators, as each
-        service's folder describes itself (``dynamodb/api.py``, ``kinesis/api.py``)."""
+        service's folder describes itself (``dynamodb/api.py``, ``kinesis/api.py``); ``iam``
+        decides what each signed caller may do there. Only loopback ``Host`` names and
+        ``allowed_hosts`` are answered."""
         self.gateway = gateway
         self.credentials = credentials
+        self.iam = iam
         self.region = region
         self._health_status = health
         self.targets: dict[str, Handler] = {
@@ -124,7 +159,7 @@ class EdgeAPI:
         )
         self.app.router.add_get("/_iotchat/health", self._health)
         self.app.router.add_post(TOPICS_PREFIX + "{topic:.*}", self._publish)
-        self._server = AppServer(self.app)
+        self._server = AppServer(self.app, HostAllowList(allowed_hosts))
         self._client: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
@@ -171,18 +206,20 @@ class EdgeAPI:
         return json_protocol_error(400, "UnknownOperationException", f"unknown target {target}")
 
     async def _health(self, request: web.Request) -> web.Response:
-        ready, components = self._health_status()
-        return web.json_response(
-            {"status": "ok" if ready else "starting", "components": components},
-            status=200 if ready else 503,
-        )
+        health = await self._health_status()
+        body: dict[str, Any] = {"status": "starting", "components": health.components}
+        if health.ready:
+            body["status"] = "degraded" if health.problems else "ok"
+            if health.problems:
+                body["reasons"] = list(health.problems)
+        return web.json_response(body, status=200 if health.ready else 503)
 
     # ------------------------------------------------------------------ forwarded services
 
     def _forwarder(self, service: ServiceBackend) -> Handler:
         """A handler that forwards a JSON-protocol request verbatim to the service's emulator
-        (which validates requests but not signatures), after checking the signature here when
-        the service asks for it."""
+        (which validates requests but checks no signature and no permission), once the
+        signature is verified and IAM allows every (action, resource) the request needs."""
 
         async def forward(request: web.Request) -> web.StreamResponse:
             endpoint = service.endpoint()
@@ -192,11 +229,21 @@ class EdgeAPI:
                     service.error_prefix + "ServiceUnavailableException",
                     f"{service.name} is not running",
                 )
+            # The exact bytes the signature covers are the ones authorized and forwarded.
             body = await request.read()
+            operation = request.headers.get("X-Amz-Target", "")[len(service.target_prefix) :]
+            parsed: Mapping[str, Any] = {}
             if service.signing_name is not None:
-                refused = self._check_signature(request, body, service)
-                if refused is not None:
-                    return refused
+                principal_or_refusal = self._check_signature(request, body, service)
+                if isinstance(principal_or_refusal, web.Response):
+                    return principal_or_refusal
+                parsed = _json_object(body)
+                if service.required_access is not None:
+                    refused = self._check_access(principal_or_refusal, service, operation, parsed)
+                    if refused is not None:
+                        return refused
+            elif service.on_success is not None:
+                parsed = _json_object(body)
             headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
             url = endpoint + request.rel_url.raw_path_qs
             try:
@@ -205,10 +252,11 @@ class EdgeAPI:
                 ) as upstream:
                     payload = await upstream.read()
                     if upstream.status == 200 and service.on_success is not None:
-                        service.on_success(request.headers.get("X-Amz-Target", ""), body)
+                        service.on_success(operation, parsed, payload)
                     response = web.Response(status=upstream.status, body=payload)
                     for key, value in upstream.headers.items():
-                        if key.lower() not in _HOP_BY_HOP:
+                        lower = key.lower()
+                        if lower not in _HOP_BY_HOP and not lower.startswith(_CORS_PREFIX):
                             response.headers.add(key, value)
                     return response
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -221,16 +269,48 @@ class EdgeAPI:
 
     def _check_signature(
         self, request: web.Request, body: bytes, service: ServiceBackend
-    ) -> web.Response | None:
-        """None if the SigV4 ``Authorization`` header is valid, else the JSON-protocol error
-        AWS answers with (botocore raises it as a ClientError with the same code)."""
+    ) -> Principal | web.Response:
+        """The signer if the SigV4 ``Authorization`` header is valid, else the JSON-protocol
+        error AWS answers with (botocore raises it as a ClientError with the same code).
+
+        These services sign the payload: a ``X-Amz-Content-SHA256`` that is not the body's
+        SHA-256 (``UNSIGNED-PAYLOAD`` included, which only S3 accepts) is a signature that
+        does not match, so no byte of the body reaches the emulator unsigned."""
         assert service.signing_name is not None
+        prefix = service.auth_error_prefix
+        if "Authorization" not in request.headers:
+            code, message = _MISSING_TOKEN
+            return json_protocol_error(400, prefix + code, message)
         try:
-            self._verify(request, body, service.signing_name)
+            if request.headers.get("X-Amz-Content-SHA256") == _UNSIGNED_PAYLOAD:
+                raise SigV4Error("SignatureMismatch", "the payload must be signed")
+            credential = self._verify(request, body, service.signing_name)
         except SigV4Error as exc:
             log.info("%s request refused: %s", service.name, exc.reason)
             code = _JSON_SIGNATURE_ERRORS.get(exc.reason, "IncompleteSignatureException")
-            return json_protocol_error(400, code, _forbidden_message(exc.reason))
+            return json_protocol_error(400, prefix + code, _forbidden_message(exc.reason))
+        return credential.principal
+
+    def _check_access(
+        self,
+        principal: Principal,
+        service: ServiceBackend,
+        operation: str,
+        request: Mapping[str, Any],
+    ) -> web.Response | None:
+        """None if IAM allows every (action, resource) the request needs, else AWS's
+        AccessDeniedException (HTTP 400 on the JSON protocol) naming the first refused one.
+
+        https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html"""
+        assert service.required_access is not None
+        try:
+            for action, resource in service.required_access(operation, request):
+                self.iam.check(principal, action, resource)
+        except AccessDenied as denied:
+            log.info("%s request refused: %s", service.name, denied)
+            return json_protocol_error(
+                400, service.auth_error_prefix + "AccessDeniedException", str(denied)
+            )
         return None
 
     def _verify(self, request: web.Request, body: bytes, signing_name: str) -> Credential:
@@ -301,6 +381,16 @@ class EdgeAPI:
             )
         except ValueError as exc:  # the broker's own checks; InvalidTopic is one
             raise ApiError(400, "InvalidRequestException", str(exc)) from None
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    """The request's JSON object, or ``{}`` when it is none (the emulator then refuses it,
+    and IAM sees a request naming no resource: ``*``)."""
+    try:
+        value = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _forbidden_message(reason: str) -> str:

@@ -1,49 +1,89 @@
-"""Kinesis on the edge API: ``Kinesis_20131202.*`` requests, signature checked, go to kinesalite.
+"""Kinesis on the edge API: ``Kinesis_20131202.*`` requests, signed and allowed, go to kinesalite.
 
-kinesalite checks that a request is signed, not the signature, so the edge verifies it first
-(signing name ``kinesis``). After each successful PutRecord or PutRecords the stack is told
-the stream's name, so its event source pollers read at once instead of at their next poll.
+kinesalite checks that a request is signed, not the signature, and no permission. So the edge
+verifies the signature first (signing name ``kinesis``), then asks IAM for the action on the
+stream ARN (:mod:`.access`), answering ``{"__type": "AccessDeniedException", "message": ...}``
+(HTTP 400) when refused, and only then forwards it.
+
+``GetRecords`` names no stream, only a shard iterator; AWS knows the iterator's stream, and so
+does the edge: after each successful ``GetShardIterator`` it remembers the returned
+``ShardIterator``'s stream, and after each ``GetRecords`` the ``NextShardIterator``'s, so the
+next ``GetRecords`` is authorized on that stream (an iterator the edge never handed out is
+authorized on ``*``, which only the admin may use).
+
+After each successful PutRecord or PutRecords the stack is told the stream's name, so its
+event source pollers read at once instead of at their next poll.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from infra.local.api.backend import Endpoint, ServiceBackend
+from infra.local.api.backend import Access, Endpoint, ServiceBackend
 
+from .access import IteratorStreams, required_access, stream_name
 from .service import TARGET_PREFIX
 
 SIGNING_NAME = "kinesis"
-_PUTS = frozenset({TARGET_PREFIX + "PutRecord", TARGET_PREFIX + "PutRecords"})
+_PUTS = frozenset({"PutRecord", "PutRecords"})
 
 
-def stream_writes(written: Callable[[str], None]) -> Callable[[str, bytes], None]:
-    """Tell ``written`` the stream name of each PutRecord/PutRecords request."""
+def _answer(payload: bytes) -> Mapping[str, Any]:
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
-    def on_success(target: str, body: bytes) -> None:
-        if target not in _PUTS:
-            return
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return
-        name = request.get("StreamName") if isinstance(request, dict) else None
-        if name is None and isinstance(request, dict):
-            name = str(request.get("StreamARN", "")).rpartition("/")[2] or None
-        if isinstance(name, str):
-            written(name)
+
+def after_success(
+    iterators: IteratorStreams, written: Callable[[str], None] | None = None
+) -> Callable[[str, Mapping[str, Any], bytes], None]:
+    """What the edge does after a successful request: learn each handed-out iterator's
+    stream; tell ``written`` (if given) the stream of each PutRecord/PutRecords."""
+
+    def on_success(operation: str, request: Mapping[str, Any], payload: bytes) -> None:
+        if operation == "GetShardIterator":
+            name = stream_name(request)
+            if name is not None:
+                iterators.remember(_answer(payload).get("ShardIterator"), name)
+        elif operation == "GetRecords":
+            name = iterators.stream_of(request.get("ShardIterator"))
+            if name is not None:
+                iterators.remember(_answer(payload).get("NextShardIterator"), name)
+        elif operation in _PUTS and written is not None:
+            name = stream_name(request)
+            if name is not None:
+                written(name)
 
     return on_success
 
 
-def backend(endpoint: Endpoint, written: Callable[[str], None] | None = None) -> ServiceBackend:
-    """Kinesis as the edge API forwards it to kinesalite at ``endpoint()``; ``written`` (if
-    given) hears of every stream a successful put wrote to."""
+def backend(
+    endpoint: Endpoint,
+    written: Callable[[str], None] | None = None,
+    *,
+    region: str,
+    account: str,
+    iterators: IteratorStreams | None = None,
+) -> ServiceBackend:
+    """Kinesis as the edge API forwards it to kinesalite at ``endpoint()``; stream ARNs are in
+    ``region`` and ``account``; ``written`` (if given) hears of every stream a successful put
+    wrote to."""
+    known = iterators if iterators is not None else IteratorStreams()
+
+    def access(operation: str, request: Mapping[str, Any]) -> list[Access]:
+        return [
+            required_access(operation, request, region=region, account=account, iterators=known)
+        ]
+
     return ServiceBackend(
         "Kinesis",
         TARGET_PREFIX,
         endpoint,
         signing_name=SIGNING_NAME,
-        on_success=stream_writes(written) if written else None,
+        required_access=access,
+        on_success=after_success(known, written),
     )
