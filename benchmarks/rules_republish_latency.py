@@ -26,7 +26,7 @@ ROOM_RULE: dict[str, Any] = {
     "actions": [
         {
             "republish": {
-                "roleArn": "arn:aws:iam::000000000000:role/iotchat-republish",
+                "roleArn": "arn:aws:iam::000000000000:role/iotchat-rule-republish",
                 "topic": "chat/pub/${room}",
                 "qos": 1,
             }

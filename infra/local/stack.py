@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,8 @@ from .lambda_runtime.credentials import DEFAULT_LIFETIME as LAMBDA_CREDENTIAL_LI
 from .lambda_runtime.credentials import RoleCredentials
 from .lambda_runtime.event_sources import EventSourceMappings, session_clients
 from .registry import Registry, RegistryCredentialStore
-from .rules.host import DirectJsonCaller, aws_client_factory, rule_services
+from .rules.access import RuleAccess
+from .rules.host import DirectJsonCaller, rule_services
 from .web import WebServer, config_from_stack
 
 log = logging.getLogger("iotchat.stack")
@@ -67,6 +70,29 @@ EXPIRED_CREDENTIAL_GRACE = 3600.0
 PRUNE_EVERY = 1000
 # How long /_iotchat/health trusts its last look for the declared tables and streams.
 DECLARED_CHECK_TTL = 3.0
+
+
+def aws_client_factory(endpoint: str, region: str) -> Callable[[str], Any]:
+    """The local admin's boto3 clients for the API endpoint, one per service: the stack's own
+    housekeeping (the declared tables and streams, the health check). The rules engine and the
+    Lambdas act as their own roles instead."""
+    import boto3
+
+    lock = threading.Lock()
+    clients: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        with lock:
+            if service not in clients:
+                session = boto3.session.Session(
+                    aws_access_key_id=ADMIN_ACCESS_KEY_ID,
+                    aws_secret_access_key=ADMIN_SECRET_ACCESS_KEY,
+                    region_name=region,
+                )
+                clients[service] = session.client(service, endpoint_url=endpoint)
+            return clients[service]
+
+    return client
 
 
 @dataclass
@@ -308,6 +334,8 @@ class LocalStack:
                 endpoint,
                 opts.region,
                 LOCAL_ACCOUNT_ID,
+                # Each action acts as its roleArn, decided by the stack's one IAM authorizer.
+                RuleAccess(self.roles, self.iam, self.role_sessions),
                 aws_json=self.direct_json,
             )
         )

@@ -3,6 +3,11 @@
 Each action is built once from its ``TopicRulePayload`` entry (substitution templates compiled
 then) and run per message. A failure raises :class:`ActionFailed` with the name and resource
 AWS puts in an error action's ``failures`` list.
+
+Each action acts as its ``roleArn`` (the lambda action as the rules engine, under the function's
+resource policy), never as the admin: :mod:`.access` says what each needs and decides it, and a
+refusal fails the action like any other error
+(https://docs.aws.amazon.com/iot/latest/developerguide/rule-error-handling.html).
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from decimal import Decimal
 from typing import Any
 
 from infra.local.gateway.codec import Prop
+from infra.local.iam import AccessDenied
 from iot_rules.sql import Result, SqlContext, SqlMessage, Template, compile_template
+
+from .access import FunctionAccessDenied, RuleAccess, UnknownRole, refusal_message
+
+_REFUSALS = (AccessDenied, FunctionAccessDenied, UnknownRole)
 
 
 class ActionFailed(Exception):
@@ -32,17 +42,25 @@ class ActionFailed(Exception):
 
 @dataclass
 class RuleServices:
-    """What actions reach: the gateway, the Lambda runtime, AWS APIs on the edge."""
+    """What actions reach: the gateway, the Lambda runtime, AWS APIs on the edge, and IAM.
+
+    ``access`` decides what each action's role may do; the stack always supplies it (a bare
+    engine on a gateway, in the engine's own tests, runs without IAM).
+    """
 
     publish: Callable[..., None]
     invoke_async: Callable[[str, Any], str] | None = None
-    aws_client: Callable[[str], Any] | None = None
-    # Optional fast path for JSON-protocol calls, ``await aws_json(service, operation, body)``
-    # with the wire-format body; raises AwsCallError. Without it actions use aws_client.
+    # ``aws_client(service, role ARN, session name)``: a boto3 client for the API endpoint
+    # signed with that role session's temporary credentials (the endpoint authorizes the call).
+    aws_client: Callable[[str, str, str], Any] | None = None
+    # The DynamoDB fast path, ``await aws_json(service, operation, body)`` with the wire-format
+    # body, straight to the local service; raises AwsCallError. The action has been
+    # authorized (``access``) before it is called.
     aws_json: Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     account_id: str = "000000000000"
     region: str = "us-east-1"
     sql_context: SqlContext | None = None
+    access: RuleAccess | None = None
 
 
 class _Text:
@@ -67,10 +85,31 @@ def _result_json(result: Result) -> Any:
 
 class Action:
     """Base class; ``name`` is AWS's ``failedAction`` value, ``resource`` its
-    ``failedResource`` (the topic, function, table or stream the action writes to)."""
+    ``failedResource`` (the topic, function, table or stream the action writes to);
+    ``role_arn`` the role it acts as and ``rule`` its rule's name (the role session's name),
+    set when the rule is compiled."""
 
     name = "Action"
     resource = ""
+    role_arn = ""
+    rule = ""
+
+    def bind(self, spec: Mapping[str, Any], rule: str) -> Action:
+        self.role_arn = str(spec.get("roleArn", ""))
+        self.rule = rule
+        return self
+
+    def authorize(
+        self, services: RuleServices, action: str, resource: str, failed_resource: str
+    ) -> None:
+        """Raise :class:`ActionFailed` unless the action's role may perform ``action`` on
+        ``resource``."""
+        if services.access is None:
+            return
+        try:
+            services.access.check(self.role_arn, self.rule, action, resource)
+        except _REFUSALS as refused:
+            raise self.fail(refusal_message(refused), failed_resource) from None
 
     async def run(self, result: Result, msg: SqlMessage, services: RuleServices) -> None:
         raise NotImplementedError
@@ -134,6 +173,8 @@ class RepublishAction(Action):
             props = self.properties(msg, ctx)
         except (ValueError, KeyError) as exc:
             raise self.fail(f"invalid republish parameters: {exc}") from None
+        if services.access is not None:
+            self.authorize(services, "iot:Publish", services.access.topic_arn(topic), topic)
         try:
             services.publish(
                 topic, result.to_bytes(), qos=self.qos, properties=props, source="rule"
@@ -154,6 +195,11 @@ class LambdaAction(Action):
     async def run(self, result: Result, msg: SqlMessage, services: RuleServices) -> None:
         if services.invoke_async is None:
             raise self.fail("no Lambda runtime is running")
+        if services.access is not None:
+            try:
+                services.access.check_invoke(self.function_arn, self.rule)
+            except FunctionAccessDenied as refused:
+                raise self.fail(refusal_message(refused)) from None
         event = _result_json(result)
         if result.raw is not None and event is None:
             raise self.fail("the Lambda action needs a JSON payload; use encode(*, 'base64')")
@@ -188,11 +234,28 @@ def _wire(value: Any) -> Any:
     return value
 
 
-async def _call_aws(services: RuleServices, service: str, method: str, **kwargs: Any) -> Any:
+async def _call_aws(
+    services: RuleServices, service: str, role: tuple[str, str], method: str, **kwargs: Any
+) -> Any:
+    """``method`` of a boto3 client signed as the role session ``role`` (ARN, session name),
+    in a worker thread."""
     if services.aws_client is None:
         raise RuntimeError(f"no {service} endpoint is configured")
-    client = services.aws_client(service)
-    return await asyncio.to_thread(getattr(client, method), **kwargs)
+
+    def call() -> Any:
+        assert services.aws_client is not None
+        client = services.aws_client(service, *role)
+        return getattr(client, method)(**kwargs)
+
+    return await asyncio.to_thread(call)
+
+
+async def _json_call(
+    services: RuleServices, service: str, operation: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    if services.aws_json is None:
+        raise AwsCallError("ServiceUnavailable", f"no local {service} is configured")
+    return await services.aws_json(service, operation, body)
 
 
 class AwsCallError(Exception):
@@ -204,6 +267,8 @@ class AwsCallError(Exception):
 
 
 def _aws_error(exc: Exception) -> str:
+    if isinstance(exc, _REFUSALS):
+        return refusal_message(exc)
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         err = response["Error"]
@@ -227,14 +292,13 @@ class DynamoDBv2Action(Action):
         table = self.table.render(msg, services.sql_context)
         if not isinstance(item, dict):
             raise self.fail("the dynamoDBv2 action needs a JSON object result", table)
+        if services.access is not None:
+            self.authorize(services, "dynamodb:PutItem", services.access.table_arn(table), table)
         serializer = TypeSerializer()
         try:
             attrs = {k: serializer.serialize(_to_dynamo(v)) for k, v in item.items()}
-            if services.aws_json is not None:
-                body = {"TableName": table, "Item": _wire(attrs)}
-                await services.aws_json("dynamodb", "PutItem", body)
-            else:
-                await _call_aws(services, "dynamodb", "put_item", TableName=table, Item=attrs)
+            body = {"TableName": table, "Item": _wire(attrs)}
+            await _json_call(services, "dynamodb", "PutItem", body)
         except Exception as exc:
             raise self.fail(_aws_error(exc), table) from None
 
@@ -271,35 +335,34 @@ class DynamoDBAction(Action):
         if self.range_field and self.range_value is not None:
             key[self.range_field] = self._key(self.range_value.render(msg, ctx), self.range_type)
         operation = self.operation.render(msg, ctx).upper()
+        # The action's page asks the role for dynamodb:PutItem; a DELETE deletes the item.
+        needed = "dynamodb:DeleteItem" if operation == "DELETE" else "dynamodb:PutItem"
+        if services.access is not None:
+            self.authorize(services, needed, services.access.table_arn(table), table)
         try:
             if operation == "DELETE":
-                await _call_aws(services, "dynamodb", "delete_item", TableName=table, Key=key)
+                await _json_call(
+                    services, "dynamodb", "DeleteItem", {"TableName": table, "Key": key}
+                )
                 return
             body = _result_json(result)
-            payload = (
+            payload = _wire(
                 TypeSerializer().serialize(_to_dynamo(body))
                 if body is not None
                 else {"B": result.to_bytes()}
             )
             if operation == "UPDATE":
-                await _call_aws(
-                    services,
-                    "dynamodb",
-                    "update_item",
-                    TableName=table,
-                    Key=key,
-                    UpdateExpression="SET #p = :p",
-                    ExpressionAttributeNames={"#p": self.payload_field},
-                    ExpressionAttributeValues={":p": payload},
-                )
+                request = {
+                    "TableName": table,
+                    "Key": key,
+                    "UpdateExpression": "SET #p = :p",
+                    "ExpressionAttributeNames": {"#p": self.payload_field},
+                    "ExpressionAttributeValues": {":p": payload},
+                }
+                await _json_call(services, "dynamodb", "UpdateItem", request)
             else:
-                await _call_aws(
-                    services,
-                    "dynamodb",
-                    "put_item",
-                    TableName=table,
-                    Item={**key, self.payload_field: payload},
-                )
+                request = {"TableName": table, "Item": {**key, self.payload_field: payload}}
+                await _json_call(services, "dynamodb", "PutItem", request)
         except Exception as exc:
             raise self.fail(_aws_error(exc), table) from None
 
@@ -326,6 +389,7 @@ class KinesisAction(Action):
             await _call_aws(
                 services,
                 "kinesis",
+                (self.role_arn, self.rule),
                 "put_record",
                 StreamName=self.stream,
                 Data=result.to_bytes(),
@@ -347,6 +411,7 @@ ACTION_TYPES: dict[str, ActionFactory] = {
 }
 
 
-def build_action(spec: Mapping[str, Any], version: str | None) -> Action:
+def build_action(spec: Mapping[str, Any], version: str | None, rule: str = "") -> Action:
+    """The action for one ``actions`` (or ``errorAction``) entry of the rule named ``rule``."""
     ((kind, params),) = spec.items()
-    return ACTION_TYPES[kind](params, version)
+    return ACTION_TYPES[kind](params, version).bind(params, rule)

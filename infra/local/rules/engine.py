@@ -3,8 +3,9 @@
 The gateway's publish tap calls :meth:`RulesEngine.on_publish` for each accepted message
 (MQTT, iot-data HTTP, lifecycle events, Basic Ingest). For each rule whose FROM filter matches,
 the engine evaluates the compiled SQL and runs the rule's actions. Republish runs at once, so
-room messages keep their order; the other actions run concurrently as tasks. When any action
-fails, the rule's errorAction gets one message listing every failure, in AWS's format.
+room messages keep their order; the other actions run concurrently as tasks. Each action acts
+as its rule's role (:mod:`.access`); when any action fails, refused or not, the rule's
+errorAction (acting as its own role) gets one message listing every failure, in AWS's format.
 """
 
 from __future__ import annotations
@@ -58,14 +59,15 @@ def compile_rule(definition: RuleDefinition) -> CompiledRule:
     """Compile SQL and templates once; raises SqlError or KeyError for a broken rule."""
     version = definition.sql_version
     statement = compile_sql(definition.sql, version)
-    actions = [build_action(spec, version) for spec in definition.actions]
+    name = definition.name
+    actions = [build_action(spec, version, name) for spec in definition.actions]
     error_spec = definition.error_action
     return CompiledRule(
         definition=definition,
         statement=statement,
         republish=[a for a in actions if isinstance(a, RepublishAction)],
         other_actions=[a for a in actions if not isinstance(a, RepublishAction)],
-        error_action=build_action(error_spec, version) if error_spec else None,
+        error_action=build_action(error_spec, version, name) if error_spec else None,
         blocking=bool(statement.functions_used & _BLOCKING_FUNCTIONS),
     )
 

@@ -1,8 +1,12 @@
 """Wires the rules engine into the local stack: what its actions and SQL functions reach.
 
 Rule actions and ``aws_lambda()``/``get_dynamodb()`` talk to the same services a deployed rule
-talks to on AWS: the gateway (republish), the Lambda runtime, and AWS APIs through the edge API
-with the admin credentials, exactly as any boto3 user of the stack would.
+talks to on AWS: the gateway (republish), the Lambda runtime, DynamoDB and Kinesis, each as the
+role the rule names (:mod:`.access`), never as the admin. Calls that go through the API
+endpoint (Kinesis, ``get_dynamodb()``) are signed with that role session's temporary
+credentials, so the endpoint authorizes them as it does every caller; the DynamoDB actions'
+fast path (:class:`DirectJsonCaller`) is authorized by the action, once per message, from a
+remembered decision.
 """
 
 from __future__ import annotations
@@ -13,38 +17,54 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from infra.local.gateway import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, Gateway
+from infra.local.gateway import Gateway
 from infra.local.lambda_runtime import LambdaRuntime
+from infra.local.rules.access import RuleAccess
 from infra.local.rules.actions import RuleServices
 from iot_rules.sql import SqlContext
 
+# The session name of ``get_dynamodb()``'s role sessions (the SQL function knows no rule).
+GET_DYNAMODB_SESSION = "get_dynamodb"
 
-def aws_client_factory(endpoint: str, region: str) -> Callable[[str], Any]:
-    """boto3 clients for the edge API, one per service and thread (boto3 clients are not
-    safe to create concurrently, and actions run in worker threads)."""
+
+def role_client_factory(
+    endpoint: str, region: str, access: RuleAccess
+) -> Callable[[str, str, str], Any]:
+    """``client(service, role ARN, session name)``: boto3 clients for the API endpoint signed
+    with the role session's temporary credentials, one per service, session and thread (boto3
+    clients are not safe to create concurrently, and actions run in worker threads), rebuilt
+    when :meth:`RuleAccess.credentials` renews the session's keys."""
     import boto3
 
     session_lock = threading.Lock()
     local = threading.local()
 
-    def client(service: str) -> Any:
-        cache = getattr(local, "clients", None)
+    def client(service: str, role_arn: str, session_name: str) -> Any:
+        credential = access.credentials(role_arn, session_name)
+        cache: dict[tuple[str, str, str], tuple[str, Any]] | None = getattr(local, "clients", None)
         if cache is None:
             cache = local.clients = {}
-        if service not in cache:
-            with session_lock:
-                session = boto3.session.Session(
-                    aws_access_key_id=ADMIN_ACCESS_KEY_ID,
-                    aws_secret_access_key=ADMIN_SECRET_ACCESS_KEY,
-                    region_name=region,
-                )
-                cache[service] = session.client(service, endpoint_url=endpoint)
-        return cache[service]
+        key = (service, role_arn, session_name)
+        cached = cache.get(key)
+        if cached is not None and cached[0] == credential.access_key_id:
+            return cached[1]
+        with session_lock:
+            session = boto3.session.Session(
+                aws_access_key_id=credential.access_key_id,
+                aws_secret_access_key=credential.secret_access_key,
+                aws_session_token=credential.session_token,
+                region_name=region,
+            )
+            built = session.client(service, endpoint_url=endpoint)
+        cache[key] = (credential.access_key_id, built)
+        return built
 
     return client
 
 
-def _get_dynamodb(client: Callable[[str], Any]) -> Callable[..., object]:
+def _get_dynamodb(client: Callable[[str, str, str], Any]) -> Callable[..., object]:
+    """``get_dynamodb()``: GetItem as the role the call names, through the API endpoint."""
+
     def get_item(
         table: str,
         key_name: str,
@@ -59,7 +79,8 @@ def _get_dynamodb(client: Callable[[str], Any]) -> Callable[..., object]:
         key = {key_name: serializer.serialize(key_value)}
         if range_name is not None:
             key[range_name] = serializer.serialize(range_value)
-        item = client("dynamodb").get_item(TableName=table, Key=key).get("Item")
+        dynamodb = client("dynamodb", role_arn, GET_DYNAMODB_SESSION)
+        item = dynamodb.get_item(TableName=table, Key=key).get("Item")
         if item is None:
             return None
         deserializer = TypeDeserializer()
@@ -68,8 +89,11 @@ def _get_dynamodb(client: Callable[[str], Any]) -> Callable[..., object]:
     return get_item
 
 
-def _invoke_lambda(runtime: LambdaRuntime) -> Callable[[str, object], object]:
+def _invoke_lambda(runtime: LambdaRuntime, access: RuleAccess) -> Callable[[str, object], object]:
+    """``aws_lambda()``: the function's resource policy must let the rules engine invoke it."""
+
     def invoke(arn: str, payload: object) -> object:
+        access.check_invoke(arn, None)
         result = runtime.invoke_blocking(arn, payload)
         if not result.ok:
             raise RuntimeError(f"aws_lambda({arn}) failed: {result.error}")
@@ -84,7 +108,9 @@ class DirectJsonCaller:
     A deployed rule's action is a service-side call; locally, boto3 in a worker thread plus the
     edge API's proxy cost about 2 ms of this process's CPU per stored message, which is what
     limited the store path. This sends the same JSON request DynamoDB's API takes, on the
-    stack's event loop, to the service itself.
+    stack's event loop, to the service itself. It holds no keys and decides nothing: each
+    action has asked IAM for its role's permission before it calls (``RuleAccess.check``, a
+    remembered decision per role, action and table), as the API endpoint does for other callers.
     """
 
     TARGETS = {"dynamodb": ("DynamoDB_20120810", "application/x-amz-json-1.0")}
@@ -93,6 +119,10 @@ class DirectJsonCaller:
         self.endpoints = endpoints
         self.region = region
         self._session: Any = None
+
+    # dynalite checks the Authorization header's shape, not its key or signature: the key id
+    # here is a placeholder, not a credential (authorization happened in the action).
+    PLACEHOLDER_KEY_ID = "RULESENGINE"
 
     async def __call__(self, service: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
@@ -110,9 +140,8 @@ class DirectJsonCaller:
             "X-Amz-Target": f"{prefix}.{operation}",
             "Content-Type": content_type,
             "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", now),
-            # The local service checks the header's shape, not the signature.
             "Authorization": (
-                f"AWS4-HMAC-SHA256 Credential={ADMIN_ACCESS_KEY_ID}/"
+                f"AWS4-HMAC-SHA256 Credential={self.PLACEHOLDER_KEY_ID}/"
                 f"{time.strftime('%Y%m%d', now)}/{self.region}/{service}/aws4_request, "
                 "SignedHeaders=host;x-amz-date;x-amz-target, Signature=" + "0" * 64
             ),
@@ -142,9 +171,11 @@ def rule_services(
     endpoint: str,
     region: str,
     account_id: str,
+    access: RuleAccess,
     aws_json: Callable[[str, str, dict[str, Any]], Any] | None = None,
 ) -> RuleServices:
-    client = aws_client_factory(endpoint, region)
+    """What the stack's rules engine reaches, every action acting as its role via ``access``."""
+    client = role_client_factory(endpoint, region, access)
 
     def publish(topic: str, payload: bytes, **kwargs: Any) -> None:
         gateway.publish(topic, payload, **kwargs)
@@ -152,7 +183,7 @@ def rule_services(
     context = SqlContext(
         account_id=account_id,
         region=region,
-        invoke_lambda=_invoke_lambda(runtime) if runtime is not None else None,
+        invoke_lambda=_invoke_lambda(runtime, access) if runtime is not None else None,
         get_dynamodb=_get_dynamodb(client),
     )
     return RuleServices(
@@ -163,4 +194,5 @@ def rule_services(
         account_id=account_id,
         region=region,
         sql_context=context,
+        access=access,
     )

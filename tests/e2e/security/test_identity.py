@@ -33,7 +33,7 @@ ROOM_RULE = {
     "actions": [
         {
             "republish": {
-                "roleArn": "arn:aws:iam::000000000000:role/republish",
+                "roleArn": "arn:aws:iam::000000000000:role/iotchat-rule-republish",
                 "topic": "chat/pub/${room}",
                 "qos": 1,
             }

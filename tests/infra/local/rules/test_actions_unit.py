@@ -22,7 +22,9 @@ def kinesis():
 
 
 def _services(kinesis) -> RuleServices:
-    return RuleServices(publish=lambda *a, **k: None, aws_client=lambda service: kinesis)
+    return RuleServices(
+        publish=lambda *a, **k: None, aws_client=lambda service, role, session: kinesis
+    )
 
 
 def test_kinesis_action_puts_the_select_result_with_the_templated_partition_key(kinesis):
