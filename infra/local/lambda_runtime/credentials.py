@@ -76,8 +76,10 @@ class RenewingClient:
     """A boto3 client signed with a role session, rebuilt with a new session before expiry.
 
     ``issue`` returns new credentials (or None: no session, the client is built once);
-    ``build(credentials)`` a client signed with them. Safe to use from several threads (the
-    event source pollers call from worker threads).
+    ``build(credentials)`` a client signed with them. :meth:`get` does both when due; a caller
+    that must issue on one thread (the stack's key store belongs to its event loop) and build
+    on another (boto3 is slow to build a client) uses :meth:`due`, :attr:`issue` and
+    :meth:`renew` instead, as the event source mappings do.
     """
 
     def __init__(
@@ -88,25 +90,29 @@ class RenewingClient:
         margin: float = DEFAULT_RENEW_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._issue = issue
+        self.issue = issue
         self._build = build
         self.margin = margin
         self._clock = clock
         self._lock = threading.Lock()
-        self._client: Any = None
+        self.client: Any = None
         self._until = float("-inf")
         self.credentials: RoleCredentials | None = None
         self.renewals = 0  # sessions issued so far (the first one included)
 
+    def due(self) -> bool:
+        """No client yet, or its session is within ``margin`` of expiry."""
+        return self.client is None or self._clock() >= self._until
+
+    def renew(self, credentials: RoleCredentials | None) -> Any:
+        """Build the client anew, signed with ``credentials`` (thread-safe); return it."""
+        client = self._build(credentials)
+        until = float("inf") if credentials is None else usable_until(credentials, self.margin)
+        with self._lock:
+            self.client, self._until, self.credentials = client, until, credentials
+            self.renewals += 1
+        return client
+
     def get(self) -> Any:
         """The client, renewed first if its credentials are within ``margin`` of expiry."""
-        with self._lock:
-            if self._client is None or self._clock() >= self._until:
-                credentials = self._issue()
-                self._client = self._build(credentials)
-                self._until = (
-                    float("inf") if credentials is None else usable_until(credentials, self.margin)
-                )
-                self.credentials = credentials
-                self.renewals += 1
-            return self._client
+        return self.renew(self.issue()) if self.due() else self.client

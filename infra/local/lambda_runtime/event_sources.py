@@ -419,8 +419,12 @@ class EventSourceMappings:
         """Kinesis ``method`` as the mapped function's execution role (in a thread)."""
         if self._stopping.is_set():
             raise _Stopping
-        client = self.clients[spec.function_name]
-        return await asyncio.to_thread(lambda: getattr(client.get(), method)(**request))
+        renewing = self.clients[spec.function_name]
+        client = renewing.client
+        if renewing.due():
+            # Issued here, on the stack's loop, which owns the key store; built off it.
+            client = await asyncio.to_thread(renewing.renew, renewing.issue())
+        return await asyncio.to_thread(getattr(client, method), **request)
 
     async def sleep(self, delay: float, woken: asyncio.Event | None = None) -> None:
         """Wait ``delay`` seconds or until ``woken`` is set; raise :class:`_Stopping` as soon
