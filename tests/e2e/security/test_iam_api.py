@@ -11,18 +11,26 @@ mis-signed key, as an attacker with boto3 would try them, each refused as AWS re
 
 Beside them: a Lambda role session reads the chat's stream (GetShardIterator, GetRecords with
 each NextShardIterator) and publishes with iot-data where its role allows it, and is refused
-elsewhere; an expired role session gets ExpiredTokenException. Every refused call aims at the
-chat's own table and stream, and none of them changes anything there.
+elsewhere; an expired role session gets ExpiredTokenException; a body other than the signed one
+(or declared ``UNSIGNED-PAYLOAD``) is InvalidSignatureException and an unsigned request
+MissingAuthenticationTokenException. Every refused call aims at the chat's own table and
+stream, and none of them changes anything there.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.exceptions
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from infra.local.identity import Credential
 from tests.support.cognito import guest_credentials, signed_in_credentials
@@ -302,3 +310,54 @@ def test_an_expired_role_session_gets_expired_token(stack: InProcessStack) -> No
 
     wait_for(expired, timeout=10, interval=0.1)
     live.describe_stream_summary(StreamName=stream)
+
+
+# ---------------------------------------------------------------------- what the signature covers
+
+
+def _raw(stack: InProcessStack, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(stack.endpoint + "/", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _signed_headers(stack: InProcessStack, body: bytes, extra: dict[str, str]) -> dict[str, str]:
+    headers = {
+        "X-Amz-Target": "DynamoDB_20120810.GetItem",
+        "Content-Type": "application/x-amz-json-1.0",
+        **extra,
+    }
+    request = AWSRequest("POST", stack.endpoint + "/", data=body, headers=headers)
+    SigV4Auth(Credentials("test", "test"), "dynamodb", stack.info["region"]).add_auth(request)
+    prepared = dict(request.prepare().headers)
+    prepared.pop("Content-Length", None)  # urllib sets the length of the body actually sent
+    return prepared
+
+
+def test_the_body_that_reaches_dynamodb_is_the_one_signed(stack: InProcessStack) -> None:
+    table, _ = _names(stack)
+    key = {"conv": {"S": f"room#{uuid.uuid4().hex[:6]}"}, "mid": {"S": "m"}}
+    signed = json.dumps({"TableName": table, "Key": key}).encode()
+    assert _raw(stack, signed, _signed_headers(stack, signed, {})) == (200, {})
+    swapped = json.dumps({"TableName": "another-table", "Key": key}).encode()
+    status, answer = _raw(stack, swapped, _signed_headers(stack, signed, {}))
+    assert (status, answer["__type"]) == (
+        400,
+        "com.amazon.coral.service#InvalidSignatureException",
+    )
+    unsigned_payload = _signed_headers(stack, signed, {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    status, answer = _raw(stack, swapped, unsigned_payload)
+    assert (status, answer["__type"]) == (
+        400,
+        "com.amazon.coral.service#InvalidSignatureException",
+    )
+    status, answer = _raw(
+        stack, signed, {"X-Amz-Target": "DynamoDB_20120810.GetItem", "Content-Type": "x"}
+    )
+    assert (status, answer["__type"]) == (
+        400,
+        "com.amazon.coral.service#MissingAuthenticationTokenException",
+    )
