@@ -2,6 +2,7 @@
 
 ``engine`` matches publishes against the compiled rules and reports failures to each rule's
 error action, ``actions`` holds one class per action type (republish, Lambda, DynamoDB,
-Kinesis), and ``host`` connects the actions to the stack's gateway, Lambda runtime and AWS
-APIs. The SQL itself is compiled by :mod:`iot_rules.sql`.
+Kinesis), ``access`` decides what each action's role may do (IAM, as on AWS), and ``host``
+connects the actions to the stack's gateway, Lambda runtime and AWS APIs.
+The SQL itself is compiled by :mod:`iot_rules.sql`.
 """
