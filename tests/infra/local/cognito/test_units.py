@@ -62,9 +62,9 @@ def test_stack_drops_long_expired_cognito_keys(tmp_path: Path) -> None:
     stack = LocalStack(stack_options(tmp_path))
     principal = Principal("cognito", "us-east-1:x")
     old = time.time() - 10 * 3600
-    stack._add_cognito_credential(Credential("ASIAOLD", "s", principal, "t", old))
+    stack._add_temporary_credential(Credential("ASIAOLD", "s", principal, "t", old))
     for n in range(PRUNE_EVERY - 1):
-        stack._add_cognito_credential(
+        stack._add_temporary_credential(
             Credential(f"ASIA{n}", "s", principal, "t", time.time() + 3600)
         )
     assert stack.credentials.lookup_access_key("ASIAOLD") is None
