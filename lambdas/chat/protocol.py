@@ -32,6 +32,11 @@ RETENTION_DAYS = 365
 
 # What IoT SQL's trim() strips; "only whitespace" means the same to the rules and to us.
 BLANK = " \t\n\r\f\v"
+# A UTF-16 surrogate left alone: JSON lets a client write one ("\ud800"), but it is no character,
+# cannot be encoded in UTF-8 and no client can show it, so text and names holding one are
+# refused (the rules use the same test: regexp_matches(text, '^[^\uD800-\uDFFF]*+[\uD800-\uDFFF]')).
+# A valid pair ("\ud83d\ude00") is one code point once decoded, so it never matches here.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 COMMAND_TYPES = ("join", "leave", "history", "who", "create", "invite")
 STREAM_TYPES = ("typing", "telemetry")
@@ -57,8 +62,14 @@ def error(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
 
 
 def java_length(text: str) -> int:
-    """Length in UTF-16 code units, as IoT SQL's ``length()`` (Java) counts it."""
-    return len(text.encode("utf-16-le")) // 2
+    """Length in UTF-16 code units, as IoT SQL's ``length()`` (Java) counts it; a lone
+    surrogate is one unit there too, and must not raise here (``surrogatepass``)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def is_unicode_text(text: str) -> bool:
+    """Whether ``text`` is all characters, without a lone surrogate."""
+    return LONE_SURROGATE.search(text) is None
 
 
 def inbox(client_id: str) -> str:
@@ -77,8 +88,14 @@ def room_events_topic(room: str) -> str:
 
 
 def dumps(body: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON: what goes on the wire and what page sizes are measured in."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON: what goes on the wire and what page sizes are measured in. A lone
+    surrogate (which validation refuses, but a telemetry value may hold) stays a JSON escape
+    instead of failing the whole invocation."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -108,8 +125,12 @@ def require_id(request: dict[str, Any]) -> str:
 
 def require_text(request: dict[str, Any]) -> str:
     text = request.get("text")
-    if not isinstance(text, str) or not text.strip(BLANK):
-        raise ProtocolError("INVALID_TEXT", "text must be a non-empty string", ref_of(request))
+    if not isinstance(text, str) or not text.strip(BLANK) or not is_unicode_text(text):
+        raise ProtocolError(
+            "INVALID_TEXT",
+            "text must be a non-empty string of Unicode characters (no lone surrogates)",
+            ref_of(request),
+        )
     if java_length(text) > MAX_TEXT:
         raise ProtocolError(
             "TEXT_TOO_LONG", f"text is limited to {MAX_TEXT} characters", ref_of(request)
@@ -121,9 +142,16 @@ def optional_name(request: dict[str, Any], field: str = "name") -> str | None:
     if field not in request:
         return None
     name = request[field]  # null is not "no name": the rules refuse it too
-    if not isinstance(name, str) or not name.strip(BLANK) or java_length(name) > MAX_NAME:
+    if (
+        not isinstance(name, str)
+        or not name.strip(BLANK)
+        or java_length(name) > MAX_NAME
+        or not is_unicode_text(name)
+    ):
         raise ProtocolError(
-            "INVALID_NAME", f"{field} must be 1-{MAX_NAME} characters", ref_of(request)
+            "INVALID_NAME",
+            f"{field} must be 1-{MAX_NAME} characters of Unicode (no lone surrogates)",
+            ref_of(request),
         )
     return name
 

@@ -28,6 +28,7 @@ class RecordingPublisher:
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
     def publish(self, topic: str, body: dict[str, Any]) -> None:
+        dumps(body)  # what would go on the wire must serialise, as in IotDataPublisher
         self.sent.append((topic, body))
 
     def to(self, topic: str) -> list[dict[str, Any]]:

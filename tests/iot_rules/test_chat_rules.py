@@ -65,7 +65,11 @@ types = st.one_of(
 texts = st.one_of(
     values,
     st.sampled_from(
-        ["hi", "  ", "\t\n", "\u00a0", "x" * 2000, "x" * 2001, "😀" * 1000, "😀" * 1001]
+        [
+            *("hi", "  ", "\t\n", "\u00a0", "x" * 2000, "x" * 2001, "😀" * 1000, "😀" * 1001),
+            # lone surrogates: JSON allows "\ud800", Unicode text does not
+            *("hi \ud800", "\udc00", "😀\udfff😀", "\ude00\ud83d", "x" * 1999 + "\ud800"),
+        ]
     ),
 )
 requests = st.fixed_dictionaries(
@@ -75,7 +79,9 @@ requests = st.fixed_dictionaries(
         "id": st.one_of(values, st.sampled_from(["m1", "a" * 64, "a" * 65, "has space"])),
         "room": values,
         "text": texts,
-        "name": st.one_of(values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "<b>hi</b>"])),
+        "name": st.one_of(
+            values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "<b>hi</b>", "\udbff"])
+        ),
         "to": values,
         "group": values,
     },
@@ -96,7 +102,9 @@ field_values = {
     "id": st.one_of(values, st.sampled_from(["m1", "a" * 64, "a" * 65, "has space", ""])),
     "room": values,
     "text": texts,
-    "name": st.one_of(values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "\u00a0", " "])),
+    "name": st.one_of(
+        values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "\u00a0", " ", "Ada\ud800"])
+    ),
 }
 mutations = st.dictionaries(
     st.sampled_from(sorted(field_values)), st.just(None), max_size=2
@@ -189,3 +197,39 @@ def test_every_rule_has_an_error_action_and_commands_get_the_raw_payload() -> No
         assert rule.error_action, rule.name
     out = matches("chat/out", b'{"type":"join","room":"lobby"}')["chat_commands"]
     assert decode_request(out["payload"]) == {"type": "join", "room": "lobby"}
+
+
+LONE_SURROGATE_TEXTS = ["hi \ud800", "\udc00", "😀\udfff😀", "\ude00\ud83d", "a\udbffb"]
+
+
+def test_a_lone_surrogate_in_a_room_message_gets_invalid_text_never_silence() -> None:
+    """``"text": "hi \\ud800"`` is valid JSON but no Unicode text: the room rule lets it
+    through neither to the room nor into silence; chat_invalid answers INVALID_TEXT, the
+    code the Lambda's checks give the same text (in a direct message)."""
+    for text in LONE_SURROGATE_TEXTS:
+        request = {"type": "message", "id": "m1", "room": "lobby", "text": text}
+        out = matches("chat/out", json.dumps(request).encode())
+        assert set(out) == {"chat_invalid"}, (text, out)
+        assert out["chat_invalid"]["code"] == "INVALID_TEXT"
+        assert out["chat_invalid"]["ref"] == "m1"
+        assert python_code(request) == "INVALID_TEXT"
+    named = {"type": "message", "id": "m2", "room": "lobby", "text": "hi", "name": "Ada\ud800"}
+    out = matches("chat/out", json.dumps(named).encode())
+    assert set(out) == {"chat_invalid"} and out["chat_invalid"]["code"] == "INVALID_NAME"
+    assert python_code(named) == "INVALID_NAME"
+
+
+def test_surrogate_pairs_are_text_however_they_are_written() -> None:
+    """A pair escaped in JSON (``"\\ud83d\\ude00"``) or sent as UTF-8 is one emoji: valid,
+    and two UTF-16 units against the 2,000-unit limit, as Java counts."""
+    escaped = b'{"type":"message","id":"m1","room":"lobby","text":"hi \\ud83d\\ude00"}'
+    raw = '{"type":"message","id":"m1","room":"lobby","text":"hi \U0001f600"}'.encode()
+    for payload in (escaped, raw):
+        out = matches("chat/out", payload)
+        assert out["chat_room_message"]["text"] == "hi \U0001f600", payload
+    at_limit = {"type": "message", "id": "m1", "room": "lobby", "text": "x" * 1998 + "😀"}
+    assert "chat_room_message" in matches("chat/out", json.dumps(at_limit).encode())
+    over = {**at_limit, "text": "x" * 1999 + "😀"}
+    assert matches("chat/out", json.dumps(over).encode())["chat_invalid"]["code"] == (
+        "TEXT_TOO_LONG"
+    )

@@ -16,7 +16,13 @@ from lambdas.chat import keys
 from lambdas.chat.activity import aggregate, handle_batch
 from lambdas.chat.commands import Commands
 from lambdas.chat.presence import handle_lifecycle
-from lambdas.chat.protocol import MAX_ROOMS_PER_CLIENT, ProtocolError
+from lambdas.chat.protocol import (
+    MAX_ROOMS_PER_CLIENT,
+    ProtocolError,
+    dumps,
+    is_unicode_text,
+    java_length,
+)
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.rule_errors import handle_rule_error
 from lambdas.chat.store import ChatStore
@@ -346,3 +352,81 @@ def test_a_takeover_never_flickers_offline(store: ChatStore, published: Recordin
     handle_lifecycle(store, published, lifecycle("connected", 2, 201))
     assert {m["status"] for m in published.to("chat/events/lobby")} == {"online"}
     assert store.online_members("lobby") == ([{"clientId": A}], False)
+
+
+# ---------------------------------------------------------------------------------- lone surrogates
+# The commands Lambda gets a direct message's raw payload, and ``"text": "hi \\ud800"`` is valid
+# JSON. Counting and serialising must never raise (a raise is an INTERNAL error and two
+# retries); such text is refused once with the protocol's error.
+
+LONE = ["hi \ud800", "\udc00", "\U0001f600\udfff", "\ude00\ud83d"]
+
+
+def send_raw(handler: Commands, sender: str, ts: int, payload: bytes) -> None:
+    handler.handle({"payload": base64.b64encode(payload).decode(), "sender": sender, "ts": ts})
+
+
+def test_java_length_and_the_text_check() -> None:
+    assert java_length("hi \ud800") == 4  # one UTF-16 unit, as Java counts; no exception
+    assert java_length("hi \U0001f600") == 5  # a pair: two units
+    assert all(not is_unicode_text(text) for text in LONE)
+    assert is_unicode_text("hi \U0001f600 \u00e9")
+    assert dumps({"t": "x\ud800"}) == b'{"t":"x\\ud800"}'  # stays an escape, never raises
+    assert dumps({"t": "\u00e9"}) == '{"t":"\u00e9"}'.encode()
+
+
+def test_a_direct_message_with_a_lone_surrogate_gets_one_invalid_text(
+    commands: Commands,
+    published: RecordingPublisher,
+    store: ChatStore,
+) -> None:
+    for i, text in enumerate(LONE):
+        # as a client writes it: the surrogate as a JSON escape
+        send_raw(
+            commands,
+            A,
+            1 + i,
+            json.dumps({"v": 1, "type": "message", "id": f"d{i}", "to": B, "text": text}).encode(),
+        )
+    answers = published.to(f"chat/in/{A}")
+    assert [(m["type"], m["code"], m["ref"]) for m in answers] == [
+        ("error", "INVALID_TEXT", f"d{i}") for i in range(len(LONE))
+    ]
+    assert published.to(f"chat/in/{B}") == []
+    assert store.history_page(keys.direct_conv(A, B), 50, None).messages == []
+    # beside it, a normal direct message (an emoji written as an escaped pair) goes through
+    send_raw(
+        commands,
+        A,
+        9,
+        b'{"v":1,"type":"message","id":"ok1","to":"'
+        + B.encode()
+        + b'","text":"hi \\ud83d\\ude00"}',
+    )
+    (delivered,) = published.to(f"chat/in/{B}")
+    assert delivered["text"] == "hi \U0001f600" and delivered["sender"] == A
+
+
+def test_names_with_a_lone_surrogate_are_refused(
+    commands: Commands,
+    published: RecordingPublisher,
+) -> None:
+    send_raw(commands, A, 1, b'{"type":"join","room":"lobby","name":"Ada\\ud800"}')
+    send_raw(commands, A, 2, b'{"type":"create","id":"g1","name":"\\udbff","members":[]}')
+    codes = [m["code"] for m in published.to(f"chat/in/{A}")]
+    assert codes == ["INVALID_NAME", "INVALID_NAME"]
+
+
+def test_telemetry_with_a_lone_surrogate_does_not_fail_the_batch() -> None:
+    publisher = RecordingPublisher()
+    body: dict[str, Any] = {
+        "type": "telemetry",
+        "room": "lab",
+        "sender": "pi-1",
+        "ts": 3,
+        "data": {"label": "x\ud800"},
+    }
+    record = {"kinesis": {"data": base64.b64encode(json.dumps(body).encode()).decode()}}
+    assert handle_batch(publisher, {"Records": [record]}) == 1
+    (update,) = publisher.to("chat/events/lab")
+    assert update["telemetry"] == {"pi-1": {"label": "x\ud800"}}

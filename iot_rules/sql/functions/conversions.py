@@ -21,6 +21,7 @@ from ..types import (
     to_str,
 )
 from .base import Env, double, round_to_int
+from .strings import java_utf8
 
 
 def f_isnull(env: Env, a: Any) -> Any:
@@ -59,7 +60,7 @@ def f_encode(env: Env, value: Any, scheme: Any) -> Any:
     if type(value) is bytes:
         return encode_base64(value)
     s = to_str(value)
-    return UNDEFINED if s is UNDEFINED else encode_base64(s.encode("utf-8"))
+    return UNDEFINED if s is UNDEFINED else encode_base64(java_utf8(s))
 
 
 def f_decode(env: Env, value: Any, scheme: Any) -> Any:

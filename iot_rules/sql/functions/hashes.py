@@ -12,6 +12,7 @@ from ..types import (
     to_str,
 )
 from .base import Env
+from .strings import java_utf8
 
 
 def hash_function(name: str) -> Callable[..., Any]:
@@ -19,11 +20,11 @@ def hash_function(name: str) -> Callable[..., Any]:
         s = to_str(a)
         if s is UNDEFINED:
             return UNDEFINED
-        return hashlib.new(name, s.encode("utf-8")).hexdigest()
+        return hashlib.new(name, java_utf8(s)).hexdigest()
 
     return impl
 
 
 def f_md2(env: Env, a: Any) -> Any:
     s = to_str(a)
-    return UNDEFINED if s is UNDEFINED else md2_hex(s.encode("utf-8"))
+    return UNDEFINED if s is UNDEFINED else md2_hex(java_utf8(s))

@@ -59,10 +59,22 @@ def str1(op: Callable[[str], Any]) -> Callable[..., Any]:
 
 
 def java_length(s: str) -> int:
-    """String length in UTF-16 code units, as Java (and so the rules engine) counts."""
+    """String length in UTF-16 code units, as Java's ``String.length()`` (and so the rules
+    engine) counts: a pair from a JSON escape such as ``"\\ud83d\\ude00"`` is one code point
+    here and two units there; a lone surrogate (``"\\ud800"``, which JSON allows) is one unit
+    in both and must not raise (``surrogatepass``)."""
     if s.isascii():
         return len(s)
-    return len(s.encode("utf-16-le")) // 2
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def java_utf8(s: str) -> bytes:
+    """The UTF-8 bytes Java's ``String.getBytes(UTF_8)`` gives: a lone surrogate cannot be
+    encoded and becomes ``?``, as Java's encoder replaces it, instead of raising."""
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace")
 
 
 def pad(left: bool) -> Callable[..., Any]:
