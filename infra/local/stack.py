@@ -30,6 +30,7 @@ from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, Loca
 from .cognito.identity_pool import CREDENTIAL_LIFETIME
 from .dynamodb import DynamoDBLocal, ensure_tables
 from .dynamodb import api as dynamodb_api
+from .fd_limit import quiet_accept_errors, raise_open_files_limit
 from .gateway import (
     ADMIN_ACCESS_KEY_ID,
     ADMIN_SECRET_ACCESS_KEY,
@@ -48,7 +49,7 @@ from .lambda_runtime import LambdaRuntime
 from .lambda_runtime.credentials import DEFAULT_LIFETIME as LAMBDA_CREDENTIAL_LIFETIME
 from .lambda_runtime.credentials import RoleCredentials
 from .lambda_runtime.event_sources import EventSourceMappings, session_clients
-from .registry import Registry, RegistryCredentialStore
+from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
 from .rules.host import DirectJsonCaller, rule_services
 from .web import WebServer, config_from_stack
@@ -143,6 +144,7 @@ class LocalStack:
         self.role_sessions = RoleSessions(self._add_temporary_credential)
         self.authorizer: PolicyAuthorizer | None = None
         self.gateway: Gateway | None = None
+        self._registry_watch: asyncio.Task[None] | None = None
         self.ca: LocalCA | None = None
         self.dynamodb = DynamoDBLocal(
             self.state_dir / DYNAMODB_DATA_DIR,
@@ -193,6 +195,8 @@ class LocalStack:
     async def start(self) -> None:
         """Start every component; on any failure stop what did start, then re-raise."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        raise_open_files_limit()
+        quiet_accept_errors(asyncio.get_running_loop())
         # A stale file from a previous run must not look like a ready stack.
         self.stack_file.unlink(missing_ok=True)
         try:
@@ -238,6 +242,10 @@ class LocalStack:
         ]
         try:
             await self.gateway.start()
+            # A certificate leaving ACTIVE (here or via the CLI) disconnects its connections.
+            self._registry_watch = asyncio.ensure_future(
+                watch_deactivations(self.registry, self.gateway.disconnect_certificates)
+            )
             self.edge = EdgeAPI(
                 gateway=self.gateway,
                 credentials=self.credentials,
@@ -493,6 +501,8 @@ class LocalStack:
     async def stop(self) -> None:
         self.ready = False
         self.stack_file.unlink(missing_ok=True)
+        if self._registry_watch is not None:
+            self._registry_watch.cancel()
         # The gateway goes first: closing its connections emits their disconnected events,
         # and the rules and Lambdas must still be there to record them (otherwise whoever was
         # connected would still be "online" after a restart). Lambdas publish through the

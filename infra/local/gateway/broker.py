@@ -147,9 +147,8 @@ class Broker:
             max_packet_size=self.limits.max_packet_bytes,
         )
         conn.last_seen = self.loop.time()
-        # A client must send CONNECT promptly; reuse the keep-alive timer to enforce it.
-        conn.keep_alive = 20
-        self.arm_keepalive(conn)
+        # CONNECT must come within the listener's connect deadline, counted from accept
+        # (server.py), not re-armed by each byte as a keep-alive timer would be.
         return conn
 
     def data_received(self, conn: ClientConnection, data: bytes | bytearray | memoryview) -> None:

@@ -62,6 +62,8 @@ class Connector:
         # ordering relies on it), so a client's first connection in this process starts from
         # the start time in microseconds rather than 0.
         self._version_base = time.time_ns() // 1000
+        # Per client id: (tokens left, loop time of the last CONNECT) of its connect bucket.
+        self._connect_buckets: dict[str, tuple[float, float]] = {}
 
     def handle(self, conn: ClientConnection, packet: Connect) -> None:
         conn.version = packet.protocol_level
@@ -70,6 +72,7 @@ class Connector:
             conn.client_id = client_id
             session_id = str(uuid.uuid4())
             principal = self._authenticate(conn, packet, session_id)
+            self._throttle(conn)
             self._check_will(conn, packet)
         except ConnectRefused as refused:
             self._refuse(conn, refused)
@@ -103,7 +106,7 @@ class Connector:
         """Who connects (TLS and WSS listeners know already), and may they connect at all."""
         broker = self.broker
         principal = conn.principal
-        if principal is None and conn.listener == "tcp":
+        if principal is None and conn.listener == "tcp" and not self._temporary_key(packet):
             principal = check_password(broker.credentials, packet.username, packet.password)
         if principal is None:
             self._connect_failed(conn, session_id, "")
@@ -124,6 +127,47 @@ class Connector:
                 DisconnectReason.AUTH_ERROR,
             )
         return principal
+
+    def _temporary_key(self, packet: Connect) -> bool:
+        """Whether the username is a temporary key (Cognito, a role session). Its session
+        token is part of the credential and username/password has no room for it, so plain
+        TCP refuses such keys altogether; they sign WebSocket URLs, token included."""
+        if not packet.username:
+            return False
+        credential = self.broker.credentials.lookup_access_key(packet.username)
+        return credential is not None and credential.session_token is not None
+
+    def _throttle(self, conn: ClientConnection) -> None:
+        """AWS's 1 CONNECT per second per client id (a token bucket with ``connect_burst``).
+
+        Counted only once the caller may use the client id, so nobody can lock another
+        person's client id out. MQTT 5 gets CONNACK 0x9F (Connection rate exceeded); MQTT
+        3.1.1 has no such code and is closed. AWS documents no ``connect_failed`` reason
+        for it (https://docs.aws.amazon.com/iot/latest/developerguide/life-cycle-events.html
+        lists AUTHORIZATION_FAILED only), so none is sent.
+        https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits
+        """
+        limits = self.broker.limits
+        rate, burst = limits.connects_per_second_per_client, float(limits.connect_burst)
+        now = self.broker.loop.time()
+        buckets = self._connect_buckets
+        tokens, last = buckets.get(conn.client_id, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens < 1.0:
+            buckets[conn.client_id] = (tokens, now)
+            self.broker.stats["connect_throttled"] += 1
+            raise ConnectRefused(
+                None,
+                ReasonCode.CONNECTION_RATE_EXCEEDED,
+                "connection rate exceeded",
+                DisconnectReason.THROTTLED,
+            )
+        buckets[conn.client_id] = (tokens - 1.0, now)
+        if len(buckets) > 10_000:  # forget the client ids whose bucket is full again
+            full = burst / rate if rate > 0 else float("inf")
+            for client_id, (_, seen) in list(buckets.items()):
+                if now - seen > full:
+                    del buckets[client_id]
 
     def _check_will(self, conn: ClientConnection, packet: Connect) -> None:
         will = packet.will
@@ -231,7 +275,8 @@ class Connector:
             router.discard_session(session)
             session = None
         if session is None:
-            session = Session(conn.client_id, self.broker.limits.max_queued_messages)
+            limits = self.broker.limits
+            session = Session(conn.client_id, limits.max_queued_messages, limits.max_queued_bytes)
             router.sessions[conn.client_id] = session
         else:
             session.cancel_expiry()

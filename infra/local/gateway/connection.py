@@ -45,6 +45,7 @@ class ClientConnection:
         "last_seen",
         "listener",
         "out",
+        "out_bytes",
         "paused",
         "principal",
         "rate_last",
@@ -88,6 +89,7 @@ class ClientConnection:
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.last_seen = 0.0
         self.out: list[bytes] = []
+        self.out_bytes = 0  # what ``out`` holds; the transport's buffer sets ``paused``
         self.paused = False
         self.client_receive_maximum = 65535
         self.client_max_packet: int | None = None
@@ -107,6 +109,7 @@ class ClientConnection:
         if not out:
             self.flusher.mark(self)
         out.append(data)
+        self.out_bytes += len(data)
 
     def take_rate_token(self, now: float, rate: float) -> bool:
         """One inbound publish against the per-connection rate (a token bucket of ``rate``)."""
@@ -127,6 +130,7 @@ class ClientConnection:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self.out_bytes = 0
         if not self.closed:
             self.sink.write(data)
 

@@ -80,7 +80,13 @@ class Router:
         self.index: SubscriptionIndex[SubscriptionOptions] = SubscriptionIndex()
         self.retained: dict[str, Message] = {}
         self.taps: list[PublishTap] = []
-        self.stats = {"dropped_qos0": 0, "dropped_qos1": 0, "refused": 0, "malformed": 0}
+        self.stats = {
+            "dropped_qos0": 0,
+            "dropped_qos1": 0,
+            "refused": 0,
+            "malformed": 0,
+            "connect_throttled": 0,
+        }
 
     # ------------------------------------------------------------------ accepted messages
 
@@ -183,7 +189,9 @@ class Router:
         if not self._may_receive(conn, msg.topic):
             return
         if qos == 0:
-            if conn.paused:
+            # The connection's outbound bytes (this turn's and the transport's) are bounded
+            # by write_buffer_high_water: past it, QoS 0 is dropped and counted.
+            if conn.paused or conn.out_bytes >= self.limits.write_buffer_high_water:
                 self.stats["dropped_qos0"] += 1
                 return
             head, tail = msg.wire(conn.version, 0, retain)
@@ -221,7 +229,7 @@ class Router:
         window = min(self.limits.max_inflight, conn.client_receive_maximum)
         pending = session.pending
         while pending and len(session.inflight) < window and not conn.paused and not conn.closed:
-            delivery = pending.popleft()
+            delivery = session.take()
             msg = delivery.message
             if msg.expired():
                 continue
@@ -329,7 +337,7 @@ class Router:
         for topic_filter in session.subscriptions:
             self.index.remove(topic_filter, session.client_id)
         session.subscriptions.clear()
-        session.pending.clear()
+        session.clear_pending()
         session.inflight.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
@@ -358,7 +366,9 @@ class Router:
         now = time.time()
         restored = 0
         for record in records:
-            session = session_from_record(record, self.limits.max_queued_messages, now)
+            session = session_from_record(
+                record, self.limits.max_queued_messages, now, self.limits.max_queued_bytes
+            )
             if session is None or session.client_id in self.sessions:
                 continue
             self.sessions[session.client_id] = session

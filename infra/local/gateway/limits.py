@@ -22,6 +22,11 @@ class Limits:
     publishes_per_second: float = 100.0  # per connection, inbound
     max_inflight: int = 100  # unacknowledged QoS 1 messages each way
     max_queued_messages: int = 1000  # QoS 1 messages kept for an offline or busy session
+    # ... and the bytes they may take (topic + payload): what overflows is dropped and counted.
+    # AWS bounds a persistent session's queue by its account-level queued-message quotas
+    # (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits);
+    # a few MB here keeps a day of chat for a client that is away, not 100 MB per guest.
+    max_queued_bytes: int = 4 * 1024 * 1024
     keepalive_min: int = 30
     keepalive_max: int = 1200
     keepalive_default: int = 1200  # used when a client asks for 0 (no keep-alive)
@@ -30,6 +35,16 @@ class Limits:
     topic_alias_max: int = 8
     websocket_ttl_seconds: int = 24 * 3600
     write_buffer_high_water: int = 1024 * 1024  # bytes pending to one client before QoS 0 drops
+    # One deadline per connection, counted from accept: the TLS handshake, the WebSocket
+    # upgrade and CONNECT must all be done within it, however the bytes trickle in.
+    connect_deadline_seconds: float = 10.0
+    # Sockets per listener still before a successful CONNECT; more are closed at once.
+    max_pending_connections: int = 256
+    # AWS: 1 CONNECT per second per client id
+    # (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits),
+    # with a small burst so a page reload or a quick reconnect is not refused.
+    connects_per_second_per_client: float = 1.0
+    connect_burst: int = 5
 
     def clamp_keepalive(self, requested: int) -> int:
         """AWS replaces 0 with the default and clamps anything else into the allowed range."""

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Unpack
@@ -30,6 +30,7 @@ from infra.local.sigv4 import SigV4Error, verify_presigned_request
 
 from .authorizer import AdminOnlyAuthorizer, Authorizer
 from .broker import Broker
+from .codec import ReasonCode
 from .connection import ClientConnection, Sink
 from .delivery import PublishOptions, PublishTap
 from .lifecycle import DisconnectReason
@@ -84,17 +85,70 @@ class _TransportSink:
 
 
 class _BrokerProtocol(asyncio.Protocol):
-    """What both listeners share: one broker connection per transport, fed and paused here."""
+    """What both listeners share: one broker connection per transport, fed and paused here.
+
+    Until its CONNECT is accepted a connection is *pending*: it counts against its listener's
+    ``max_pending_connections`` and must be done (TLS handshake, WebSocket upgrade, CONNECT)
+    by ``connect_deadline_seconds`` after accept, however slowly its bytes arrive.
+    """
 
     def __init__(self, gateway: Gateway, listener: str) -> None:
         self.gateway = gateway
         self.listener = listener
         self.conn: ClientConnection | None = None
+        self.stream: asyncio.Transport | None = None
+        # asyncio calls the protocol factory at accept, before any TLS handshake: the one
+        # deadline counts from here.
+        self.accepted_at = asyncio.get_running_loop().time()
+        self.deadline: asyncio.TimerHandle | None = None
 
-    def _set_up(self, transport: asyncio.BaseTransport) -> asyncio.Transport:
+    def _set_up(self, transport: asyncio.BaseTransport) -> asyncio.Transport | None:
+        """Adopt the transport; None when the listener already holds too many pending
+        sockets (this one is closed at once)."""
         assert isinstance(transport, asyncio.Transport)
-        transport.set_write_buffer_limits(high=self.gateway.config.limits.write_buffer_high_water)
+        limits = self.gateway.config.limits
+        self.stream = transport
+        pending = self.gateway.pending_connections(self.listener)
+        if len(pending) >= limits.max_pending_connections:
+            self.gateway.refused_pending(self.listener)
+            transport.abort()
+            return None
+        pending.add(self)
+        transport.set_write_buffer_limits(high=limits.write_buffer_high_water)
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.call_at(
+            self.accepted_at + limits.connect_deadline_seconds, self._deadline_passed
+        )
         return transport
+
+    def _release(self) -> None:
+        """No longer pending: connected, or gone."""
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self.gateway.pending_connections(self.listener).discard(self)
+
+    def _check_connected(self) -> None:
+        if self.deadline is not None and self.conn is not None and self.conn.connected:
+            self._release()
+
+    def _deadline_passed(self) -> None:
+        """Not connected in time. Before an accepted CONNECT there is no client id, so AWS
+        sends no lifecycle event: the socket is simply closed."""
+        self.deadline = None
+        log.info(
+            "%s connection from %s closed: not connected within %g s of accept",
+            self.listener,
+            _peer_ip(self.stream) if self.stream is not None else "?",
+            self.gateway.config.limits.connect_deadline_seconds,
+        )
+        self.gateway.stats["connect_deadline"] += 1
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            self.gateway.broker.close(conn, DisconnectReason.CLIENT_ERROR)
+        if self.stream is not None:
+            self.stream.abort()
+        self._release()
 
     def _attach(
         self, sink: Sink, transport: asyncio.Transport, principal: Principal | None
@@ -105,6 +159,7 @@ class _BrokerProtocol(asyncio.Protocol):
         return self.conn
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
         if self.conn is not None:
             self.gateway.broker.connection_lost(self.conn)
 
@@ -122,6 +177,8 @@ class MqttStreamProtocol(_BrokerProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = self._set_up(transport)
+        if stream is None:
+            return
         principal = None
         if self.listener == "tls":
             principal = self.gateway.certificate_principal(stream)
@@ -133,6 +190,7 @@ class MqttStreamProtocol(_BrokerProtocol):
     def data_received(self, data: bytes) -> None:
         if self.conn is not None:
             self.gateway.broker.data_received(self.conn, data)
+            self._check_connected()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -179,6 +237,8 @@ class MqttWebSocketProtocol(_BrokerProtocol):
         self.transport = self._set_up(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # refused at accept
         ws = self.ws
         ws.receive_data(data)
         broker = self.gateway.broker
@@ -191,6 +251,7 @@ class MqttWebSocketProtocol(_BrokerProtocol):
                 elif event.opcode == Opcode.TEXT and self.conn is not None:
                     broker.close(self.conn, DisconnectReason.CLIENT_ERROR)
         self._send_pending()
+        self._check_connected()
 
     def _send_pending(self) -> None:
         assert self.transport is not None
@@ -244,7 +305,8 @@ class MqttWebSocketProtocol(_BrokerProtocol):
         )
 
     def eof_received(self) -> bool:
-        self.ws.receive_eof()
+        if self.transport is not None:
+            self.ws.receive_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -270,6 +332,52 @@ class Gateway:
         self._broker: Broker | None = None
         self._servers: dict[str, asyncio.Server] = {}
         self.ports: dict[str, int] = {}
+        # Connections not yet past CONNECT, per listener ("tcp", "tls", "wss", "ws").
+        self._pending: dict[str, set[_BrokerProtocol]] = {}
+        self._pending_refusal_logged: dict[str, float] = {}
+        self.stats: dict[str, int] = {"connect_deadline": 0, "pending_refused": 0}
+
+    def pending_connections(self, listener: str) -> set[_BrokerProtocol]:
+        return self._pending.setdefault(listener, set())
+
+    def refused_pending(self, listener: str) -> None:
+        """A socket over the pending cap was closed at accept: count it, log now and then."""
+        self.stats["pending_refused"] += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._pending_refusal_logged.get(listener, -3600.0) >= 60:
+            self._pending_refusal_logged[listener] = now
+            log.warning(
+                "%s listener: %d connections not yet past CONNECT; closing new ones at once",
+                listener,
+                self.config.limits.max_pending_connections,
+            )
+
+    def disconnect_certificates(self, certificate_ids: Collection[str]) -> int:
+        """Close every connection authenticated by one of these certificates (they left
+        ACTIVE), as AWS does after UpdateCertificate: ``disconnected`` with AUTH_ERROR.
+        Returns how many were closed."""
+        if self._broker is None or not certificate_ids:
+            return 0
+        wanted = set(certificate_ids)
+
+        def revoked(conn: ClientConnection | None) -> bool:
+            principal = conn.principal if conn is not None else None
+            return (
+                principal is not None
+                and principal.kind == "certificate"
+                and principal.identifier in wanted
+            )
+
+        doomed = [c for c in self._broker.connections.values() if revoked(c)]
+        for pending in self._pending.values():
+            doomed += [p.conn for p in pending if p.conn is not None and revoked(p.conn)]
+        closed = 0
+        for conn in doomed:
+            if not conn.closed:
+                log.info("certificate of %r is no longer ACTIVE: disconnecting", conn)
+                self._broker.close(conn, DisconnectReason.AUTH_ERROR, ReasonCode.NOT_AUTHORIZED)
+                closed += 1
+        return closed
 
     @property
     def broker(self) -> Broker:
@@ -328,13 +436,15 @@ class Gateway:
         context: ssl.SSLContext | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
+        cfg_limits = self.config.limits
         server = await loop.create_server(
             factory,
             host,
             port,
             ssl=context,
             backlog=4096,
-            ssl_handshake_timeout=10 if context else None,
+            # The handshake is part of the connect deadline (it counts from accept).
+            ssl_handshake_timeout=cfg_limits.connect_deadline_seconds if context else None,
         )
         self._servers[name] = server
         self.ports[name] = server.sockets[0].getsockname()[1]

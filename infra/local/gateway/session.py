@@ -84,6 +84,16 @@ class Delivery:
     qos: int
     retain: bool
 
+    @property
+    def size(self) -> int:
+        """What the delivery holds in memory, roughly: topic, payload and bookkeeping."""
+        msg = self.message
+        return len(msg.payload) + len(msg.topic) + DELIVERY_OVERHEAD
+
+
+DELIVERY_OVERHEAD = 200  # bytes a queued delivery costs beyond its topic and payload
+DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
+
 
 class SessionConnection(Protocol):
     """What delivering a session's messages needs of the live connection it is attached to
@@ -94,6 +104,7 @@ class SessionConnection(Protocol):
     version: int
     closed: bool
     paused: bool  # the transport's write buffer is full: hold QoS 1, drop QoS 0
+    out_bytes: int  # bytes written this loop turn, not yet handed to the transport
     client_receive_maximum: int
     client_max_packet: int | None
 
@@ -112,17 +123,24 @@ class Session:
         "expiry_interval",
         "inflight",
         "max_queued",
+        "max_queued_bytes",
         "next_packet_id",
         "pending",
+        "queued_bytes",
         "subscriptions",
     )
 
-    def __init__(self, client_id: str, max_queued: int) -> None:
+    def __init__(
+        self, client_id: str, max_queued: int, max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    ) -> None:
         self.client_id = client_id
         self.subscriptions: dict[str, SubscriptionOptions] = {}
         self.inflight: dict[int, Delivery] = {}
+        # Only enqueue(), take() and clear_pending() change it: queued_bytes follows it.
         self.pending: deque[Delivery] = deque()
         self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        self.queued_bytes = 0
         self.next_packet_id = 1
         self.expiry_interval = 0  # seconds the session outlives its connection
         self.expiry_handle: asyncio.TimerHandle | None = None
@@ -130,7 +148,7 @@ class Session:
         # gateway restart, where the timer handle does not.
         self.expires_at: float | None = None
         self.connection: SessionConnection | None = None
-        self.dropped = 0  # QoS 1 messages discarded because the queue was full
+        self.dropped = 0  # QoS 1 messages discarded because the queue was full (count or bytes)
 
     @property
     def persistent(self) -> bool:
@@ -145,12 +163,25 @@ class Session:
         return pid
 
     def enqueue(self, delivery: Delivery) -> bool:
-        """Queue a QoS 1 delivery; False (and counted) when the bound is reached."""
-        if len(self.pending) >= self.max_queued:
+        """Queue a QoS 1 delivery; False (and counted) when either bound, the number of
+        messages or their bytes, is reached: the newest message is the one dropped."""
+        size = delivery.size
+        if len(self.pending) >= self.max_queued or self.queued_bytes + size > self.max_queued_bytes:
             self.dropped += 1
             return False
         self.pending.append(delivery)
+        self.queued_bytes += size
         return True
+
+    def take(self) -> Delivery:
+        """The oldest queued delivery, out of the queue."""
+        delivery = self.pending.popleft()
+        self.queued_bytes -= delivery.size
+        return delivery
+
+    def clear_pending(self) -> None:
+        self.pending.clear()
+        self.queued_bytes = 0
 
     def cancel_expiry(self) -> None:
         if self.expiry_handle is not None:
@@ -218,12 +249,17 @@ def session_record(session: Session, now: float) -> dict[str, Any] | None:
     }
 
 
-def session_from_record(record: dict[str, Any], max_queued: int, now: float) -> Session | None:
+def session_from_record(
+    record: dict[str, Any],
+    max_queued: int,
+    now: float,
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+) -> Session | None:
     """The session a :func:`session_record` describes; None once it has expired."""
     expires_at = float(record["expiresAt"])
     if expires_at <= now:
         return None
-    session = Session(str(record["clientId"]), max_queued)
+    session = Session(str(record["clientId"]), max_queued, max_queued_bytes)
     session.expiry_interval = int(record["expiryInterval"])
     session.expires_at = expires_at
     for topic_filter, options in record["subscriptions"].items():
@@ -251,5 +287,5 @@ def session_from_record(record: dict[str, Any], max_queued: int, now: float) -> 
             received_at,
             int(item["timestampMs"]),
         )
-        session.pending.append(Delivery(msg, int(item["qos"]), bool(item["retain"])))
+        session.enqueue(Delivery(msg, int(item["qos"]), bool(item["retain"])))
     return session

@@ -3,7 +3,8 @@
 ``service`` holds the registry itself (one JSON document under the state dir, shared with the
 CLI's processes), ``errors`` the AWS IoT error each refused call maps to, ``credentials`` the
 gateway's credential store that lets only registered ACTIVE certificates in, and ``devices``
-the create and revoke flows of ``iotchat device``. No HTTP API serves it: the CLI and the
+the create and revoke flows of ``iotchat device``, ``watch`` what disconnects live
+connections of certificates that left ACTIVE. No HTTP API serves it: the CLI and the
 stack call it directly.
 """
 
@@ -25,6 +26,7 @@ from .service import (
     Registry,
     RegistryChange,
 )
+from .watch import watch_deactivations
 
 __all__ = [
     "CERTIFICATE_ID_VARIABLE",
@@ -43,4 +45,5 @@ __all__ = [
     "ResourceNotFound",
     "create_device",
     "revoke_device",
+    "watch_deactivations",
 ]
