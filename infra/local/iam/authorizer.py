@@ -74,19 +74,29 @@ def caller_arn(principal: Principal, roles: Roles) -> str:
 class IamAuthorizer:
     """Cached IAM decisions for the stack's principals; :meth:`invalidate` on policy changes."""
 
-    def __init__(self, roles: Roles) -> None:
+    def __init__(self, roles: Roles, max_principals: int = 65536) -> None:
         self.roles = roles
         self._principals: dict[str, Principal] = {}
+        # Per principal: its cache key and the policy-variable values its identity gives, so a
+        # cached decision costs two dictionary lookups (bounded; forgotten all at once).
+        self._prepared: dict[Principal, tuple[str, Mapping[str, str]]] = {}
+        self._max_principals = max_principals
         self.evaluator = CachedEvaluator(self._policy_sets)
 
     def invalidate(self) -> None:
         self.evaluator.invalidate()
 
-    def _key(self, principal: Principal) -> str:
-        key = f"{principal.kind}:{principal.identifier}:{_cognito_role_file(principal)}"
-        if key not in self._principals:
-            self._principals[key] = principal
-        return key
+    def _prepare(self, principal: Principal) -> tuple[str, Mapping[str, str]]:
+        prepared = self._prepared.get(principal)
+        if prepared is None:
+            key = f"{principal.kind}:{principal.identifier}:{_cognito_role_file(principal)}"
+            self._principals.setdefault(key, principal)
+            sub = principal.attribute(SUB)
+            prepared = (key, {SUB: sub} if sub is not None else {})
+            if len(self._prepared) >= self._max_principals:
+                self._prepared.clear()
+            self._prepared[principal] = prepared
+        return prepared
 
     def _policy_sets(self, key: str) -> Sequence[Sequence[Policy]]:
         principal = self._principals[key]
@@ -97,13 +107,6 @@ class IamAuthorizer:
             return [[role.policy]] if role is not None else [[]]
         return [[]]  # no identity-based policy: implicit deny
 
-    @staticmethod
-    def _context(principal: Principal, context: Mapping[str, str] | None) -> Mapping[str, str]:
-        sub = principal.attribute(SUB)
-        if sub is None:
-            return context or {}
-        return {SUB: sub, **(context or {})}
-
     def decide(
         self,
         principal: Principal,
@@ -113,9 +116,10 @@ class IamAuthorizer:
     ) -> Decision:
         if principal.is_admin:
             return Decision.ALLOW
-        return self.evaluator.decide(
-            self._key(principal), action, resource, self._context(principal, context)
-        )
+        key, identity_context = self._prepare(principal)
+        if context:
+            identity_context = {**identity_context, **context}
+        return self.evaluator.decide(key, action, resource, identity_context)
 
     def check(
         self,
