@@ -39,6 +39,7 @@ from .limits import Limits
 log = logging.getLogger("iotchat.gateway")
 
 MQTT_WS_PATH = "/mqtt"
+WS_MESSAGE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -206,8 +207,12 @@ class _WebSocketSink:
         self.ws = ws
 
     def write(self, data: bytes) -> None:
+        # One loop turn's packets go out together, but in messages of at most
+        # WS_MESSAGE_BYTES: clients cap a message's size (websockets: 1 MiB), and MQTT over
+        # WebSocket lets packets span messages (MQTT 5 section 6.0).
         try:
-            self.ws.send_binary(data)
+            for at in range(0, len(data), WS_MESSAGE_BYTES):
+                self.ws.send_binary(data[at : at + WS_MESSAGE_BYTES])
         except InvalidState:
             return
         self.transport.write(b"".join(self.ws.data_to_send()))
