@@ -28,6 +28,7 @@ from .api.server import EdgeAPI, Health
 from .ca import LocalCA
 from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
 from .cognito.identity_pool import CREDENTIAL_LIFETIME
+from .cognito.limits import CognitoLimits
 from .dynamodb import DynamoDBLocal, ensure_tables
 from .dynamodb import api as dynamodb_api
 from .fd_limit import quiet_accept_errors, raise_open_files_limit
@@ -122,6 +123,8 @@ class StackOptions:
     event_source_retry_delay: float = 0.5
     # Lifetime of the temporary credentials GetCredentialsForIdentity issues (AWS: 1 hour).
     cognito_credential_lifetime: float = CREDENTIAL_LIFETIME
+    # Cognito's request rates, sign-in lockout, code attempts, unconfirmed users' lifetime.
+    cognito_limits: CognitoLimits = field(default_factory=CognitoLimits)
     # Host names the HTTP and WebSocket listeners answer besides loopback ones (--allow-host).
     allowed_hosts: tuple[str, ...] = ()
 
@@ -218,6 +221,7 @@ class LocalStack:
             opts.region,
             self._add_temporary_credential,
             credential_lifetime=opts.cognito_credential_lifetime,
+            limits=opts.cognito_limits,
         )
         config = GatewayConfig(
             host=opts.host,
@@ -520,6 +524,8 @@ class LocalStack:
             await self.web.stop()
         if self.edge is not None:
             await self.edge.stop()
+        if self.cognito is not None:
+            await asyncio.to_thread(self.cognito.close)
         if self.lambdas is not None:
             await self.lambdas.stop()
         await self.direct_json.close()

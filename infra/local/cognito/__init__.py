@@ -4,6 +4,7 @@ from .api import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI
 from .attachments import PolicyAttachments
 from .errors import CognitoError
 from .identity_pool import USER_POLICY_NAME, IdentityPool
+from .limits import CognitoLimits
 from .service import LocalCognito
 from .tokens import TokenError, TokenSigner
 from .user_pool import UserPool
@@ -14,6 +15,7 @@ __all__ = [
     "USER_POLICY_NAME",
     "CognitoAPI",
     "CognitoError",
+    "CognitoLimits",
     "IdentityPool",
     "LocalCognito",
     "PolicyAttachments",

@@ -2,7 +2,21 @@
 
 The operations served here are the ones AWS serves without a SigV4 signature (a guest or a
 user signing in has no AWS credentials yet), so requests are not authenticated; tokens and
-passwords in the body are what the pools check.
+passwords in the body are what the pools check. That makes every one of them a door for
+anyone who can reach the port, so before anything is read:
+
+- each source IP, and all of them together, get a request rate (:class:`.limits.Throttle`);
+  beyond it the answer is ``TooManyRequestsException`` (HTTP 400), as Cognito answers a
+  caller over its request rate quota
+  (https://docs.aws.amazon.com/cognito/latest/developerguide/quotas.html);
+- at most ``max_pending`` calls wait for a worker thread; more are turned away the same way.
+
+The pools block (SQLite, scrypt, RSA), so every call runs on a worker thread, never on the
+event loop: identity pool calls on one small pool of threads, user pool calls on another, so
+password hashing never delays a guest. User pool calls for one username run one at a time
+(an ``asyncio.Lock`` per user, so waiting holds no thread): parallel guesses cannot race past
+a user's failure counters. Keys ``GetCredentialsForIdentity`` issues are registered with the
+gateway's credential store on the event loop before the answer leaves.
 """
 
 from __future__ import annotations
@@ -10,14 +24,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import uuid
+import weakref
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from aiohttp import web
 
 from .errors import CognitoError, invalid_parameter
+from .identity_pool import Issued
+from .limits import Throttle
 from .service import LocalCognito
 
 log = logging.getLogger("iotchat.cognito")
@@ -26,8 +43,9 @@ IDENTITY_TARGET_PREFIX = "AWSCognitoIdentityService."
 IDP_TARGET_PREFIX = "AWSCognitoIdentityProviderService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_BODY = 256 * 1024
+RATE_EXCEEDED = "Rate exceeded"
 
-Operation = Callable[[dict[str, Any]], dict[str, Any]]
+Operation = Callable[[dict[str, Any]], Any]
 
 
 def _response(status: int, body: dict[str, Any]) -> web.Response:
@@ -39,18 +57,30 @@ def _response(status: int, body: dict[str, Any]) -> web.Response:
     )
 
 
+def _username(body: dict[str, Any]) -> str | None:
+    """The user a user pool call is about (lower-cased, as usernames compare), if any."""
+    name = body.get("Username")
+    if name is None and isinstance(body.get("AuthParameters"), dict):
+        name = body["AuthParameters"].get("USERNAME")
+    return name.lower() if isinstance(name, str) else None
+
+
 class CognitoAPI:
     """Two edge-API handlers, one per service, dispatching on the operation name."""
 
     def __init__(self, cognito: LocalCognito) -> None:
-        # User pool calls hash passwords (scrypt, tens of ms): they run off the event loop,
-        # one at a time. Identity pool calls feed the gateway's stores and stay on the loop.
-        self._idp_lock = threading.Lock()
+        self.cognito = cognito
+        self.throttle = Throttle(cognito.limits)
+        self.pending = 0
+        self.refused = 0
+        self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         idp = cognito.user_pool
         ids = cognito.identity_pool
         self.identity_operations: dict[str, Operation] = {
             "GetId": lambda b: ids.get_id(b.get("IdentityPoolId"), b.get("Logins")),
-            "GetCredentialsForIdentity": lambda b: ids.get_credentials_for_identity(
+            "GetCredentialsForIdentity": lambda b: ids.issue_credentials(
                 b.get("IdentityId"), b.get("Logins")
             ),
             "GetOpenIdToken": lambda b: ids.get_open_id_token(b.get("IdentityId"), b.get("Logins")),
@@ -73,29 +103,64 @@ class CognitoAPI:
             ),
         }
 
-    def _locked(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
-        with self._idp_lock:
-            return operation(body)
-
     async def identity(self, request: web.Request) -> web.Response:
         return await self._dispatch(
-            request, IDENTITY_TARGET_PREFIX, self.identity_operations, offload=False
+            request,
+            IDENTITY_TARGET_PREFIX,
+            self.identity_operations,
+            self.cognito.identity_workers,
+            per_user=False,
         )
 
     async def idp(self, request: web.Request) -> web.Response:
-        return await self._dispatch(request, IDP_TARGET_PREFIX, self.idp_operations, offload=True)
+        return await self._dispatch(
+            request,
+            IDP_TARGET_PREFIX,
+            self.idp_operations,
+            self.cognito.user_workers,
+            per_user=True,
+        )
+
+    def _user_lock(self, key: str) -> asyncio.Lock:
+        lock = self._user_locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._user_locks[key] = lock
+        return lock
 
     async def _dispatch(
-        self, request: web.Request, prefix: str, operations: dict[str, Operation], *, offload: bool
+        self,
+        request: web.Request,
+        prefix: str,
+        operations: dict[str, Operation],
+        workers: Executor,
+        *,
+        per_user: bool,
     ) -> web.Response:
         name = request.headers.get("X-Amz-Target", "")[len(prefix) :]
+        source = request.remote or "unknown"
+        if not self.throttle.allow(source) or self.pending >= self.cognito.limits.max_pending:
+            self.refused += 1
+            if self.refused % 1000 == 1:  # once, then every thousandth
+                log.warning(
+                    "throttling Cognito calls (%d so far, latest from %s)", self.refused, source
+                )
+            return _response(400, {"__type": "TooManyRequestsException", "message": RATE_EXCEEDED})
         operation = operations.get(name)
         if operation is None:
             return _response(
                 400, {"__type": "UnknownOperationException", "message": f"{name} is not served"}
             )
+        self.pending += 1
         try:
+            if request.content_length is not None and request.content_length > MAX_BODY:
+                raise invalid_parameter("request body too large")
             raw = await request.content.read(MAX_BODY + 1)
+            while len(raw) <= MAX_BODY and not request.content.at_eof():
+                more = await request.content.read(MAX_BODY + 1 - len(raw))
+                if not more:
+                    break
+                raw += more
             if len(raw) > MAX_BODY:
                 raise invalid_parameter("request body too large")
             try:
@@ -104,9 +169,19 @@ class CognitoAPI:
                 raise CognitoError("SerializationException", "body is not JSON") from exc
             if not isinstance(body, dict):
                 raise CognitoError("SerializationException", "body is not a JSON object")
-            if not offload:
-                return _response(200, operation(body))
-            return _response(200, await asyncio.to_thread(self._locked, operation, body))
+            loop = asyncio.get_running_loop()
+            user = _username(body) if per_user else None
+            if user is None:
+                result = await loop.run_in_executor(workers, operation, body)
+            else:
+                async with self._user_lock(user):
+                    result = await loop.run_in_executor(workers, operation, body)
+            if isinstance(result, Issued):
+                self.cognito.identity_pool.sink(result.credential)
+                result = result.response
+            return _response(200, result)
         except CognitoError as exc:
             log.info("%s refused: %s (%s)", name, exc.code, exc.message)
             return _response(exc.status, {"__type": exc.code, "message": exc.message})
+        finally:
+            self.pending -= 1

@@ -31,14 +31,14 @@ def test_signing_key_is_kept_per_state_dir(tmp_path: Path) -> None:
 
 def test_attachments_persist_notify_and_are_idempotent(tmp_path: Path) -> None:
     seen: list[tuple[str, str]] = []
-    store = PolicyAttachments(tmp_path)
+    store = PolicyAttachments.open(tmp_path)
     store.on_change(lambda policy, target: seen.append((policy, target)))
     assert store.attach_policy("p", "us-east-1:x") is True
     assert store.attach_policy("p", "us-east-1:x") is False
     assert seen == [("p", "us-east-1:x")]
-    assert PolicyAttachments(tmp_path).list_attached("us-east-1:x") == ["p"]
+    assert PolicyAttachments.open(tmp_path).list_attached("us-east-1:x") == ["p"]
     assert store.detach_policy("p", "us-east-1:x") is True
-    assert PolicyAttachments(tmp_path).list_attached("us-east-1:x") == []
+    assert PolicyAttachments.open(tmp_path).list_attached("us-east-1:x") == []
     assert seen[-1] == ("p", "us-east-1:x")
 
 
