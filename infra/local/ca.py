@@ -128,8 +128,10 @@ class LocalCA:
                 return cls(directory, key, certificate)
             key = ec.generate_private_key(ec.SECP256R1())
             certificate = cls._self_signed(key)
+            # Private like every file of the state dir, certificates included (one mode to
+            # check); a device bundle gets its own copy of ca.pem (registry/devices.py).
             write_atomic(key_path, _key_pem(key), 0o600)
-            write_atomic(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_atomic(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o600)
             return cls(directory, key, certificate)
 
     @staticmethod
@@ -272,7 +274,7 @@ class LocalCA:
     ) -> IssuedCertificate:
         pem = cert.public_bytes(serialization.Encoding.PEM)
         write_atomic(key_path, _key_pem(key), 0o600)
-        write_atomic(cert_path, pem, 0o644)
+        write_atomic(cert_path, pem, 0o600)
         return IssuedCertificate(
             cert_path,
             key_path,

@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from infra.local.state_files import PRIVATE_UMASK, append_private, private_dir
+
 log = logging.getLogger("iotchat.node")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,14 +181,14 @@ class NodeService:
 
     async def _spawn(self, timeout: float, port: int | None = None) -> None:
         """Start one server (on ``port`` first, if given) and wait until it answers."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Private: the data and the log hold what users wrote (dynalite logs every request).
+        private_dir(self.data_dir)
         last_error = "no attempt"
         for _ in range(3):  # the free port can be taken between probing and the server's bind
             port = port or free_port(self.host)
             command = self.command(port)
             env = self.environment()
-            with self.log_file.open("ab") as log_out:
+            with append_private(self.log_file, binary=True) as log_out:
                 self.process = subprocess.Popen(
                     command,
                     cwd=self.root,
@@ -195,6 +197,8 @@ class NodeService:
                     stderr=log_out,
                     env=None if env is None else {**os.environ, **env},
                     preexec_fn=die_with_parent if sys.platform == "linux" else None,
+                    # LevelDB's files (the data itself) are created private too.
+                    umask=PRIVATE_UMASK if os.name == "posix" else -1,
                 )
             self.port = port
             try:

@@ -53,6 +53,7 @@ from .lambda_runtime.event_sources import EventSourceMappings, session_clients
 from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
 from .rules.host import DirectJsonCaller, rule_services
+from .state_files import PRIVATE_UMASK, private_dir, write_atomic
 from .web import WebServer, config_from_stack
 
 log = logging.getLogger("iotchat.stack")
@@ -133,6 +134,8 @@ class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.state_dir = options.state_dir.resolve()
+        # 0700, before anything is written in it (docs/security.md: private state).
+        private_dir(self.state_dir)
         self.static_credentials = StaticCredentialStore()
         self.registry = Registry.open(
             self.state_dir, region=options.region, account_id=LOCAL_ACCOUNT_ID
@@ -197,7 +200,8 @@ class LocalStack:
 
     async def start(self) -> None:
         """Start every component; on any failure stop what did start, then re-raise."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # 0700 and every file in it 0600, whatever an older version or a wrapper (up.log) left.
+        private_dir(self.state_dir, tree=True)
         raise_open_files_limit()
         quiet_accept_errors(asyncio.get_running_loop())
         # A stale file from a previous run must not look like a ready stack.
@@ -486,9 +490,8 @@ class LocalStack:
         }
 
     def _write_stack_file(self) -> None:
-        tmp = self.stack_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.describe(), indent=2) + "\n")
-        os.replace(tmp, self.stack_file)
+        # 0600: it names the admin's keys (test/test locally, but still nobody else's business).
+        write_atomic(self.stack_file, (json.dumps(self.describe(), indent=2) + "\n").encode())
 
     async def _drain_backend(self, timeout: float = 30.0) -> None:
         """Let rule actions and the asynchronous invocations they queued finish (and the
@@ -534,6 +537,9 @@ class LocalStack:
 
 async def run_until_signalled(options: StackOptions) -> None:
     """Run the stack in the foreground until SIGINT or SIGTERM."""
+    # What the stack and its children (dynalite, kinesalite, Lambda workers) create later is
+    # private too, whoever creates it.
+    os.umask(PRIVATE_UMASK)
     stack = LocalStack(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

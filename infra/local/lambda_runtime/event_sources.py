@@ -37,7 +37,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,6 +50,7 @@ from infra.local.lambda_runtime.credentials import (
 )
 from infra.local.lambda_runtime.pool import InvokeResult
 from infra.local.lambda_runtime.runtime import LambdaRuntime, failures_path
+from infra.local.state_files import append_private, write_atomic
 from lambdas import arns
 from lambdas.manifest import EventSourceMappingSpec
 
@@ -125,10 +125,7 @@ class Checkpoints:
             "EventSourceArn": self.spec.stream_arn,
             "shards": self.shards,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, (json.dumps(data, indent=1) + "\n").encode("utf-8"), sync=False)
 
 
 def kinesis_event(
@@ -499,9 +496,8 @@ class EventSourceMappings:
                 "streamArn": spec.stream_arn,
             },
         }
-        path = failures_path(self.state_dir, spec.function_name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as sink:
+        # The record names the batch's sequence numbers (AWS's on-failure record): private.
+        with append_private(failures_path(self.state_dir, spec.function_name)) as sink:
             sink.write(json.dumps(record, separators=(",", ":")) + "\n")
         error = result.error or {}
         log.warning(

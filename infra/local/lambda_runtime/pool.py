@@ -32,6 +32,7 @@ from infra.local.lambda_runtime.credentials import (
     usable_until,
 )
 from infra.local.lambda_runtime.credentials import environment as credentials_environment
+from infra.local.state_files import PRIVATE_UMASK, append_private
 from lambdas.manifest import FunctionSpec
 
 INIT_TIMEOUT_S = 10.0  # Lambda's limit on the init phase of on-demand functions
@@ -189,8 +190,8 @@ class FunctionPool:
         stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{secrets.token_hex(16)}"
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = stream
         env["IOTCHAT_LAMBDA_SPAWN_TIME"] = repr(time.time())
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._log_path.open("ab") as log:
+        # The function's log holds what handlers print (messages, requests): private.
+        with append_private(self._log_path, binary=True) as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -203,6 +204,7 @@ class FunctionPool:
                 cwd=self._cwd,
                 limit=_STREAM_LIMIT,
                 start_new_session=True,  # Ctrl-C at the terminal goes to the stack, not here
+                umask=PRIVATE_UMASK if os.name == "posix" else -1,  # what a handler writes
             )
         worker = _Worker(process, until)
         self._workers.add(worker)
@@ -277,7 +279,7 @@ class FunctionPool:
         return InvokeResult(False, None, reply["error"], duration, request_id, cold, init_ms)
 
     def _append_log(self, *lines: str) -> None:
-        with self._log_path.open("a", encoding="utf-8") as log:
+        with append_private(self._log_path) as log:
             log.write("".join(lines))
 
     async def stop(self) -> None:

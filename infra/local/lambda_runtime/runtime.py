@@ -31,6 +31,7 @@ from infra.local.lambda_runtime.credentials import (
 )
 from infra.local.lambda_runtime.errors import InvalidRequestContentError, ResourceNotFoundError
 from infra.local.lambda_runtime.pool import FunctionPool, InvokeResult, default_max_workers
+from infra.local.state_files import append_private, private_dir
 from lambdas import arns
 from lambdas.manifest import FunctionSpec, Manifest
 
@@ -146,7 +147,7 @@ class LambdaRuntime:
     async def start(self) -> None:
         """Prepare every function's pool; workers start on first invocation (cold start)."""
         self._loop = asyncio.get_running_loop()
-        logs_dir(self.state_dir).mkdir(parents=True, exist_ok=True)
+        private_dir(logs_dir(self.state_dir))
         for spec in self.manifest:
             self._pools[spec.name] = FunctionPool(
                 spec,
@@ -290,9 +291,8 @@ class LambdaRuntime:
             },
             "responsePayload": error,
         }
-        path = failures_path(self.state_dir, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as sink:
+        # A failure record holds the whole event (what a user wrote): private.
+        with append_private(failures_path(self.state_dir, name)) as sink:
             sink.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     async def drain(self, timeout: float) -> None:
