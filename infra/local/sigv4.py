@@ -11,15 +11,19 @@
     practice is ``connection;host`` (not just ``host``), sends ``Host`` without the port and
     sends no ``X-Amz-Expires``. Pass the request's headers as ``headers=`` to verify those.
 
-* **Authorization header** (:func:`verify_authorization_header`): HTTP APIs on the edge API
-  (iot-data publish, Kinesis) carry the signature in a header::
+* **Authorization header** (:func:`verify_authorization_headers`, then
+  :meth:`PendingSignature.check_body`; :func:`verify_authorization_header` does both): HTTP
+  APIs on the edge API (iot-data publish, DynamoDB, Kinesis) carry the signature in a header::
 
       Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request,
                      SignedHeaders=host;x-amz-date, Signature=<hex>
 
   Its canonical request differs from the presigned one in three ways: the method is the
   request's own, the path is normalised and percent-encoded once more (non-S3 services), and
-  the payload hash is the body's SHA-256 unless ``X-Amz-Content-SHA256`` says otherwise.
+  the payload hash is the body's SHA-256, which ``X-Amz-Content-SHA256`` may declare (it
+  must then match the body; ``UNSIGNED-PAYLOAD``, which only S3 accepts, is refused). The
+  headers are checked before the body is read, so an unknown key, a temporary key without
+  its session token or (with a declared hash) a bad signature costs no body read.
 
 Both share the credential scope, the signing key, header canonicalisation, the credential and
 session-token checks and the error codes. Everything here is pure computation (no I/O) and
@@ -32,7 +36,7 @@ import calendar
 import hashlib
 import hmac
 import time
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -416,35 +420,94 @@ def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _payload_hash(headers: Mapping[str, str], body: bytes) -> str:
-    """The body's SHA-256, or what ``X-Amz-Content-SHA256`` says once it is checked."""
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+
+def _declared_payload_hash(headers: Mapping[str, str]) -> str | None:
+    """What ``X-Amz-Content-SHA256`` declares (lower-case hex), or None when it is absent.
+
+    ``UNSIGNED-PAYLOAD`` is refused: only S3-style APIs accept it
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html), and every
+    API this stack serves signs the payload
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html),
+    so one signature never covers any body. Anything but 64 hex digits cannot be a SHA-256.
+    """
     declared = _first_header(headers, _CONTENT_SHA256)
     if declared is None:
-        return hashlib.sha256(body).hexdigest()
-    if declared != "UNSIGNED-PAYLOAD" and not hmac.compare_digest(
-        declared.encode(), hashlib.sha256(body).hexdigest().encode()
-    ):
-        raise SigV4Error("SignatureMismatch", "X-Amz-Content-SHA256 does not match the body")
-    return declared
+        return None
+    if declared == UNSIGNED_PAYLOAD:
+        raise SigV4Error("SignatureMismatch", "the payload must be signed (UNSIGNED-PAYLOAD)")
+    value = declared.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise SigV4Error("SignatureMismatch", "X-Amz-Content-SHA256 is not a SHA-256")
+    return value
 
 
-def verify_authorization_header(
+class PendingSignature:
+    """A header-signed request whose headers checked out, waiting for its body.
+
+    :func:`verify_authorization_headers` does every check the headers allow before a byte of
+    the body is read: the key is known and live, its session token is there, the date is
+    current, the scope is this service's. When the client declared the payload's hash in
+    ``X-Amz-Content-SHA256`` the signature itself is verified then too, and :meth:`check_body`
+    only compares the body's hash with the declared one; otherwise (boto3 sends no such header
+    for non-S3 services) the signature covers the body's hash and is verified in
+    :meth:`check_body`.
+    """
+
+    def __init__(
+        self,
+        credential: Credential,
+        signature: str,
+        compute: Callable[[str], str],
+        declared: str | None,
+    ) -> None:
+        self.credential = credential
+        self._signature = signature
+        self._compute = compute
+        self.declared = declared
+        if declared is not None:
+            self._check(declared)
+
+    @property
+    def signature_verified(self) -> bool:
+        """True when the signature was verified from the headers alone."""
+        return self.declared is not None
+
+    def _check(self, payload_hash: str) -> None:
+        expected = self._compute(payload_hash)
+        if not hmac.compare_digest(expected.encode(), self._signature.encode()):
+            raise SigV4Error("SignatureMismatch", "signature does not match")
+
+    def check_body(self, body: bytes) -> Credential:
+        """The signing credential once ``body`` is the one signed; raises SigV4Error."""
+        digest = hashlib.sha256(body).hexdigest()
+        if self.declared is None:
+            self._check(digest)
+        elif not hmac.compare_digest(self.declared.encode(), digest.encode()):
+            raise SigV4Error("SignatureMismatch", "X-Amz-Content-SHA256 does not match the body")
+        return self.credential
+
+
+def verify_authorization_headers(
     method: str,
     raw_path: str,
     raw_query: str,
     headers: Mapping[str, str],
-    body: bytes,
     store: CredentialStore,
     *,
     service: str,
     region: str | None = None,
     now: float | None = None,
     max_skew: int = 900,
-) -> Credential:
-    """Check a header-signed request and return the signing credential.
+) -> PendingSignature:
+    """Check everything a header-signed request's headers allow, before its body is read.
 
     ``raw_path`` and ``raw_query`` are exactly as received (still percent-encoded); ``headers``
-    the received headers (a multidict keeps repeated ones). Raises :class:`SigV4Error`.
+    the received headers (a multidict keeps repeated ones). Raises :class:`SigV4Error` for an
+    unknown or expired key, a temporary key without its session token, a stale date, another
+    service's scope, ``UNSIGNED-PAYLOAD``, and (when the payload hash is declared) a signature
+    that does not match; the returned :class:`PendingSignature` checks the body.
     """
     now = time.time() if now is None else now
     header = _first_header(headers, "authorization")
@@ -469,18 +532,51 @@ def verify_authorization_header(
 
     host = _first_header(headers, "host") or ""
     canonical_headers = _canonical_headers(signed_headers, host, headers)
-    payload_hash = _payload_hash(headers, body)
-    request = "\n".join(
+    declared = _declared_payload_hash(headers)
+    head = "\n".join(
         (
             method.upper(),
             canonical_path(raw_path),
             _canonical_query(_query_pairs(raw_query)),
             canonical_headers,
             ";".join(signed_headers),
-            payload_hash,
         )
     )
-    expected = _signature(credential.secret_access_key, amz_date, scope.signing_parts, request)
-    if not hmac.compare_digest(expected.encode(), fields["Signature"].lower().encode()):
-        raise SigV4Error("SignatureMismatch", "signature does not match")
-    return credential
+
+    def compute(payload_hash: str) -> str:
+        request = f"{head}\n{payload_hash}"
+        return _signature(credential.secret_access_key, amz_date, scope.signing_parts, request)
+
+    return PendingSignature(credential, fields["Signature"].lower(), compute, declared)
+
+
+def verify_authorization_header(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    store: CredentialStore,
+    *,
+    service: str,
+    region: str | None = None,
+    now: float | None = None,
+    max_skew: int = 900,
+) -> Credential:
+    """Check a header-signed request and its body; return the signing credential.
+
+    The one-step form of :func:`verify_authorization_headers` followed by
+    :meth:`PendingSignature.check_body`. Raises :class:`SigV4Error`.
+    """
+    pending = verify_authorization_headers(
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        store,
+        service=service,
+        region=region,
+        now=now,
+        max_skew=max_skew,
+    )
+    return pending.check_body(body)
