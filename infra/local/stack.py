@@ -41,6 +41,7 @@ from .gateway import (
     StaticCredentialStore,
 )
 from .gateway.policy_authorizer import PolicyAuthorizer
+from .http import HttpLimits
 from .iam import IamAuthorizer, Roles, RoleSessions
 from .iam.roles import LAMBDA_ROLE_FILE
 from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
@@ -55,6 +56,7 @@ from .rules.access import RuleAccess
 from .rules.host import DirectJsonCaller, rule_services
 from .state_files import PRIVATE_UMASK, private_dir, write_atomic
 from .web import WebServer, config_from_stack
+from .web.server import web_limits
 
 log = logging.getLogger("iotchat.stack")
 
@@ -128,6 +130,8 @@ class StackOptions:
     cognito_limits: CognitoLimits = field(default_factory=CognitoLimits)
     # Host names the HTTP and WebSocket listeners answer besides loopback ones (--allow-host).
     allowed_hosts: tuple[str, ...] = ()
+    # The API endpoint's and the web app's deadlines, body and connection caps.
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 class LocalStack:
@@ -273,6 +277,7 @@ class LocalStack:
                     ),
                 ),
                 allowed_hosts=opts.allowed_hosts,
+                limits=opts.http_limits,
             )
             cognito_api = CognitoAPI(self.cognito)
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
@@ -281,7 +286,9 @@ class LocalStack:
             if opts.web_port is not None:
                 # Served from the stack file's own view, so the page and the CLI agree.
                 self.web = WebServer(
-                    lambda: config_from_stack(self.describe()), allowed_hosts=opts.allowed_hosts
+                    lambda: config_from_stack(self.describe()),
+                    allowed_hosts=opts.allowed_hosts,
+                    limits=web_limits(opts.http_limits),
                 )
                 self.web_port = await self.web.start(opts.host, opts.web_port)
         finally:

@@ -3,9 +3,9 @@
 DynamoDB and Kinesis run as local emulators (dynalite, kinesalite) that speak the service's
 own JSON protocol but check neither signatures nor permissions. Each service's folder says,
 with one :class:`ServiceBackend` in its ``api.py``, which ``X-Amz-Target`` prefix is its own,
-where its emulator listens, how requests are signed, what IAM must allow for each request and
-what the edge must do after forwarding; the edge API (:mod:`infra.local.api.server`) does the
-rest: signature, then IAM, then forwarding.
+where its emulator listens, how requests are signed, how large a request may be, what IAM
+must allow for each request and what the edge must do after forwarding; the edge API
+(:mod:`infra.local.api.server`) does the rest: size, signature, then IAM, then forwarding.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ Access = tuple[str, str]
 RequiredAccess = Callable[[str, Mapping[str, Any]], Iterable[Access]]
 # Operation, the request's JSON and the emulator's answer (bytes) after a 200.
 AfterSuccess = Callable[[str, Mapping[str, Any], bytes], None]
+# Operation -> the largest request body (bytes) the service takes for it.
+RequestLimit = Callable[[str], int]
+
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def default_request_limit(operation: str) -> int:
+    """1 MiB for every operation, for a service that names no limits of its own."""
+    return DEFAULT_MAX_REQUEST_BYTES
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,9 @@ class ServiceBackend:
     names them ``com.amazon.coral.service#...``, Kinesis not at all). With a
     ``signing_name``, the edge verifies each request's SigV4 signature before forwarding;
     with ``required_access`` too, it asks IAM for every (action, resource) the request needs.
+    ``max_request_bytes`` is the service's own request size limit for each operation: the
+    edge answers a larger ``Content-Length`` before reading the body, and stops reading a
+    chunked body once it is larger.
     """
 
     name: str
@@ -44,3 +56,4 @@ class ServiceBackend:
     required_access: RequiredAccess | None = None
     # Called with the operation, the request and the answer after each successful request.
     on_success: AfterSuccess | None = None
+    max_request_bytes: RequestLimit = default_request_limit

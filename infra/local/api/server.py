@@ -16,9 +16,19 @@ request is routed the way AWS's front ends tell services apart:
   ``"degraded"`` with its ``reasons`` when, say, a declared table is missing), 503 before.
 
 Every request first passes the ``Host`` check of :mod:`infra.local.http` (403 for a name
-that is neither loopback nor allowed with ``--allow-host``), then the loopback-origin CORS
-middleware (:mod:`.cors`). The emulators' own CORS headers (``Access-Control-Allow-Origin:
-*``) never leave the edge.
+that is neither loopback nor allowed with ``--allow-host``) and the listener's deadlines and
+limits (:class:`infra.local.http.HttpLimits`: request head within 10 s, body within its
+deadline, at most 16 MiB, 512 connections), then the loopback-origin CORS middleware
+(:mod:`.cors`). The emulators' own CORS headers (``Access-Control-Allow-Origin: *``) never
+leave the edge.
+
+Hostile traffic costs no body read: each service's own request size limit is checked against
+``Content-Length`` before the body is read (iot-data publish: 128 KB, as AWS IoT Core,
+https://docs.aws.amazon.com/general/latest/gr/iot-core.html; DynamoDB 16 MB, Kinesis per
+operation, Cognito 256 KiB), and the SigV4 ``Authorization`` header is checked before it too
+(:func:`infra.local.sigv4.verify_authorization_headers`): an unknown or expired key, a
+temporary key without its session token and ``UNSIGNED-PAYLOAD`` are refused unread; the
+body, read within the limit and the deadline, must then hash to what was signed.
 """
 
 from __future__ import annotations
@@ -38,13 +48,20 @@ from aiohttp import web
 
 from infra.local.api.backend import ServiceBackend
 from infra.local.api.cors import cors_middleware
-from infra.local.gateway import Authorizer, Credential, CredentialStore, Gateway, Principal
+from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
 from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
 from infra.local.hosts import HostAllowList
-from infra.local.http import AppServer
+from infra.local.http import (
+    AppServer,
+    BodyTooLarge,
+    HttpLimits,
+    declared_too_large,
+    defer_expect,
+    read_body,
+)
 from infra.local.iam import AccessDenied, IamAuthorizer
-from infra.local.sigv4 import SigV4Error, verify_authorization_header
+from infra.local.sigv4 import PendingSignature, SigV4Error, verify_authorization_headers
 
 log = logging.getLogger("iotchat.edge")
 
@@ -65,7 +82,8 @@ HealthStatus = Callable[[], Awaitable[Health]]
 
 IOT_DATA_SIGNING_NAME = "iotdata"  # botocore's iot-data model: signingName
 TOPICS_PREFIX = "/topics/"
-MAX_REQUEST_BYTES = 20 * 1024 * 1024  # above DynamoDB's 16 MB BatchWriteItem request
+# Cognito's requests (and any other X-Amz-Target handler's) are a few KB.
+TARGET_MAX_REQUEST_BYTES = 256 * 1024
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -91,7 +109,6 @@ _JSON_SIGNATURE_ERRORS = {
 }
 # AWS's answer to a JSON-protocol request with no Authorization header at all.
 _MISSING_TOKEN = ("MissingAuthenticationTokenException", "Request is missing Authentication Token")
-_UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 # Emulators' own CORS headers (dynalite and kinesalite send Access-Control-Allow-Origin: *):
 # dropped, so only the loopback-origin CORS middleware decides what a browser may read.
 _CORS_PREFIX = "access-control-"
@@ -128,6 +145,18 @@ def json_protocol_error(status: int, code: str, message: str) -> web.Response:
     )
 
 
+def json_too_large(prefix: str, limit: int) -> web.Response:
+    """A JSON-protocol request above the service's size limit, answered unread: HTTP 413
+    with the ``ValidationException`` AWS rejects over-limit requests with (e.g. DynamoDB's
+    BatchWriteItem over 16 MB, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html).
+    The connection is closed after the answer, so the unread body is never waited for."""
+    response = json_protocol_error(
+        413, prefix + "ValidationException", f"Request size exceeds the limit of {limit} bytes"
+    )
+    response.force_close()
+    return response
+
+
 class EdgeAPI:
     """The aiohttp application behind ``AWS_ENDPOINT_URL``; start once, stop once."""
 
@@ -141,25 +170,39 @@ class EdgeAPI:
         health: HealthStatus,
         backends: Iterable[ServiceBackend] = (),
         allowed_hosts: tuple[str, ...] = (),
+        limits: HttpLimits | None = None,
     ) -> None:
         """``backends`` are the JSON-protocol services forwarded to local emulators, as each
         service's folder describes itself (``dynamodb/api.py``, ``kinesis/api.py``); ``iam``
         decides what each signed caller may do there. Only loopback ``Host`` names and
-        ``allowed_hosts`` are answered."""
+        ``allowed_hosts`` are answered; ``limits`` are the listener's deadlines and caps."""
         self.gateway = gateway
         self.credentials = credentials
         self.iam = iam
         self.region = region
         self._health_status = health
-        self.targets: dict[str, Handler] = {
-            backend.target_prefix: self._forwarder(backend) for backend in backends
-        }
+        self.limits = limits or HttpLimits()
+        # Each target prefix's handler and the largest request it takes (checked unread).
+        self.targets: dict[str, tuple[Handler, int]] = {}
+        self._error_prefixes = {backend.target_prefix: backend.error_prefix for backend in backends}
+        for backend in backends:
+            self.targets[backend.target_prefix] = (
+                self._forwarder(backend),
+                self.limits.max_body_bytes,
+            )
         self.app = web.Application(
-            middlewares=[cors_middleware, self._route_by_target], client_max_size=MAX_REQUEST_BYTES
+            middlewares=[cors_middleware, self._route_by_target],
+            client_max_size=self.limits.max_body_bytes,
         )
         self.app.router.add_get("/_iotchat/health", self._health)
-        self.app.router.add_post(TOPICS_PREFIX + "{topic:.*}", self._publish)
-        self._server = AppServer(self.app, HostAllowList(allowed_hosts))
+        # Handlers that read bodies send "100 Continue" themselves, once the request passed.
+        self.app.router.add_post(
+            TOPICS_PREFIX + "{topic:.*}", self._publish, expect_handler=defer_expect
+        )
+        self.app.router.add_post("/", self._no_target, expect_handler=defer_expect)
+        self._server = AppServer(
+            self.app, HostAllowList(allowed_hosts), self.limits, "api", self._too_large
+        )
         self._client: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
@@ -167,9 +210,17 @@ class EdgeAPI:
     def authorizer(self) -> Authorizer:
         return self.gateway.authorizer
 
-    def add_target(self, prefix: str, handler: Handler) -> None:
-        """Serve every request whose ``X-Amz-Target`` starts with ``prefix`` (e.g. Cognito's)."""
-        self.targets[prefix] = handler
+    def add_target(
+        self, prefix: str, handler: Handler, max_request_bytes: int = TARGET_MAX_REQUEST_BYTES
+    ) -> None:
+        """Serve every request whose ``X-Amz-Target`` starts with ``prefix`` (e.g. Cognito's);
+        a ``Content-Length`` above ``max_request_bytes`` is answered 413 unread."""
+        self.targets[prefix] = (handler, max_request_bytes)
+
+    @property
+    def server(self) -> AppServer:
+        """The listener (its open and refused connection counts)."""
+        return self._server
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0 picks a free port) and return the bound port."""
@@ -200,10 +251,24 @@ class EdgeAPI:
         target = request.headers.get("X-Amz-Target")
         if target is None:
             return await handler(request)
-        for prefix, target_handler in self.targets.items():
+        for prefix, (target_handler, limit) in self.targets.items():
             if target.startswith(prefix):
+                if declared_too_large(request, limit):
+                    return json_too_large("", limit)
                 return await target_handler(request)
         return json_protocol_error(400, "UnknownOperationException", f"unknown target {target}")
+
+    def _too_large(self, request: web.Request, limit: int) -> web.StreamResponse:
+        """A body declared above the listener's limit, answered in its service's shape."""
+        if request.path.startswith(TOPICS_PREFIX):
+            return rest_json_error(_too_large(self.gateway.broker.limits.max_payload_bytes))
+        target = request.headers.get("X-Amz-Target", "")
+        prefix = next((p for t, p in self._error_prefixes.items() if target.startswith(t)), "")
+        return json_too_large(prefix, limit)
+
+    async def _no_target(self, request: web.Request) -> web.StreamResponse:
+        """``POST /`` without ``X-Amz-Target``: nothing is served there."""
+        raise web.HTTPNotFound()
 
     async def _health(self, request: web.Request) -> web.Response:
         health = await self._health_status()
@@ -218,8 +283,10 @@ class EdgeAPI:
 
     def _forwarder(self, service: ServiceBackend) -> Handler:
         """A handler that forwards a JSON-protocol request verbatim to the service's emulator
-        (which validates requests but checks no signature and no permission), once the
-        signature is verified and IAM allows every (action, resource) the request needs."""
+        (which validates requests but checks no signature and no permission), once it is
+        within the service's size limit, its signature is verified and IAM allows every
+        (action, resource) it needs. Size and signature headers are checked before the body
+        is read."""
 
         async def forward(request: web.Request) -> web.StreamResponse:
             endpoint = service.endpoint()
@@ -229,12 +296,24 @@ class EdgeAPI:
                     service.error_prefix + "ServiceUnavailableException",
                     f"{service.name} is not running",
                 )
-            # The exact bytes the signature covers are the ones authorized and forwarded.
-            body = await request.read()
             operation = request.headers.get("X-Amz-Target", "")[len(service.target_prefix) :]
-            parsed: Mapping[str, Any] = {}
+            limit = service.max_request_bytes(operation)
+            if declared_too_large(request, limit):
+                return json_too_large(service.error_prefix, limit)
+            pending: PendingSignature | None = None
             if service.signing_name is not None:
-                principal_or_refusal = self._check_signature(request, body, service)
+                pending_or_refusal = self._check_signature(request, service)
+                if isinstance(pending_or_refusal, web.Response):
+                    return pending_or_refusal
+                pending = pending_or_refusal
+            try:
+                body = await read_body(request, limit)
+            except BodyTooLarge:
+                return json_too_large(service.error_prefix, limit)
+            parsed: Mapping[str, Any] = {}
+            if pending is not None:
+                # The exact bytes the signature covers are the ones authorized and forwarded.
+                principal_or_refusal = self._check_payload(pending, body, service)
                 if isinstance(principal_or_refusal, web.Response):
                     return principal_or_refusal
                 parsed = _json_object(body)
@@ -268,28 +347,39 @@ class EdgeAPI:
         return forward
 
     def _check_signature(
-        self, request: web.Request, body: bytes, service: ServiceBackend
-    ) -> Principal | web.Response:
-        """The signer if the SigV4 ``Authorization`` header is valid, else the JSON-protocol
-        error AWS answers with (botocore raises it as a ClientError with the same code).
+        self, request: web.Request, service: ServiceBackend
+    ) -> PendingSignature | web.Response:
+        """What is left to check once the SigV4 ``Authorization`` header is valid (the body),
+        else the JSON-protocol error AWS answers with (botocore raises it as a ClientError
+        with the same code). Nothing of the body has been read yet.
 
-        These services sign the payload: a ``X-Amz-Content-SHA256`` that is not the body's
-        SHA-256 (``UNSIGNED-PAYLOAD`` included, which only S3 accepts) is a signature that
-        does not match, so no byte of the body reaches the emulator unsigned."""
+        These services sign the payload: ``UNSIGNED-PAYLOAD`` (which only S3 accepts) is a
+        signature that does not match, so no byte of the body reaches the emulator unsigned."""
         assert service.signing_name is not None
         prefix = service.auth_error_prefix
         if "Authorization" not in request.headers:
             code, message = _MISSING_TOKEN
             return json_protocol_error(400, prefix + code, message)
         try:
-            if request.headers.get("X-Amz-Content-SHA256") == _UNSIGNED_PAYLOAD:
-                raise SigV4Error("SignatureMismatch", "the payload must be signed")
-            credential = self._verify(request, body, service.signing_name)
+            return self._verify(request, service.signing_name)
         except SigV4Error as exc:
-            log.info("%s request refused: %s", service.name, exc.reason)
-            code = _JSON_SIGNATURE_ERRORS.get(exc.reason, "IncompleteSignatureException")
-            return json_protocol_error(400, prefix + code, _forbidden_message(exc.reason))
-        return credential.principal
+            return self._signature_refused(service, exc)
+
+    def _check_payload(
+        self, pending: PendingSignature, body: bytes, service: ServiceBackend
+    ) -> Principal | web.Response:
+        """The signer once ``body`` is the one signed, else the JSON-protocol error."""
+        try:
+            return pending.check_body(body).principal
+        except SigV4Error as exc:
+            return self._signature_refused(service, exc)
+
+    def _signature_refused(self, service: ServiceBackend, exc: SigV4Error) -> web.Response:
+        log.info("%s request refused: %s", service.name, exc)
+        code = _JSON_SIGNATURE_ERRORS.get(exc.reason, "IncompleteSignatureException")
+        return json_protocol_error(
+            400, service.auth_error_prefix + code, _forbidden_message(exc.reason)
+        )
 
     def _check_access(
         self,
@@ -313,15 +403,15 @@ class EdgeAPI:
             )
         return None
 
-    def _verify(self, request: web.Request, body: bytes, signing_name: str) -> Credential:
-        """The credential that signed ``request`` for ``signing_name``; raises SigV4Error."""
+    def _verify(self, request: web.Request, signing_name: str) -> PendingSignature:
+        """The headers' check of ``request`` signed for ``signing_name``, the body's still to
+        come; raises SigV4Error."""
         raw_path, _, raw_query = request.raw_path.partition("?")
-        return verify_authorization_header(
+        return verify_authorization_headers(
             request.method,
             raw_path,
             raw_query,
             request.headers,
-            body,
             self.credentials,
             service=signing_name,
             region=self.region,
@@ -333,20 +423,32 @@ class EdgeAPI:
         try:
             await self._do_publish(request)
         except ApiError as error:
-            return rest_json_error(error)
+            response = rest_json_error(error)
+            if error.status == 413:  # the body was not read: do not wait for it
+                response.force_close()
+            return response
         return web.json_response({}, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
-    def _authenticate(self, request: web.Request, body: bytes) -> Principal:
+    async def _read_signed_payload(self, request: web.Request) -> tuple[Principal, bytes]:
+        """The signer and the payload of an iot-data publish, refused before the body is read
+        when it is declared larger than the gateway's payload limit (128 KB, as AWS IoT Core:
+        https://docs.aws.amazon.com/general/latest/gr/iot-core.html) or its ``Authorization``
+        header is refused (unknown key, no session token, ``UNSIGNED-PAYLOAD``, ...)."""
+        limit = self.gateway.broker.limits.max_payload_bytes
+        if declared_too_large(request, limit):
+            raise _too_large(limit)
         try:
-            credential = self._verify(request, body, IOT_DATA_SIGNING_NAME)
+            pending = self._verify(request, IOT_DATA_SIGNING_NAME)
+            body = await read_body(request, limit)
+            return pending.check_body(body).principal, body
         except SigV4Error as exc:
-            log.info("iot-data request refused: %s", exc.reason)
+            log.info("iot-data request refused: %s", exc)
             raise ApiError(403, "ForbiddenException", _forbidden_message(exc.reason)) from None
-        return credential.principal
+        except BodyTooLarge:
+            raise _too_large(limit) from None
 
     async def _do_publish(self, request: web.Request) -> None:
-        body = await request.read()
-        principal = self._authenticate(request, body)
+        principal, body = await self._read_signed_payload(request)
         raw_path = request.raw_path.partition("?")[0]
         try:
             topic = unquote(raw_path[len(TOPICS_PREFIX) :], errors="strict")
@@ -361,12 +463,6 @@ class EdgeAPI:
         qos = _qos(query.get("qos"))
         retain = _boolean(query.get("retain"), "retain")
         properties = _properties(request, body)
-        if len(body) > limits.max_payload_bytes:
-            raise ApiError(
-                413,
-                "RequestEntityTooLargeException",
-                f"Payload exceeds the maximum size of {limits.max_payload_bytes} bytes",
-            )
         if is_reserved(topic) or not self.authorizer.can_publish(principal, "n/a", topic, retain):
             raise ApiError(403, "ForbiddenException", "Forbidden")
         try:
@@ -404,6 +500,12 @@ def _forbidden_message(reason: str) -> str:
     if reason in ("Expired", "NotYetValid"):
         return "Signature expired or not yet current."
     return "Forbidden"
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "RequestEntityTooLargeException", f"Payload exceeds the maximum size of {limit} bytes"
+    )
 
 
 def _invalid(message: str) -> ApiError:

@@ -23,6 +23,10 @@ from .access import required_access
 from .service import TARGET_PREFIX
 
 SIGNING_NAME = "dynamodb"
+# The largest DynamoDB request: BatchWriteItem "can transmit up to 16MB of data over the
+# network" (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html);
+# the edge answers a larger Content-Length unread.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 AUTH_ERROR_PREFIX = "com.amazon.coral.service#"
 
@@ -42,4 +46,5 @@ def backend(endpoint: Endpoint, *, region: str, account: str) -> ServiceBackend:
         auth_error_prefix=AUTH_ERROR_PREFIX,
         signing_name=SIGNING_NAME,
         required_access=access,
+        max_request_bytes=lambda operation: MAX_REQUEST_BYTES,
     )

@@ -28,6 +28,22 @@ from .service import TARGET_PREFIX
 
 SIGNING_NAME = "kinesis"
 _PUTS = frozenset({"PutRecord", "PutRecords"})
+# A record's data and partition key are at most 1 MiB, a PutRecords request's at most 5 MiB
+# (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html); on the wire
+# the data is base64 (4/3 larger) inside JSON, so the edge allows that plus 64 KiB of JSON
+# before reading, and kinesalite checks the exact limits.
+_MiB = 1024 * 1024
+_JSON_OVERHEAD = 64 * 1024
+_WIRE_LIMITS = {
+    "PutRecord": _MiB * 4 // 3 + _JSON_OVERHEAD,
+    "PutRecords": 5 * _MiB * 4 // 3 + _JSON_OVERHEAD,
+}
+_OTHER_REQUEST_LIMIT = _JSON_OVERHEAD
+
+
+def request_limit(operation: str) -> int:
+    """The largest request body the edge reads for a Kinesis ``operation``."""
+    return _WIRE_LIMITS.get(operation, _OTHER_REQUEST_LIMIT)
 
 
 def _answer(payload: bytes) -> Mapping[str, Any]:
@@ -86,4 +102,5 @@ def backend(
         signing_name=SIGNING_NAME,
         required_access=access,
         on_success=after_success(known, written),
+        max_request_bytes=request_limit,
     )

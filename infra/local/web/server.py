@@ -7,10 +7,15 @@ never joined onto the file system, so no ``..``, symlink or encoded-slash trick 
 anything else, and there is no directory listing. Every response carries the app's
 Content-Security-Policy (scripts from this origin only, no inline script, no eval, network
 connections only to the stack's own endpoints) and the usual hardening headers.
+
+The listener has the deadlines and caps of :class:`infra.local.http.HttpLimits` (request head
+within 10 s, idle keep-alive closed then, 512 connections at once); it takes no request
+bodies, so one declared above 64 KiB is answered 413 unread (:func:`web_limits`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,12 +26,20 @@ from aiohttp import web
 
 from client.webapp import CONTENT_TYPES, WEB_ROOT, content_security_policy, served_files
 from infra.local.hosts import HostAllowList
-from infra.local.http import AppServer
+from infra.local.http import AppServer, HttpLimits
 
 log = logging.getLogger("iotchat.web")
 
 WebConfig = Callable[[], dict[str, Any]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The app only GETs files: no request needs a body.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def web_limits(limits: HttpLimits) -> HttpLimits:
+    """The stack's HTTP limits as the web app's listener applies them (small bodies only)."""
+    return dataclasses.replace(limits, max_body_bytes=min(limits.max_body_bytes, MAX_BODY_BYTES))
 
 
 class WebServer:
@@ -37,7 +50,11 @@ class WebServer:
     """
 
     def __init__(
-        self, config: WebConfig, root: Path = WEB_ROOT, allowed_hosts: tuple[str, ...] = ()
+        self,
+        config: WebConfig,
+        root: Path = WEB_ROOT,
+        allowed_hosts: tuple[str, ...] = (),
+        limits: HttpLimits | None = None,
     ) -> None:
         self.config = config
         self.root = root.resolve()
@@ -46,7 +63,9 @@ class WebServer:
         self.app = web.Application(middlewares=[self._security_headers])
         self.app.router.add_get("/config.json", self._config)
         self.app.router.add_get("/{path:.*}", self._file)
-        self._server = AppServer(self.app, HostAllowList(allowed_hosts))
+        self._server = AppServer(
+            self.app, HostAllowList(allowed_hosts), web_limits(limits or HttpLimits()), "web"
+        )
 
     def scan(self) -> dict[str, Path]:
         """URL path -> file, for the app's own files and the vendor files that exist."""

@@ -8,9 +8,12 @@ boto3 or from a hand-signed HTTP request, and every delivery to a real paho subs
 from __future__ import annotations
 
 import base64
+import hashlib
+import http.client
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -230,6 +233,46 @@ def test_invalid_topic_is_400(local, topic):
         client.publish(topic=topic, payload=b"x")
     assert _error(exc) == (400, "InvalidRequestException")
     assert not local.taps_on(topic)
+
+
+def _chunked_publish(local: InProcessStack, topic: str, chunks: list[bytes]) -> tuple[int, str]:
+    """An admin-signed publish whose body is sent chunked (no Content-Length), with its
+    payload hash declared as the signature requires."""
+    body = b"".join(chunks)
+    headers = {"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()}
+    request = AWSRequest("POST", local.endpoint + f"/topics/{topic}", data=body, headers=headers)
+    SigV4Auth(Credentials("test", "test"), "iotdata", REGION).add_auth(request)
+    prepared = dict(request.prepare().headers)
+    prepared.pop("Content-Length", None)
+    url = urllib.parse.urlsplit(local.endpoint)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        conn.request("POST", f"/topics/{topic}", body=iter(chunks), headers=prepared)
+        response = conn.getresponse()
+        return response.status, response.getheader("x-amzn-ErrorType") or ""
+    finally:
+        conn.close()
+
+
+def test_a_chunked_payload_is_counted_as_it_arrives(local, subscriber):
+    topic = _topic()
+    subscriber.subscribe(topic)
+    assert _chunked_publish(local, topic, [b"a" * 1000, b"b" * 1000]) == (200, "")
+    (message,) = subscriber.wait_messages(1)
+    assert message.payload == b"a" * 1000 + b"b" * 1000
+    too_big = [b"z" * 65536] * 3  # 192 KiB, no Content-Length announced it
+    assert _chunked_publish(local, topic, too_big) == (413, "RequestEntityTooLargeException")
+    assert len(local.taps_on(topic)) == 1
+
+
+def test_unsigned_payload_is_refused_for_publish(local):
+    topic = _topic()
+    headers = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    status, headers, _ = _signed_request(local, f"/topics/{topic}", b"x", headers=headers)
+    assert (status, headers["x-amzn-ErrorType"]) == (403, "ForbiddenException")
+    status, _, _ = _signed_request(local, f"/topics/{topic}", b"x")
+    assert status == 200
+    assert len(wait_for(lambda: local.taps_on(topic))) == 1
 
 
 def test_bad_parameters_are_400(local):
