@@ -5,12 +5,15 @@ logs and failure records, the gateway's sessions, the CA key, Cognito's users an
 registry and the stack file. ``iotchat up`` (its own process, as a user runs it) makes the dir
 ``0700`` and every file in it ``0600``, tightening what an older version left ``0755``/``0644``
 and the ``up.log`` a wrapper redirected its output to, and what it and its children create
-later is private too (umask 077).
+later is private too (umask 077). Verification codes stay in Cognito's outbox, never in the
+stack's log.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import stat
 import uuid
@@ -124,3 +127,12 @@ def test_the_state_dir_and_every_file_in_it_are_private(tmp_path: Path) -> None:
         if not is_dir and secret.encode() in path.read_bytes()
     ]
     assert holders, "the direct message should be stored under the state dir"
+
+    # Verification codes stay in the outbox (0600): never in the stack's log (up.log, INFO).
+    outbox = state_dir / "cognito" / "outbox.jsonl"
+    codes = [json.loads(line)["code"] for line in outbox.read_text().splitlines()]
+    assert codes, "signing Ada up mailed a code"
+    logged = up_log.read_text(errors="replace")
+    assert "local stack ready" in logged  # the log is there and at INFO
+    for code in codes:
+        assert not re.search(rf"(?<![0-9A-Za-z]){re.escape(code)}(?![0-9A-Za-z])", logged)
