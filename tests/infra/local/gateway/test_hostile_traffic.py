@@ -198,12 +198,14 @@ def test_twenty_connects_a_second_with_one_client_id_are_throttled(
     client_id = uid("flapper")
     answers: list[int | None] = []
     with ExitStack() as opened:
+        started = time.monotonic()
         for _ in range(20):
             sock, code = connect_once(gw, client_id, version)
             opened.callback(sock.close)
             answers.append(code)
+        refilled = int((time.monotonic() - started) * limits.connects_per_second_per_client)
         accepted = answers.count(0)
-        assert limits.connect_burst <= accepted <= limits.connect_burst + 2  # + what refilled
+        assert limits.connect_burst <= accepted <= limits.connect_burst + refilled + 1
         refused = [a for a in answers if a != 0]
         expected = CONNECTION_RATE_EXCEEDED if version == MQTT_5 else None  # 3.1.1: closed
         assert refused and set(refused) == {expected}
@@ -211,15 +213,14 @@ def test_twenty_connects_a_second_with_one_client_id_are_throttled(
         # Other client ids are not throttled by it, and the bystander is served.
         Peer(gw, uid("neighbour")).close()
         bystander.roundtrip()
+
+        def reconnects() -> bool:
+            sock, code = connect_once(gw, client_id, version)
+            opened.callback(sock.close)
+            return code == 0
+
         # A second later the client id may connect again (AWS: 1 per second).
-        sock = wait_for(
-            lambda: (lambda pair: pair[0] if pair[1] == 0 else pair[0].close())(
-                connect_once(gw, client_id, version)
-            ),
-            timeout=5,
-            interval=0.5,
-        )
-        opened.callback(sock.close)
+        assert wait_for(reconnects, timeout=5, interval=0.5)
 
 
 # ---------------------------------------------------------------------- temporary keys on TCP
@@ -261,6 +262,7 @@ def test_an_offline_session_keeps_at_most_its_byte_budget(
     away = clients.connected(gw, TCP_V311, client_id, clean=False)
     assert away.subscribe(topic, 1) == [1]
     away.disconnect()
+    wait_for(lambda: gw.call(lambda: gw.gateway.broker.sessions[client_id].connection is None))
     page = b"x" * (100 * 1024)  # a history page's size
     for _ in range(60):  # ~6 MB offered while the client is away
         gw.call(lambda: gw.gateway.publish(topic, page, qos=1))
