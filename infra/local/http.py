@@ -159,7 +159,7 @@ def _cut_slow_body(request: web.Request, deadline: float) -> None:
     """Close the connection of a request whose body has not fully arrived by its deadline."""
     if request.content.is_eof():
         return
-    log.info(
+    log.debug(  # not INFO: a flood of slow bodies must not flood the log
         "%s %s: body not received within %.1f s; connection closed",
         request.method,
         request.path,
