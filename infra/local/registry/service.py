@@ -65,6 +65,8 @@ COGNITO_IDENTITY_ID = re.compile(r"[\w-]+:[0-9a-f-]+")
 CERT_ID = re.compile(r"[0-9a-f]{64}")
 MAX_ATTRIBUTES = 3  # AWS's limit for a thing without a thing type (types are not modelled)
 MAX_POLICIES_PER_TARGET = 10  # AWS: policies attached to one certificate or identity
+# What ResourceNotFound says for a missing certificate or thing, by the table it is kept in.
+_MISSING = {"certificates": "certificate {} is not registered", "things": "thing {} does not exist"}
 
 _NAME_PARTS = {
     NameOID.COUNTRY_NAME: "Country",
@@ -264,11 +266,16 @@ class Registry:
             }
         return self.describe_certificate(cert_id)
 
+    def _stored(self, table: str, key: str) -> dict[str, Any]:
+        """The stored certificate or thing; ResourceNotFound (AWS's message) when absent."""
+        raw = self._data[table].get(key)
+        if raw is None:
+            raise ResourceNotFound(_MISSING[table].format(key))
+        return raw
+
     def describe_certificate(self, cert_id: str) -> CertificateRecord:
         self.refresh()
-        raw = self._data["certificates"].get(cert_id)
-        if raw is None:
-            raise ResourceNotFound(f"certificate {cert_id} is not registered")
+        raw = self._stored("certificates", cert_id)
         return CertificateRecord(
             raw["certificateId"],
             raw["certificateArn"],
@@ -285,9 +292,7 @@ class Registry:
         """Change a status; as on AWS a REVOKED certificate can never change again."""
         _check_status(status)
         with self.batch():
-            raw = self._data["certificates"].get(certificate_id)
-            if raw is None:
-                raise ResourceNotFound(f"certificate {certificate_id} is not registered")
+            raw = self._stored("certificates", certificate_id)
             if raw["status"] == REVOKED and status != REVOKED:
                 raise CertificateState("a revoked certificate cannot change status")
             raw["status"] = status
@@ -339,9 +344,7 @@ class Registry:
 
     def describe_thing(self, name: str) -> ThingRecord:
         self.refresh()
-        raw = self._data["things"].get(name)
-        if raw is None:
-            raise ResourceNotFound(f"thing {name} does not exist")
+        raw = self._stored("things", name)
         return ThingRecord(raw["thingName"], raw["thingArn"], dict(raw["attributes"]))
 
     def has_thing(self, name: str) -> bool:
@@ -358,16 +361,13 @@ class Registry:
         """A certificate ARN of this account (registered) or a Cognito identity id."""
         prefix = self.certificate_arn("")
         if principal.startswith(prefix):
-            cert_id = principal[len(prefix) :]
-            if cert_id not in self._data["certificates"]:
-                raise ResourceNotFound(f"certificate {cert_id} is not registered")
+            self._stored("certificates", principal[len(prefix) :])
         elif not COGNITO_IDENTITY_ID.fullmatch(principal):
             raise InvalidRequest(f"{principal!r} is neither a certificate ARN nor an identity id")
 
     def attach_thing_principal(self, thing: str, principal_arn: str) -> None:
         with self.batch():
-            if thing not in self._data["things"]:
-                raise ResourceNotFound(f"thing {thing} does not exist")
+            self._stored("things", thing)
             self._check_principal(principal_arn)
             pair = [thing, principal_arn]
             if pair not in self._data["thingPrincipals"]:
