@@ -13,6 +13,7 @@ from client.edge.agent import EdgeAgent, parse_command, telemetry_data
 from client.edge.device import greengrass_device
 from client.edge.metrics import read_metrics, summary
 from client.transport import ConnectOptions, TransportCallbacks
+from tests.support.clock import Clock
 
 THING = "kitchen-pi"
 ROOM = "lab"
@@ -55,19 +56,11 @@ class FakeTransport:
         return [b for t, b in self.published if t == topic and b.get("type") == kind]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def rig() -> tuple[EdgeAgent, FakeTransport, Clock]:
     stack, identity = greengrass_device(THING)
     chat = ChatClient(stack, identity, transport_factory=FakeTransport).start(timeout=1)
-    clock = Clock()
+    clock = Clock(1000.0)
     edge = EdgeAgent(chat, THING, ROOM, 30, metrics=lambda: dict(READING), clock=clock)
     edge.start()
     assert isinstance(chat.transport, FakeTransport)

@@ -16,16 +16,9 @@ import pytest
 from infra.local.cognito import CognitoError, CognitoLimits, LocalCognito
 from infra.local.cognito.limits import Throttle
 from infra.local.cognito.user_pool import UserPool
+from tests.support.clock import Clock
 
 PASSWORD = "Correct-horse-9"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

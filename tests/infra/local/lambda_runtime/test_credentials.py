@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import pytest
 from infra.local.lambda_runtime import LambdaRuntime, ResourceNotFoundError
 from infra.local.lambda_runtime.credentials import RenewingClient
 from lambdas.manifest import FunctionSpec
+from tests.support.clock import Clock
 
-from .helpers import fn, run_runtime
+from .helpers import fn, process_gone, run_runtime
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,22 +55,6 @@ class Issuer:
         self.issued[session.access_key_id] = session
         self.sessions.append(spec.name)
         return session
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_each_worker_signs_with_its_own_session_not_the_base_keys(tmp_path: Path) -> None:
@@ -124,7 +108,7 @@ def test_a_worker_is_retired_before_its_session_could_expire_mid_invocation(
         pool = runtime.pool("echo")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not _gone(first.payload["pid"]) and loop.time() < deadline:
+        while not process_gone(first.payload["pid"]) and loop.time() < deadline:
             await asyncio.sleep(0.01)
         return first, warm, renewed, pool.retired, pool.worker_count
 
@@ -141,7 +125,7 @@ def test_a_worker_is_retired_before_its_session_could_expire_mid_invocation(
     assert renewed.cold and renewed.payload["pid"] != first.payload["pid"]
     assert renewed.payload["env"]["AWS_ACCESS_KEY_ID"] not in (key, None)
     assert (retired, workers) == (1, 1)
-    assert _gone(first.payload["pid"])  # the retired worker does not linger
+    assert process_gone(first.payload["pid"])  # the retired worker does not linger
 
 
 def test_short_lived_sessions_are_renewed_and_never_used_expired(tmp_path: Path) -> None:

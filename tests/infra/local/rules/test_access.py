@@ -24,6 +24,7 @@ from infra.local.rules.actions import (
     build_action,
 )
 from iot_rules.sql import Result, SqlMessage
+from tests.support.clock import Clock
 
 REGION, ACCOUNT, STACK = "us-east-1", "000000000000", "iotchat"
 REPUBLISH = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-republish"
@@ -31,14 +32,6 @@ STORE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-dynamodb"
 MESSAGES = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{STACK}-messages"
 STATE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{STACK}-state"
 FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
