@@ -18,7 +18,7 @@ from infra.local.lambda_runtime import (
     log_path,
 )
 
-from .helpers import ENV_BASE, fn, run_runtime
+from .helpers import ENV_BASE, fn, process_gone, run_runtime
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
 
@@ -348,14 +348,6 @@ def test_invocations_from_another_thread(tmp_path: Path) -> None:
     assert len(out.read_text().splitlines()) == 1
 
 
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_cancelled_invocation_ends_its_worker(tmp_path: Path) -> None:
     """A caller that gives up (an HTTP client hanging up) must not leave a busy worker behind."""
     pid_file = tmp_path / "pid"
@@ -372,9 +364,9 @@ def test_cancelled_invocation_ends_its_worker(tmp_path: Path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await call
         pid = int(pid_file.read_text())
-        while not _process_gone(pid) and loop.time() < deadline:
+        while not process_gone(pid) and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        gone = _process_gone(pid)
+        gone = process_gone(pid)
         after = await runtime.invoke("slow", {"seconds": 0})
         return gone, runtime.pool("slow").worker_count, after
 
