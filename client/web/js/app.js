@@ -464,31 +464,28 @@ function wireChat() {
   $("messages-pane").addEventListener("scroll", () => {
     if ($("messages-pane").scrollTop === 0 && !$("older").hidden && !active.loadingOlder) $("older").click();
   });
-  $("join-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const room = $("join-room").value.trim();
+  onSubmitText("join-form", "join-room", (room) => {
     if (!ROOM_RE.test(room)) return notice("Room names are 1-64 letters, digits, _ or -.");
-    $("join-room").value = "";
     joinRoom(room);
+    return true;
   });
-  $("dm-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const to = $("dm-to").value.trim();
+  onSubmitText("dm-form", "dm-to", (to) => {
     if (!CLIENT_ID_RE.test(to)) return notice("That is not a client id.");
-    $("dm-to").value = "";
     openDirect(to);
+    return true;
   });
-  $("group-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const name = $("group-name").value.trim();
-    if (!name) return;
-    if (send({ type: "create", name, id: newId() })) $("group-name").value = "";
-  });
-  $("invite-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const member = $("invite-member").value.trim();
+  onSubmitText("group-form", "group-name", (name) => name && send({ type: "create", name, id: newId() }));
+  onSubmitText("invite-form", "invite-member", (member) => {
     if (!CLIENT_ID_RE.test(member) || active.kind !== "group") return notice("That is not a client id.");
-    if (send({ type: "invite", group: active.id, member, id: newId() })) $("invite-member").value = "";
+    return send({ type: "invite", group: active.id, member, id: newId() });
+  });
+}
+
+// A one-field form: handle gets the field's trimmed text and returns true to empty the field.
+function onSubmitText(formId, inputId, handle) {
+  $(formId).addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (handle($(inputId).value.trim())) $(inputId).value = "";
   });
 }
 
