@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra.local.ca import LocalCA
 from infra.local.cognito import LocalCognito
@@ -28,6 +28,9 @@ from infra.local.gateway import (
 )
 from infra.local.registry import Registry, RegistryCredentialStore
 from infra.local.stack import LocalStack, StackOptions
+
+if TYPE_CHECKING:
+    import pytest
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
@@ -256,11 +259,23 @@ def run_stack_in_thread(options: StackOptions) -> Iterator[InProcessStack]:
         yield handle
 
 
+@contextmanager
+def fresh_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **overrides: Any
+) -> Iterator[InProcessStack]:
+    """A stack on a thread whose state is in a new temporary folder ``name``: the body of a
+    test module's stack fixture. ``overrides`` are :func:`stack_options`' (limits, lifetimes)."""
+    options = stack_options(tmp_path_factory.mktemp(name) / "state", **overrides)
+    with run_stack_in_thread(options) as stack:
+        yield stack
+
+
 __all__ = [
     "GatewayHandle",
     "InProcessStack",
     "aws_client",
     "call_in_loop",
+    "fresh_stack",
     "gateway_in_thread",
     "run_stack_in_thread",
     "serve_in_thread",

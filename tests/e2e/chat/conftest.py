@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.support.cognito import guest_credentials, signed_in_credentials
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 from tests.support.wss_client import Message, RecordingClient, inbox
 
@@ -220,15 +220,20 @@ class People:
 def chat_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     """One stack with the project's own rules, Lambdas and policies, shared by every test in
     this folder that keeps to its own rooms and identities (and stopped once they are done)."""
-    with run_stack_in_thread(stack_options(tmp_path_factory.mktemp("chat") / "state")) as stack:
+    with fresh_stack(tmp_path_factory, "chat") as stack:
         yield stack
+
+
+def people_on(stack: InProcessStack) -> Iterator[People]:
+    """The body of a ``people`` fixture: the clients made on ``stack`` are closed after the test."""
+    crowd = People(stack)
+    yield crowd
+    crowd.close()
 
 
 @pytest.fixture
 def people(chat_stack: InProcessStack) -> Iterator[People]:
-    crowd = People(chat_stack)
-    yield crowd
-    crowd.close()
+    yield from people_on(chat_stack)
 
 
 @pytest.fixture

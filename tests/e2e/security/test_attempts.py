@@ -93,7 +93,7 @@ from tests.e2e.security.helpers import (
 )
 from tests.support.cognito import guest_credentials, signed_in_credentials, wss_connection
 from tests.support.raw_mqtt import V5, V311
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -107,7 +107,7 @@ SHORT_LIFETIME = 2.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
-    with run_stack_in_thread(stack_options(tmp_path_factory.mktemp("security") / "s")) as s:
+    with fresh_stack(tmp_path_factory, "security") as s:
         yield s
 
 
@@ -360,11 +360,8 @@ def test_websocket_handshake_with_a_bad_signature(stack: InProcessStack, attempt
 @pytest.fixture(scope="module")
 def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     """A second stack whose Cognito credentials last ``SHORT_LIFETIME`` seconds."""
-    options = stack_options(
-        tmp_path_factory.mktemp("security-short") / "s",
-        cognito_credential_lifetime=SHORT_LIFETIME,
-    )
-    with run_stack_in_thread(options) as s:
+    lifetime = SHORT_LIFETIME
+    with fresh_stack(tmp_path_factory, "security-short", cognito_credential_lifetime=lifetime) as s:
         yield s
 
 

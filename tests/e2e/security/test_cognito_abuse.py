@@ -43,7 +43,7 @@ from tests.support.cognito import (
     sign_up,
     unsigned_client,
 )
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -55,16 +55,14 @@ THROTTLED_RATE = 10.0
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     limits = CognitoLimits(lockout_base=LOCKOUT)
-    state = tmp_path_factory.mktemp("cognito-abuse") / "state"
-    with run_stack_in_thread(stack_options(state, cognito_limits=limits)) as s:
+    with fresh_stack(tmp_path_factory, "cognito-abuse", cognito_limits=limits) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def throttled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     limits = CognitoLimits(request_rate=THROTTLED_RATE, request_burst=THROTTLED_RATE)
-    state = tmp_path_factory.mktemp("cognito-throttled") / "state"
-    with run_stack_in_thread(stack_options(state, cognito_limits=limits)) as s:
+    with fresh_stack(tmp_path_factory, "cognito-throttled", cognito_limits=limits) as s:
         yield s
 
 

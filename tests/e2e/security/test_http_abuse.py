@@ -39,9 +39,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from infra.local.http import HttpLimits
-from tests.e2e.chat.conftest import People, room_topic, unique
+from tests.e2e.chat.conftest import People, people_on, room_topic, unique
 from tests.support.cognito import guest_credentials
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -57,16 +57,13 @@ KINESIS = "Kinesis_20131202."
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     limits = HttpLimits(header_timeout=DEADLINE, body_timeout=DEADLINE)
-    options = stack_options(tmp_path_factory.mktemp("http-abuse") / "s", http_limits=limits)
-    with run_stack_in_thread(options) as s:
+    with fresh_stack(tmp_path_factory, "http-abuse", http_limits=limits) as s:
         yield s
 
 
 @pytest.fixture
 def people(stack: InProcessStack) -> Iterator[People]:
-    crowd = People(stack)
-    yield crowd
-    crowd.close()
+    yield from people_on(stack)
 
 
 class Chat:

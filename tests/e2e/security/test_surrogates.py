@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from infra.local.lambda_runtime.runtime import failures_path, log_path
-from tests.e2e.chat.conftest import ChatClient, People, inbox, room_topic, unique
-from tests.support.stack import InProcessStack, call_in_loop, run_stack_in_thread, stack_options
+from tests.e2e.chat.conftest import ChatClient, People, inbox, people_on, room_topic, unique
+from tests.support.stack import (
+    InProcessStack,
+    call_in_loop,
+    fresh_stack,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,18 +31,13 @@ LONE = "hi \ud800"  # json.dumps writes it as the escape "hi \\ud800", as a clie
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     # Short retry delays: a crashing invocation would be retried within a second, not minutes.
-    options = stack_options(
-        tmp_path_factory.mktemp("surrogates") / "state", lambda_retry_delays=(0.1, 0.2)
-    )
-    with run_stack_in_thread(options) as s:
+    with fresh_stack(tmp_path_factory, "surrogates", lambda_retry_delays=(0.1, 0.2)) as s:
         yield s
 
 
 @pytest.fixture
 def people(stack: InProcessStack) -> Iterator[People]:
-    crowd = People(stack)
-    yield crowd
-    crowd.close()
+    yield from people_on(stack)
 
 
 def reports(stack: InProcessStack, function: str) -> int:

@@ -18,7 +18,7 @@ from websockets.sync.client import connect as ws_connect
 from infra.local.sigv4 import presign_url
 from tests.support.cognito import guest_credentials, signed_in_credentials, wss_connection
 from tests.support.raw_mqtt import connect_packet as mqtt5_connect
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,11 +30,8 @@ NOT_AUTHORIZED = 0x87
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
-    options = stack_options(
-        tmp_path_factory.mktemp("cognito-wss") / "state",
-        cognito_credential_lifetime=SHORT_LIFETIME,
-    )
-    with run_stack_in_thread(options) as s:
+    lifetime = SHORT_LIFETIME
+    with fresh_stack(tmp_path_factory, "cognito-wss", cognito_credential_lifetime=lifetime) as s:
         yield s
 
 

@@ -33,14 +33,14 @@ from tests.support.cognito import (
     sign_up,
     unsigned_client,
 )
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack, run_stack_in_thread, stack_options
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
-    with run_stack_in_thread(stack_options(tmp_path_factory.mktemp("cognito") / "state")) as s:
+    with fresh_stack(tmp_path_factory, "cognito") as s:
         yield s
 
 
