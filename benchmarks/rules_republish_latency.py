@@ -9,10 +9,10 @@ delivery on one topic, so the ratio is the price of the rule.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
+
+from tests.support.stack_files import republish, write_rules
 
 from . import _harness as h
 from .gateway_latency import RATE, SUBSCRIBERS, WARMUP_MESSAGES, latency_once
@@ -23,15 +23,7 @@ ROOM_RULE: dict[str, Any] = {
     "sql": "SELECT *, clientid() AS sender, timestamp() AS ts FROM 'chat/out' "
     "WHERE type = 'message' AND regexp_matches(room, '^[A-Za-z0-9_-]{1,64}$')",
     "awsIotSqlVersion": "2016-03-23",
-    "actions": [
-        {
-            "republish": {
-                "roleArn": "arn:aws:iam::000000000000:role/iotchat-rule-republish",
-                "topic": "chat/pub/${room}",
-                "qos": 1,
-            }
-        }
-    ],
+    "actions": [republish("chat/pub/${room}")],
 }
 
 
@@ -40,9 +32,7 @@ def measure(*, seconds: float, repetitions: int = 1) -> list[dict[str, Any]]:
     pooled: dict[str, list[int]] = {"rule": [], "direct": []}
     received: dict[str, list[float]] = {"rule": [], "direct": []}
     with h.temp_dir("rules-latency") as workdir:
-        rules_dir: Path = workdir / "rules"
-        rules_dir.mkdir()
-        (rules_dir / "RoomRepublish.json").write_text(json.dumps(ROOM_RULE))
+        rules_dir = write_rules(workdir, {"RoomRepublish": ROOM_RULE})
         with h.gateway(workdir, extra=["--rules-dir", str(rules_dir)]) as gw:
             for _ in range(repetitions):
                 for mode in ("direct", "rule"):

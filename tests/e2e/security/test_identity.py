@@ -23,6 +23,7 @@ from awsiot import mqtt_connection_builder
 from infra.local.registry import create_device, revoke_device
 from tests.support.cognito import guest_credentials, signed_in_credentials, wss_connection
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack_files import republish, write_rules
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,24 +31,15 @@ TIMEOUT = 10.0
 ROOM_RULE = {
     "sql": "SELECT *, clientid() AS sender FROM 'chat/out' WHERE type = 'message'",
     "awsIotSqlVersion": "2016-03-23",
-    "actions": [
-        {
-            "republish": {
-                "roleArn": "arn:aws:iam::000000000000:role/iotchat-rule-republish",
-                "topic": "chat/pub/${room}",
-                "qos": 1,
-            }
-        }
-    ],
+    "actions": [republish("chat/pub/${room}")],
 }
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     root = tmp_path_factory.mktemp("identity-e2e")
-    (root / "rules").mkdir()
-    (root / "rules" / "RoomRepublish.json").write_text(json.dumps(ROOM_RULE))
-    with run_stack_in_thread(stack_options(root / "state", rules_dir=root / "rules")) as s:
+    rules_dir = write_rules(root, {"RoomRepublish": ROOM_RULE})
+    with run_stack_in_thread(stack_options(root / "state", rules_dir=rules_dir)) as s:
         yield s
 
 

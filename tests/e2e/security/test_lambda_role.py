@@ -19,6 +19,7 @@ import pytest
 
 from infra.local.identity import Credential
 from infra.local.lambda_runtime.event_sources import StreamAccessError
+from tests.support import stack_files
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
@@ -35,8 +36,6 @@ STREAM_ARN = "arn:aws:kinesis:{region}:{account}:stream/"
 
 def write_manifest(root: Path, stream: str) -> dict[str, Any]:
     """Stack options for a manifest of the probe, a table, a stream and a mapped reader."""
-    rules = root / "rules"  # no rules: nothing but the test's own calls
-    rules.mkdir()
     manifest = {
         "functions": [
             {"name": "iotchat-probe", "handler": PROBE, "timeout": 30},
@@ -47,18 +46,7 @@ def write_manifest(root: Path, stream: str) -> dict[str, Any]:
             },
         ],
         "tables": [
-            {
-                "TableName": TABLE,
-                "BillingMode": "PAY_PER_REQUEST",
-                "KeySchema": [
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                "AttributeDefinitions": [
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-            }
+            stack_files.keyed_table(TABLE, ("pk", "S"), ("sk", "S"), BillingMode="PAY_PER_REQUEST"),
         ],
         "streams": [{"StreamName": stream, "ShardCount": 1}],
         "eventSourceMappings": [
@@ -69,8 +57,9 @@ def write_manifest(root: Path, stream: str) -> dict[str, Any]:
             }
         ],
     }
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return {"rules_dir": rules, "manifest": root / "manifest.json"}
+    # No rules: nothing but the test's own calls.
+    rules = stack_files.write_rules(root, {})
+    return {"rules_dir": rules, "manifest": stack_files.write_manifest(root, manifest)}
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from lambdas.manifest import MANIFEST_PATH
 from policies.render import LOCAL_NAMES
 from tests.support.cognito import guest_credentials, wss_connection
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack_files import republish, write_manifest, write_rules
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,12 +55,12 @@ RULES = {
     # Allowed: the room republish, as the chat's own rule does it.
     "room_republish": _rule(
         f"SELECT *, clientid() AS sender {MESSAGE}",
-        {"republish": {"roleArn": REPUBLISH_ROLE, "topic": "chat/pub/${room}", "qos": 1}},
+        republish("chat/pub/${room}", role=REPUBLISH_ROLE),
     ),
     # Refused: the store rule's role may not publish anywhere.
     "room_copy_as_store_role": _rule(
         f"SELECT *, clientid() AS sender {MESSAGE}",
-        {"republish": {"roleArn": STORE_ROLE, "topic": "chat/pub/${room}-copy", "qos": 1}},
+        republish("chat/pub/${room}-copy", role=STORE_ROLE),
     ),
     # Allowed: the messages table, as the chat's chat_room_store does it.
     "store_message": _rule(
@@ -77,14 +78,10 @@ RULES = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     root = tmp_path_factory.mktemp("rule-roles")
-    rules = root / "rules"
-    rules.mkdir()
-    for name, rule in RULES.items():
-        (rules / f"{name}.json").write_text(json.dumps(rule))
     # The chat's own tables, and no functions: nothing but the rules acts.
     tables = json.loads(MANIFEST_PATH.read_text())["tables"]
-    (root / "manifest.json").write_text(json.dumps({"functions": [], "tables": tables}))
-    options = stack_options(root / "state", rules_dir=rules, manifest=root / "manifest.json")
+    manifest = write_manifest(root, {"functions": [], "tables": tables})
+    options = stack_options(root / "state", rules_dir=write_rules(root, RULES), manifest=manifest)
     with run_stack_in_thread(options) as s:
         yield s
 

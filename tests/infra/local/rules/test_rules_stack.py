@@ -14,6 +14,13 @@ from infra.local.lambda_runtime import failures_path
 from policies.render import LOCAL_NAMES
 from tests.infra.local.rules.recorder import Recorder
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack_files import (
+    REPUBLISH_ROLE,
+    keyed_table,
+    republish,
+    write_manifest,
+    write_rules,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -22,7 +29,7 @@ pytestmark = pytest.mark.timeout(90)
 NAMES = LOCAL_NAMES
 STACK = NAMES["stack"]
 ACCOUNT = NAMES["account"]
-REPUBLISH_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-republish"  # chat/pub/*, chat/in/*
+# REPUBLISH_ROLE (tests.support.stack_files) may publish to chat/pub/*, chat/in/*.
 STORE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-dynamodb"  # PutItem on <stack>-messages
 STREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-kinesis"  # PutRecord on <stack>-stream
 # Item-level access to every table of the stack (the Lambdas' role), for get_dynamodb() and
@@ -33,25 +40,37 @@ TABLE = f"{STACK}-messages"
 STREAM = f"{STACK}-stream"
 
 
-def _republish(topic: str) -> dict[str, Any]:
-    return {"republish": {"roleArn": REPUBLISH_ROLE, "topic": topic, "qos": 1}}
-
-
 def _errors(rule: str) -> dict[str, Any]:
     """The error action: republish to an inbox-like topic the republish role may publish to."""
-    return _republish(f"chat/in/errors/{rule}")
+    return republish(f"chat/in/errors/{rule}")
+
+
+def _dynamodb_v1(**fields: str) -> dict[str, Any]:
+    """A dynamoDB (v1) action on the messages table, keyed by room and ts, as the store role."""
+    return {
+        "dynamoDB": {
+            "roleArn": STORE_ROLE,
+            "tableName": TABLE,
+            "hashKeyField": "room",
+            "hashKeyValue": "${room}",
+            "rangeKeyField": "ts",
+            "rangeKeyValue": "${ts}",
+            "rangeKeyType": "NUMBER",
+            **fields,
+        }
+    }
 
 
 RULES: dict[str, dict[str, Any]] = {
     "RoomRepublish": {
         "sql": "SELECT *, clientid() AS sender FROM 'chat/out' WHERE type = 'message'",
         "awsIotSqlVersion": "2016-03-23",
-        "actions": [_republish("chat/pub/${room}")],
+        "actions": [republish("chat/pub/${room}")],
         "errorAction": _errors("RoomRepublish"),
     },
     "RepublishOutsideRole": {
         "sql": "SELECT * FROM 'republish/outside'",
-        "actions": [_republish("elsewhere/out")],
+        "actions": [republish("elsewhere/out")],
         "errorAction": _errors("RepublishOutsideRole"),
     },
     "ToLambda": {
@@ -88,42 +107,16 @@ RULES: dict[str, dict[str, Any]] = {
         f"get_dynamodb('{TABLE}', 'room', room, 'ts', ts, '{TABLES_ROLE}').text AS stored "
         "FROM 'enrich/in'",
         "awsIotSqlVersion": "2016-03-23",
-        "actions": [_republish("chat/in/enrich/out")],
+        "actions": [republish("chat/in/enrich/out")],
     },
     "StoreV1": {
         "sql": "SELECT text, clientid() AS sender FROM 'store/v1'",
-        "actions": [
-            {
-                "dynamoDB": {
-                    "roleArn": STORE_ROLE,
-                    "tableName": TABLE,
-                    "hashKeyField": "room",
-                    "hashKeyValue": "${room}",
-                    "rangeKeyField": "ts",
-                    "rangeKeyValue": "${ts}",
-                    "rangeKeyType": "NUMBER",
-                    "payloadField": "message",
-                }
-            }
-        ],
+        "actions": [_dynamodb_v1(payloadField="message")],
         "errorAction": _errors("StoreV1"),
     },
     "DeleteV1WithoutPermission": {
         "sql": "SELECT * FROM 'store/v1-delete'",
-        "actions": [
-            {
-                "dynamoDB": {
-                    "roleArn": STORE_ROLE,
-                    "tableName": TABLE,
-                    "hashKeyField": "room",
-                    "hashKeyValue": "${room}",
-                    "rangeKeyField": "ts",
-                    "rangeKeyValue": "${ts}",
-                    "rangeKeyType": "NUMBER",
-                    "operation": "DELETE",
-                }
-            }
-        ],
+        "actions": [_dynamodb_v1(operation="DELETE")],
         "errorAction": _errors("DeleteV1WithoutPermission"),
     },
     "MissingTable": {
@@ -163,10 +156,6 @@ RULES: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     root = tmp_path_factory.mktemp("rules-stack")
-    rules_dir = root / "rules"
-    rules_dir.mkdir()
-    for name, rule in RULES.items():
-        (rules_dir / f"{name}.json").write_text(json.dumps(rule))
     records = root / "records"
     records.mkdir()
     manifest = {
@@ -183,26 +172,13 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
                 "environment": {"RECORD_FILE": str(records / "fail.jsonl")},
             },
         ],
-        "tables": [
-            {
-                "TableName": TABLE,
-                "KeySchema": [
-                    {"AttributeName": "room", "KeyType": "HASH"},
-                    {"AttributeName": "ts", "KeyType": "RANGE"},
-                ],
-                "AttributeDefinitions": [
-                    {"AttributeName": "room", "AttributeType": "S"},
-                    {"AttributeName": "ts", "AttributeType": "N"},
-                ],
-            },
-        ],
+        "tables": [keyed_table(TABLE, ("room", "S"), ("ts", "N"))],
         "streams": [{"StreamName": STREAM, "ShardCount": 1}],
     }
-    (root / "manifest.json").write_text(json.dumps(manifest))
     options = stack_options(
         root / "state",
-        rules_dir=rules_dir,
-        manifest=root / "manifest.json",
+        rules_dir=write_rules(root, RULES),
+        manifest=write_manifest(root, manifest),
         lambda_retry_delays=(0.1, 0.1),
     )
     with run_stack_in_thread(options) as handle:
