@@ -15,12 +15,16 @@ import secrets
 import string
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from infra.local.identity import Credential, Principal
 
 from .roles import Role
 
 DEFAULT_LIFETIME = 3600.0  # seconds; AssumeRole's default DurationSeconds
+# Whoever keeps a session's credentials renews them this long before they expire, so no call
+# is ever signed with a key about to lapse.
+DEFAULT_RENEW_MARGIN = 300.0
 SESSION_ATTRIBUTE = "session"
 _KEY_ALPHABET = string.ascii_uppercase + "234567"
 
@@ -28,6 +32,20 @@ _KEY_ALPHABET = string.ascii_uppercase + "234567"
 def temporary_access_key_id() -> str:
     """``ASIA`` + 16 characters: the shape AWS gives temporary (STS) access key ids."""
     return "ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+
+
+class Expiring(Protocol):
+    """Credentials that may expire (``identity.Credential`` fits)."""
+
+    @property
+    def expires_at(self) -> float | None: ...  # epoch seconds; None: never expires
+
+
+def usable_until(credentials: Expiring, margin: float) -> float:
+    """When to stop using ``credentials``: ``margin`` seconds before they expire."""
+    if credentials.expires_at is None:
+        return float("inf")
+    return credentials.expires_at - margin
 
 
 def role_principal(role: Role, session_name: str) -> Principal:

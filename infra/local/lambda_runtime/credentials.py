@@ -22,14 +22,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN, usable_until
 from lambdas.manifest import FunctionSpec
 
 # How long the stack's Lambda sessions live (AssumeRole's longest for a role's sessions). AWS
 # keeps an execution environment's credentials for the environment's whole life, some hours.
 DEFAULT_LIFETIME = 12 * 3600.0
-# A worker (or a mapping's client) is renewed this long before its credentials expire, on top
-# of the function's timeout for a worker, so no call is ever signed with an expired key.
-DEFAULT_RENEW_MARGIN = 300.0
+# A worker (or a mapping's client) is renewed DEFAULT_RENEW_MARGIN (iam.sessions: the same for
+# every holder of a role session) before its credentials expire, on top of the function's
+# timeout for a worker, so no call is ever signed with an expired key.
 
 KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -63,13 +64,6 @@ def environment(credentials: RoleCredentials) -> dict[str, str]:
     if credentials.session_token is not None:
         variables["AWS_SESSION_TOKEN"] = credentials.session_token
     return variables
-
-
-def usable_until(credentials: RoleCredentials, margin: float) -> float:
-    """When to stop using ``credentials``: ``margin`` seconds before they expire."""
-    if credentials.expires_at is None:
-        return float("inf")
-    return credentials.expires_at - margin
 
 
 class RenewingClient:

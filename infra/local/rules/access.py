@@ -30,16 +30,13 @@ import time
 from collections.abc import Callable, Mapping
 
 from infra.local.iam import AccessDenied, IamAuthorizer, Roles, RoleSessions, caller_arn
-from infra.local.iam.sessions import role_principal
+from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN, role_principal, usable_until
 from infra.local.identity import Credential
 from policies.evaluator import Decision
 
 # The policy file that states the Lambda functions' grant to the rules engine (see above).
 RULE_LAMBDA_FILE = "rule-lambda"
 IOT_SERVICE = "iot.amazonaws.com"
-# Role-session credentials for calls through the API endpoint are renewed this long before
-# they expire, so no call is signed with a key about to lapse.
-RENEW_MARGIN = 300.0
 # A bound on remembered decisions (topics vary per room); all are forgotten when it is reached.
 MAX_DECISIONS = 16384
 
@@ -83,7 +80,7 @@ class RuleAccess:
         iam: IamAuthorizer,
         sessions: RoleSessions | None = None,
         *,
-        renew_margin: float = RENEW_MARGIN,
+        renew_margin: float = DEFAULT_RENEW_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.roles = roles
@@ -184,14 +181,17 @@ class RuleAccess:
 
     def credentials(self, role_arn: str, session: str) -> Credential:
         """Temporary credentials of the role session, for calls through the API endpoint:
-        issued on first use, renewed :data:`RENEW_MARGIN` seconds before they expire; raises
-        :class:`UnknownRole`. Safe from several threads."""
+        issued on first use, renewed ``renew_margin`` seconds (by default the
+        :data:`~infra.local.iam.sessions.DEFAULT_RENEW_MARGIN` of every role session's holder)
+        before they expire; raises :class:`UnknownRole`. Safe from several threads."""
         if self.sessions is None:
             raise RuntimeError("no role sessions are available to the rules engine")
         key = (role_arn, session)
         with self._lock:
             credential = self._credentials.get(key)
-            if credential is not None and not self._expiring(credential):
+            if credential is not None and self._clock() < usable_until(
+                credential, self._renew_margin
+            ):
                 return credential
             role = self.roles.by_arn(role_arn)
             if role is None:
@@ -199,8 +199,3 @@ class RuleAccess:
             credential = self.sessions.issue(role, session)
             self._credentials[key] = credential
             return credential
-
-    def _expiring(self, credential: Credential) -> bool:
-        if credential.expires_at is None:
-            return False
-        return self._clock() >= credential.expires_at - self._renew_margin
