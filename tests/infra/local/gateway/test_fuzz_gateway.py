@@ -148,6 +148,24 @@ class Closed(Exception):
     """The gateway closed (or reset) the connection."""
 
 
+def read_length(data: bytes, i: int) -> tuple[int, int, str]:
+    """Decode a remaining length from ``data[i]`` on as the gateway does: (the value read so far,
+    the index after its bytes, state), state ``ok``, ``partial`` (``data`` ends inside it) or
+    ``bad-length`` (longer than 4 bytes)."""
+    length, shift = 0, 0
+    while True:
+        if i >= len(data):
+            return length, i, "partial"
+        byte = data[i]
+        i += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return length, i, "ok"
+        shift += 7
+        if shift > 21:
+            return length, i, "bad-length"
+
+
 def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], int, str]:
     """Frame MQTT bytes the way the gateway does: (frames, bytes consumed, state).
 
@@ -157,18 +175,9 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, bytes]], int, str]:
     out: list[tuple[int, bytes]] = []
     pos, n = 0, len(data)
     while pos < n:
-        i, length, shift = pos + 1, 0, 0
-        while True:
-            if i >= n:
-                return out, pos, "partial"
-            byte = data[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 21:
-                return out, pos, "bad-length"
+        length, i, state = read_length(data, pos + 1)
+        if state != "ok":
+            return out, pos, state
         if n - i < length:
             return out, pos, "partial"
         out.append((data[pos], data[i : i + length]))
@@ -184,18 +193,9 @@ def completion(payload: bytes) -> tuple[bytes, bool]:
     if state == "ok":
         return b"", False
     rest = payload[pos:]
-    header_tail = b""
-    length, shift, i = 0, 0, 1
-    while True:
-        if i >= len(rest):
-            header_tail = b"\x00"  # terminate the remaining length where it stands
-            break
-        byte = rest[i]
-        i += 1
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
+    length, i, state = read_length(rest, 1)  # ok or partial: split_frames saw no bad length
+    # A partial remaining length is terminated where it stands.
+    header_tail = b"\x00" if state == "partial" else b""
     header_len = i + len(header_tail)
     if header_len + length > MAX_PACKET:
         return header_tail, True  # refused from the fixed header alone
