@@ -22,6 +22,7 @@ from infra.local.identity import Credential, Principal
 from tests.infra.local.gateway.peers import Bystander, Peer, presence, raw_connect, uid
 from tests.support.paho import TCP_V311, ClientFactory
 from tests.support.raw_mqtt import Frames
+from tests.support.sockets import closed_within
 from tests.support.stack import GatewayHandle
 from tests.support.waiting import wait_for
 
@@ -33,22 +34,6 @@ CLOSED_WITHIN = DEADLINE + 4.0
 CONNECTION_RATE_EXCEEDED = 0x9F
 BAD_USER_NAME_OR_PASSWORD = 0x86
 BAD_USERNAME_OR_PASSWORD_311 = 4
-
-
-def closed_by_server(sock: socket.socket, timeout: float) -> bool:
-    """Whether the peer closes ``sock`` within ``timeout`` (reading, and dropping, any bytes)."""
-    sock.settimeout(timeout)
-    end = time.monotonic() + timeout
-    try:
-        while time.monotonic() < end:
-            sock.settimeout(max(0.01, end - time.monotonic()))
-            if not sock.recv(65536):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
-    return False
 
 
 @pytest.fixture
@@ -83,7 +68,7 @@ def test_a_trickled_connect_is_closed_at_the_deadline_counted_from_accept(
         except (BrokenPipeError, ConnectionResetError):
             closed = True
             break
-        if closed_by_server(sock, DEADLINE / 4):
+        if closed_within(sock, DEADLINE / 4):
             closed = True
             break
         if time.monotonic() - accepted > CLOSED_WITHIN:
@@ -108,7 +93,7 @@ def test_a_silent_socket_is_closed_at_the_deadline_on_every_listener(
     gw = short_deadline(start_gateway)
     bystander = Bystander(gw)
     sock = sockets(gw.gateway.ports[listener])
-    assert closed_by_server(sock, CLOSED_WITHIN)
+    assert closed_within(sock, CLOSED_WITHIN)
     bystander.roundtrip()
 
 
@@ -140,9 +125,9 @@ def test_sockets_beyond_the_pending_cap_are_closed_at_once_and_others_are_served
     silent = [sockets(gw.gateway.ports["ws"]) for _ in range(4)]
     wait_for(lambda: len(gw.gateway.pending_connections("ws")) == 4)
     extra = sockets(gw.gateway.ports["ws"])
-    assert closed_by_server(extra, 5.0)
+    assert closed_within(extra, 5.0)
     assert gw.gateway.stats["pending_refused"] >= 1
-    assert not any(closed_by_server(s, 0.05) for s in silent)  # the first four wait their turn
+    assert not any(closed_within(s, 0.05) for s in silent)  # the first four wait their turn
     # Another listener has its own cap: plain TCP still connects, and the bystander is served.
     Peer(gw, uid("during-cap")).close()
     bystander.roundtrip()
@@ -150,7 +135,7 @@ def test_sockets_beyond_the_pending_cap_are_closed_at_once_and_others_are_served
         s.close()
     wait_for(lambda: not gw.gateway.pending_connections("ws"))
     later = sockets(gw.gateway.ports["ws"])
-    assert not closed_by_server(later, 0.2)
+    assert not closed_within(later, 0.2)
 
 
 # ---------------------------------------------------------------------- connect throttle
