@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from cli import devices
 from client.stack_file import ENV_STACK_FILE
-from tests.support.waiting import wait_for
+from tests.support.up_command import up_process
 
 pytestmark = pytest.mark.timeout(90)
 IOTCHAT = [sys.executable, "-m", "cli.main"]
@@ -37,32 +37,8 @@ def _iotchat(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     state_dir = tmp_path_factory.mktemp("device-cli") / "state"
-    args = ["up", "--state-dir", str(state_dir)]
-    for option in (
-        "--mqtt-port",
-        "--mqtts-port",
-        "--wss-port",
-        "--ws-port",
-        "--api-port",
-        "--web-port",
-    ):
-        args += [option, "0"]
-    proc = subprocess.Popen(
-        [*IOTCHAT, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    stack_file = state_dir / "stack.json"
-    try:
-        wait_for(lambda: stack_file.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, "iotchat up exited early"
-        yield stack_file, json.loads(stack_file.read_text())
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with up_process(state_dir) as info:
+        yield state_dir / "stack.json", info
 
 
 def _mtls(directory: Path, port: int, client_id: str) -> awscrt.mqtt.Connection:

@@ -5,10 +5,18 @@ here, so a new listener option is added in one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from tests.support.waiting import wait_for
 
 PORT_NAMES = ("mqtt", "mqtts", "wss", "ws", "api", "web")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def up_arguments(
@@ -26,4 +34,41 @@ def up_arguments(
     return args
 
 
-__all__ = ["PORT_NAMES", "up_arguments"]
+@contextmanager
+def up_process(
+    state_dir: Path,
+    *,
+    log: Path | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[dict[str, Any]]:
+    """``iotchat up`` on ``state_dir`` in its own process, every listener on an ephemeral port:
+    its stack file once written. Its output goes to ``log`` (or nowhere); ``preexec_fn`` runs in
+    the child before exec. At the end it is stopped with SIGTERM, and killed if it lingers."""
+    output = log.open("wb") if log is not None else None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *up_arguments(state_dir)],
+            cwd=ROOT,
+            stdout=output or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
+        stack_file = state_dir / "stack.json"
+        try:
+            wait_for(lambda: stack_file.exists() or proc.poll() is not None, timeout=timeout)
+            assert proc.poll() is None, log.read_text() if log else "iotchat up exited early"
+            yield json.loads(stack_file.read_text())
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    finally:
+        if output is not None:
+            output.close()
+
+
+__all__ = ["PORT_NAMES", "ROOT", "up_arguments", "up_process"]

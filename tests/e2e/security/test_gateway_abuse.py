@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import resource
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -37,8 +35,9 @@ from infra.local.registry import Registry, create_device, revoke_device
 from tests.e2e.security.helpers import Session, tls_session, wss_session
 from tests.support.cognito import guest_credentials
 from tests.support.raw_mqtt import CONNACK, V5, V311, Frames, connect_packet, read_varint
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
-from tests.support.up_command import up_arguments
+from tests.support.sockets import closed_within
+from tests.support.stack import InProcessStack, fresh_stack
+from tests.support.up_command import up_process
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,16 +49,13 @@ CONNECTION_RATE_EXCEEDED = 0x9F
 PUBLISH, DISCONNECT = 3, 14
 DEADLINE = 2.0
 CLOSED_WITHIN = DEADLINE + 5.0  # the deadline plus a busy machine's slack
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     """Default limits but a short connect deadline, so the deadline tests stay short."""
-    options = stack_options(
-        tmp_path_factory.mktemp("abuse") / "s", limits=Limits(connect_deadline_seconds=DEADLINE)
-    )
-    with run_stack_in_thread(options) as s:
+    limits = Limits(connect_deadline_seconds=DEADLINE)
+    with fresh_stack(tmp_path_factory, "abuse", limits=limits) as s:
         yield s
 
 
@@ -123,20 +119,6 @@ def chatter(stack: InProcessStack, closing: ExitStack) -> Chatter:
     found = Chatter(session, room)
     found.chats()
     return found
-
-
-def closed_within(sock: socket.socket, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    try:
-        while (left := end - time.monotonic()) > 0:
-            sock.settimeout(left)
-            if not sock.recv(65536):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
-    return False
 
 
 # ---------------------------------------------------------------------- connect deadline
@@ -336,28 +318,9 @@ def limit_open_files() -> None:  # pragma: no cover - runs in the child before e
 def small_stack(tmp_path: Path) -> Iterator[ProcessStack]:
     """``iotchat up`` in its own process under ``ulimit -n 1024`` (soft and hard, so it cannot
     raise it), default limits."""
-    state_dir = tmp_path / "s"
-    log = (tmp_path / "up.out").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *up_arguments(state_dir)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=limit_open_files,
-    )
-    stack_file = state_dir / "stack.json"
-    try:
-        wait_for(lambda: stack_file.exists() or proc.poll() is not None, timeout=40)
-        assert proc.poll() is None, (tmp_path / "up.out").read_text()
-        yield ProcessStack(json.loads(stack_file.read_text()))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+    log = tmp_path / "up.out"
+    with up_process(tmp_path / "s", log=log, preexec_fn=limit_open_files, timeout=40) as info:
+        yield ProcessStack(info)
 
 
 def healthy(stack: ProcessStack) -> bool:

@@ -29,7 +29,7 @@ from botocore.credentials import Credentials
 
 from infra.local.sigv4 import presign_url
 from tests.support.cognito import guest_credentials
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, fresh_stack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -41,7 +41,7 @@ LOCAL_ORIGIN = "http://127.0.0.1:5173"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
-    with run_stack_in_thread(stack_options(tmp_path_factory.mktemp("hosts") / "s")) as s:
+    with fresh_stack(tmp_path_factory, "hosts") as s:
         yield s
 
 
