@@ -79,11 +79,19 @@ def policy_document(*statements: dict[str, Any]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 
 
-def service_trust(service: str) -> dict[str, Any]:
+def trust_policy(
+    principal: dict[str, Any], action: str, condition: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A trust policy: who may assume the role (``principal``), how, and on what condition."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": principal, "Action": action}
+    if condition:
+        statement["Condition"] = condition
+    return policy_document(statement)
+
+
+def service_trust(service: str, condition: dict[str, Any] | None = None) -> dict[str, Any]:
     """A trust policy that lets an AWS service assume the role."""
-    return policy_document(
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-    )
+    return trust_policy({"Service": service}, "sts:AssumeRole", condition)
 
 
 class Template:

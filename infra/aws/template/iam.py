@@ -15,10 +15,10 @@ from .base import (
     Template,
     TemplateError,
     logical_id,
-    policy_document,
     rule_name,
     service_trust,
     sub,
+    trust_policy,
 )
 
 # IAM policy files that are not deployed as roles, and why.
@@ -73,35 +73,27 @@ def add_roles(t: Template) -> None:
 def _trust(stack: str, name: str) -> dict[str, Any]:
     if name in ("guest-role", "user-role"):
         amr = "authenticated" if name == "user-role" else "unauthenticated"
-        return policy_document(
+        return trust_policy(
+            {"Federated": "cognito-identity.amazonaws.com"},
+            "sts:AssumeRoleWithWebIdentity",
             {
-                "Effect": "Allow",
-                "Principal": {"Federated": "cognito-identity.amazonaws.com"},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {"cognito-identity.amazonaws.com:aud": {"Ref": "IdentityPool"}},
-                    "ForAnyValue:StringLike": {"cognito-identity.amazonaws.com:amr": amr},
-                },
-            }
+                "StringEquals": {"cognito-identity.amazonaws.com:aud": {"Ref": "IdentityPool"}},
+                "ForAnyValue:StringLike": {"cognito-identity.amazonaws.com:amr": amr},
+            },
         )
     if name == "backend-lambda":
         return service_trust("lambda.amazonaws.com")
     if name.startswith("rule-"):
-        return policy_document(
+        source_arn = {
+            "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:rule/"
+            + rule_name(stack, "*")
+        }
+        return service_trust(
+            "iot.amazonaws.com",
             {
-                "Effect": "Allow",
-                "Principal": {"Service": "iot.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-                    "ArnLike": {
-                        "aws:SourceArn": {
-                            "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:"
-                            "${AWS::AccountId}:rule/" + rule_name(stack, "*")
-                        }
-                    },
-                },
-            }
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                "ArnLike": {"aws:SourceArn": source_arn},
+            },
         )
     raise TemplateError(
         f"policies/iam/{name}.json: no trust policy is defined for it in infra/aws/template/iam.py "
