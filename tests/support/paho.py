@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -26,8 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from infra.local.sigv4 import presign_url
-from tests.support.wss_client import cut_connection
+from tests.support.wss_client import cut_connection, sign_websocket
 
 if TYPE_CHECKING:
     from tests.support.stack import GatewayHandle
@@ -140,12 +138,9 @@ class MqttClient:
             kwargs["clean_session"] = clean
         client = mqtt.Client(**kwargs)
         if combo.transport == "wss":
-            client.tls_set(ca_certs=gateway.ca_file)
-            # paho sends "Host: <host>:<port>"; the signature must cover exactly that.
-            url = presign_url(
-                f"{gateway.host}:{gateway.wss_port}", access_key, secret, region=REGION
+            sign_websocket(
+                client, gateway.ca_file, f"{gateway.host}:{gateway.wss_port}", access_key, secret
             )
-            client.ws_set_options(path="/mqtt?" + urlsplit(url).query)
         elif username is not None:
             client.username_pw_set(username, password)
         if will is not None:

@@ -34,6 +34,24 @@ Message = dict[str, Any]
 Identity = tuple[str, dict[str, Any]]  # (identity id, Cognito credentials)
 
 
+def sign_websocket(
+    client: mqtt.Client,
+    ca_file: str,
+    host_port: str,
+    access_key: str,
+    secret: str,
+    *,
+    region: str = "us-east-1",
+    session_token: str | None = None,
+) -> None:
+    """Point a paho WebSocket client at the gateway's wss listener with a SigV4 URL: TLS with
+    the stack's CA, the path presigned for ``host_port`` (paho sends ``Host: <host>:<port>``,
+    so that is what the signature must cover)."""
+    client.tls_set(ca_certs=ca_file)
+    url = presign_url(host_port, access_key, secret, region=region, session_token=session_token)
+    client.ws_set_options(path="/mqtt?" + urlsplit(url).query)
+
+
 def inbox(client_id: str) -> str:
     return f"chat/in/{client_id}"
 
@@ -94,16 +112,15 @@ class RecordingClient:
             reconnect_on_failure=False,
             **kwargs,
         )
-        client.tls_set(ca_certs=info["iot"]["caFile"])
-        # paho sends "Host: <host>:<port>", so that is what the URL is signed for.
-        url = presign_url(
+        sign_websocket(
+            client,
+            info["iot"]["caFile"],
             f"{HOST}:{self.port}",
             str(creds["AccessKeyId"]),
             str(creds["SecretKey"]),
             region=info["region"],
             session_token=str(creds["SessionToken"]),
         )
-        client.ws_set_options(path="/mqtt?" + urlsplit(url).query)
         client.max_inflight_messages_set(100)  # what the gateway allows, as AWS does
         client.on_connect = self._on_connect
         client.on_message = self._on_message
