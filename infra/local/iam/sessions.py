@@ -15,6 +15,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from infra.local.identity import Credential, Principal
@@ -46,6 +47,25 @@ def usable_until(credentials: Expiring, margin: float) -> float:
     if credentials.expires_at is None:
         return float("inf")
     return credentials.expires_at - margin
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """When whoever holds a session's credentials must renew them: ``margin`` seconds before
+    they expire, by ``clock`` (one rule for the Lambda pollers' clients and the rules engine)."""
+
+    margin: float = DEFAULT_RENEW_MARGIN
+    clock: Callable[[], float] = time.time
+
+    def until(self, credentials: Expiring) -> float:
+        return usable_until(credentials, self.margin)
+
+    def due(self, credentials: Expiring) -> bool:
+        """Are ``credentials`` within ``margin`` of expiry (or past it)?"""
+        return self.clock() >= self.until(credentials)
+
+
+DEFAULT_RENEWAL = Renewal()
 
 
 def role_principal(role: Role, session_name: str) -> Principal:

@@ -18,11 +18,10 @@ expire before an invocation could finish is retired and replaced (:func:`usable_
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN, usable_until
+from infra.local.iam.sessions import DEFAULT_RENEWAL, Renewal
 from lambdas.manifest import FunctionSpec
 
 # How long the stack's Lambda sessions live (AssumeRole's longest for a role's sessions). AWS
@@ -81,13 +80,11 @@ class RenewingClient:
         issue: Callable[[], RoleCredentials | None],
         build: Callable[[RoleCredentials | None], Any],
         *,
-        margin: float = DEFAULT_RENEW_MARGIN,
-        clock: Callable[[], float] = time.time,
+        renewal: Renewal = DEFAULT_RENEWAL,
     ) -> None:
         self.issue = issue
         self._build = build
-        self.margin = margin
-        self._clock = clock
+        self.renewal = renewal
         self._lock = threading.Lock()
         self.client: Any = None
         self._until = float("-inf")
@@ -96,12 +93,12 @@ class RenewingClient:
 
     def due(self) -> bool:
         """No client yet, or its session is within ``margin`` of expiry."""
-        return self.client is None or self._clock() >= self._until
+        return self.client is None or self.renewal.clock() >= self._until
 
     def renew(self, credentials: RoleCredentials | None) -> Any:
         """Build the client anew, signed with ``credentials`` (thread-safe); return it."""
         client = self._build(credentials)
-        until = float("inf") if credentials is None else usable_until(credentials, self.margin)
+        until = float("inf") if credentials is None else self.renewal.until(credentials)
         with self._lock:
             self.client, self._until, self.credentials = client, until, credentials
             self.renewals += 1

@@ -42,12 +42,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN, Renewal
 from infra.local.lambda_runtime import awsformat
-from infra.local.lambda_runtime.credentials import (
-    DEFAULT_RENEW_MARGIN,
-    RenewingClient,
-    RoleCredentials,
-)
+from infra.local.lambda_runtime.credentials import RenewingClient, RoleCredentials
 from infra.local.lambda_runtime.pool import InvokeResult
 from infra.local.lambda_runtime.runtime import LambdaRuntime, failures_path
 from infra.local.state_files import append_private, write_atomic
@@ -362,8 +359,7 @@ class EventSourceMappings:
         return RenewingClient(
             lambda: self.runtime.role_credentials(function),
             lambda credentials: self._client("kinesis", credentials),
-            margin=margin,
-            clock=clock,
+            renewal=Renewal(margin, clock),
         )
 
     async def start(self) -> None:

@@ -24,13 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN, usable_until
 from infra.local.lambda_runtime import awsformat
-from infra.local.lambda_runtime.credentials import (
-    DEFAULT_RENEW_MARGIN,
-    KEY_VARIABLES,
-    RoleCredentials,
-    usable_until,
-)
+from infra.local.lambda_runtime.credentials import KEY_VARIABLES, RoleCredentials
 from infra.local.lambda_runtime.credentials import environment as credentials_environment
 from infra.local.state_files import PRIVATE_UMASK, append_private
 from lambdas.manifest import FunctionSpec

@@ -23,12 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
+from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN
 from infra.local.lambda_runtime import awsformat
-from infra.local.lambda_runtime.credentials import (
-    DEFAULT_RENEW_MARGIN,
-    CredentialsProvider,
-    RoleCredentials,
-)
+from infra.local.lambda_runtime.credentials import CredentialsProvider, RoleCredentials
 from infra.local.lambda_runtime.errors import InvalidRequestContentError, ResourceNotFoundError
 from infra.local.lambda_runtime.pool import FunctionPool, InvokeResult, default_max_workers
 from infra.local.state_files import append_private, private_dir

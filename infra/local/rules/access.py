@@ -26,11 +26,10 @@ the per-message cost of a check is one dictionary lookup (``iotchat bench`` meas
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from infra.local.iam import AccessDenied, IamAuthorizer, Roles, RoleSessions, caller_arn
-from infra.local.iam.sessions import DEFAULT_RENEW_MARGIN, role_principal, usable_until
+from infra.local.iam.sessions import DEFAULT_RENEWAL, Renewal, role_principal
 from infra.local.identity import Credential
 from policies.evaluator import Decision
 
@@ -80,16 +79,14 @@ class RuleAccess:
         iam: IamAuthorizer,
         sessions: RoleSessions | None = None,
         *,
-        renew_margin: float = DEFAULT_RENEW_MARGIN,
-        clock: Callable[[], float] = time.time,
+        renewal: Renewal = DEFAULT_RENEWAL,
     ) -> None:
         self.roles = roles
         self.iam = iam
         self.sessions = sessions
         self.region = roles.region
         self.account = roles.account
-        self._renew_margin = renew_margin
-        self._clock = clock
+        self._renewal = renewal
         self._decisions: dict[_Key, Decision] = {}
         self._version = iam.evaluator.version
         self._credentials: dict[tuple[str, str], Credential] = {}
@@ -189,9 +186,7 @@ class RuleAccess:
         key = (role_arn, session)
         with self._lock:
             credential = self._credentials.get(key)
-            if credential is not None and self._clock() < usable_until(
-                credential, self._renew_margin
-            ):
+            if credential is not None and not self._renewal.due(credential):
                 return credential
             role = self.roles.by_arn(role_arn)
             if role is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.iam.sessions import Renewal
 from infra.local.lambda_runtime import LambdaRuntime, ResourceNotFoundError
 from infra.local.lambda_runtime.credentials import RenewingClient
 from lambdas.manifest import FunctionSpec
@@ -172,7 +173,7 @@ def test_a_renewing_client_gets_a_new_session_before_the_old_one_expires() -> No
         built.append(credentials)
         return object()
 
-    client = RenewingClient(lambda: issuer(spec), build, margin=10, clock=clock)
+    client = RenewingClient(lambda: issuer(spec), build, renewal=Renewal(10, clock))
     first = client.get()
     assert client.get() is first and len(built) == 1
     clock.now += 49.9

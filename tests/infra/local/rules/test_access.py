@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from infra.local.iam import AccessDenied, IamAuthorizer, Roles, RoleSessions
+from infra.local.iam.sessions import Renewal
 from infra.local.identity import Credential
 from infra.local.rules.access import FunctionAccessDenied, RuleAccess, UnknownRole
 from infra.local.rules.actions import (
@@ -48,7 +49,7 @@ def issued() -> list[Credential]:
 def access(clock: Clock, issued: list[Credential]) -> RuleAccess:
     roles = Roles(region=REGION, account=ACCOUNT, stack=STACK)
     sessions = RoleSessions(issued.append, lifetime=3600, clock=clock)
-    return RuleAccess(roles, IamAuthorizer(roles), sessions, renew_margin=300, clock=clock)
+    return RuleAccess(roles, IamAuthorizer(roles), sessions, renewal=Renewal(300, clock))
 
 
 def topic(name: str) -> str:
