@@ -34,15 +34,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local.cognito import CognitoLimits
-from tests.support.cognito import (
-    PASSWORD,
-    confirm,
-    new_user,
-    outbox_codes,
-    sign_in,
-    sign_up,
-    unsigned_client,
-)
+from tests.support import cognito
 from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 
@@ -77,11 +69,11 @@ def wrong(code: str) -> str:
 def test_guessed_confirmation_code_is_invalidated_until_a_new_one_is_sent(
     stack: InProcessStack,
 ) -> None:
-    idp = unsigned_client(stack, "cognito-idp")
+    idp = cognito.unsigned_client(stack, "cognito-idp")
     client_id = stack.info["cognito"]["userPoolClientId"]
-    victim, _ = sign_up(stack)
-    bystander, _ = sign_up(stack)
-    (code,) = outbox_codes(stack.stack.state_dir, victim)
+    victim, _ = cognito.sign_up(stack)
+    bystander, _ = cognito.sign_up(stack)
+    (code,) = cognito.outbox_codes(stack.stack.state_dir, victim)
     answers = []
     for _ in range(5):
         with pytest.raises(ClientError) as refused:
@@ -93,18 +85,18 @@ def test_guessed_confirmation_code_is_invalidated_until_a_new_one_is_sent(
         idp.confirm_sign_up(ClientId=client_id, Username=victim, ConfirmationCode=code)
     assert error(refused)[0] == "ExpiredCodeException"
     # Another user's confirmation is unaffected meanwhile.
-    confirm(stack, bystander)
-    assert sign_in(stack, bystander)["IdToken"]
+    cognito.confirm(stack, bystander)
+    assert cognito.sign_in(stack, bystander)["IdToken"]
     # The owner asks for a new code, and it works.
     idp.resend_confirmation_code(ClientId=client_id, Username=victim)
-    confirm(stack, victim)
-    assert sign_in(stack, victim)["IdToken"]
+    cognito.confirm(stack, victim)
+    assert cognito.sign_in(stack, victim)["IdToken"]
 
 
 def test_resending_codes_is_limited(stack: InProcessStack) -> None:
-    idp = unsigned_client(stack, "cognito-idp")
+    idp = cognito.unsigned_client(stack, "cognito-idp")
     client_id = stack.info["cognito"]["userPoolClientId"]
-    username, _ = sign_up(stack)  # the first code
+    username, _ = cognito.sign_up(stack)  # the first code
     for _ in range(4):
         idp.resend_confirmation_code(ClientId=client_id, Username=username)
     with pytest.raises(ClientError) as refused:
@@ -113,16 +105,16 @@ def test_resending_codes_is_limited(stack: InProcessStack) -> None:
         "LimitExceededException",
         "Attempt limit exceeded, please try after some time.",
     )
-    confirm(stack, username)  # the last code sent still confirms
-    assert len(outbox_codes(stack.stack.state_dir, username)) == 5
+    cognito.confirm(stack, username)  # the last code sent still confirms
+    assert len(cognito.outbox_codes(stack.stack.state_dir, username)) == 5
 
 
 def test_password_guessing_locks_the_user_out_for_a_while(stack: InProcessStack) -> None:
-    victim, other = new_user(stack), new_user(stack)
+    victim, other = cognito.new_user(stack), cognito.new_user(stack)
 
     def attempt(password: str) -> str:
         try:
-            sign_in(stack, victim.username, password)
+            cognito.sign_in(stack, victim.username, password)
         except ClientError as exc:
             return str(exc.response["Error"]["Message"])
         return "signed in"
@@ -133,17 +125,17 @@ def test_password_guessing_locks_the_user_out_for_a_while(stack: InProcessStack)
     assert answers.count("Incorrect username or password.") == 5, answers
     assert answers.count("Password attempts exceeded") == 7, answers
     # During the lockout even the right password is refused; another user signs in.
-    assert attempt(PASSWORD) == "Password attempts exceeded"
-    assert sign_in(stack, other.username)["IdToken"]
+    assert attempt(cognito.PASSWORD) == "Password attempts exceeded"
+    assert cognito.sign_in(stack, other.username)["IdToken"]
     # After it, the right password works again (polling: attempts during a lockout do not
     # lengthen it).
     began = time.monotonic()
-    wait_for(lambda: attempt(PASSWORD) == "signed in", timeout=LOCKOUT + 10, interval=0.25)
+    wait_for(lambda: attempt(cognito.PASSWORD) == "signed in", timeout=LOCKOUT + 10, interval=0.25)
     assert time.monotonic() - began < LOCKOUT + 10
 
 
 def test_two_thousand_guests_without_growing_latency(stack: InProcessStack) -> None:
-    identity = unsigned_client(stack, "cognito-identity")
+    identity = cognito.unsigned_client(stack, "cognito-identity")
     pool_id = stack.info["cognito"]["identityPoolId"]
     before = stack.cognito.identity_pool.identity_count()
     latencies = []
@@ -196,7 +188,7 @@ def test_a_flood_of_unauthenticated_calls_is_throttled_per_source(
     assert status == 200 and body["IdentityId"]
     # At a normal rate the flooding source is served again once its bucket refills.
     wait_for(lambda: raw_get_id(throttled, "127.0.0.1")[0] == 200, timeout=5, interval=0.2)
-    client = unsigned_client(throttled, "cognito-identity")
+    client = cognito.unsigned_client(throttled, "cognito-identity")
     assert client.get_id(IdentityPoolId=throttled.info["cognito"]["identityPoolId"])
 
 
@@ -209,15 +201,15 @@ def test_no_verification_code_in_the_log(stack: InProcessStack) -> None:
     root.addHandler(handler)
     iotchat.setLevel(logging.DEBUG)
     try:
-        idp = unsigned_client(stack, "cognito-idp")
+        idp = cognito.unsigned_client(stack, "cognito-idp")
         client_id = stack.info["cognito"]["userPoolClientId"]
-        username, _ = sign_up(stack)
+        username, _ = cognito.sign_up(stack)
         idp.resend_confirmation_code(ClientId=client_id, Username=username)
-        confirm(stack, username)
+        cognito.confirm(stack, username)
     finally:
         root.removeHandler(handler)
         iotchat.setLevel(level)
-    codes = outbox_codes(stack.stack.state_dir, username)
+    codes = cognito.outbox_codes(stack.stack.state_dir, username)
     assert len(codes) == 2  # the outbox keeps them: that is how a local user confirms
     messages = [record.getMessage() for record in records]
     assert any(username in message for message in messages)  # the sends are logged...

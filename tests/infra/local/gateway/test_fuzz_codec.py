@@ -17,16 +17,7 @@ from infra.local.gateway.codec import (
     PacketReader,
     encode,
 )
-from tests.infra.local.gateway.mqtt_packets import (
-    FUZZ,
-    chunk,
-    chunkings,
-    encode_stream,
-    mutate,
-    mutations,
-    packets,
-    versions,
-)
+from tests.infra.local.gateway import mqtt_packets as gen
 
 
 def feed_all(chunks: list[bytes], version: int) -> tuple[list[Packet], MalformedPacket | None]:
@@ -44,10 +35,10 @@ def feed_all(chunks: list[bytes], version: int) -> tuple[list[Packet], Malformed
 # --------------------------------------------------------------------------- codec fuzzing
 
 
-@settings(FUZZ, max_examples=3000)
-@given(versions, st.binary(max_size=200), chunkings)
+@settings(gen.FUZZ, max_examples=3000)
+@given(gen.versions, st.binary(max_size=200), gen.chunkings)
 def test_random_bytes_only_ever_raise_malformed_packet(version, data, sizes):
-    chunked, chunked_error = feed_all(chunk(data, sizes), version)
+    chunked, chunked_error = feed_all(gen.chunk(data, sizes), version)
     single, single_error = feed_all([bytes([b]) for b in data], version)
     # Framing does not depend on how the bytes arrive.
     assert (chunked_error is None) == (single_error is None)
@@ -58,16 +49,18 @@ def test_random_bytes_only_ever_raise_malformed_packet(version, data, sizes):
         assert single[: len(chunked)] == chunked
 
 
-@settings(FUZZ, max_examples=3500)
+@settings(gen.FUZZ, max_examples=3500)
 @given(
-    versions.flatmap(lambda v: st.tuples(st.just(v), st.lists(packets(v), min_size=1, max_size=3))),
-    mutations,
-    chunkings,
+    gen.versions.flatmap(
+        lambda v: st.tuples(st.just(v), st.lists(gen.packets(v), min_size=1, max_size=3))
+    ),
+    gen.mutations,
+    gen.chunkings,
 )
 def test_mutated_valid_packets_only_ever_raise_malformed_packet(case, ops, sizes):
     version, items = case
-    data = mutate(encode_stream(version, items), ops)
-    got, error = feed_all(chunk(data, sizes), version)
+    data = gen.mutate(gen.encode_stream(version, items), ops)
+    got, error = feed_all(gen.chunk(data, sizes), version)
     if error is not None:
         assert error.reason_code >= 0x80
     for packet in got:
@@ -76,13 +69,15 @@ def test_mutated_valid_packets_only_ever_raise_malformed_packet(case, ops, sizes
         assert PacketReader(version=level).feed(encode(packet, level)) == [packet]
 
 
-@settings(FUZZ, max_examples=2000)
+@settings(gen.FUZZ, max_examples=2000)
 @given(
-    versions.flatmap(lambda v: st.tuples(st.just(v), st.lists(packets(v), min_size=1, max_size=5))),
-    chunkings,
+    gen.versions.flatmap(
+        lambda v: st.tuples(st.just(v), st.lists(gen.packets(v), min_size=1, max_size=5))
+    ),
+    gen.chunkings,
 )
 def test_valid_streams_round_trip_in_any_chunking(case, sizes):
     version, items = case
-    got, error = feed_all(chunk(encode_stream(version, items), sizes), version)
+    got, error = feed_all(gen.chunk(gen.encode_stream(version, items), sizes), version)
     assert error is None
     assert got == items
