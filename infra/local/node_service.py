@@ -1,8 +1,11 @@
 """A Node.js service from ``node_modules`` as a child process of the stack (dynalite, kinesalite).
 
 Both AWS emulators the stack runs are Node servers on LevelDB. This module holds what they
-share: finding ``node``, spawning the server on a private loopback port, waiting until it
-answers, supervising it (a server that dies is started again, with backoff) and stopping it.
+share: finding ``node``, spawning the server on a Unix domain socket in the stack's private
+state directory, waiting until it answers, supervising it (a server that dies is started again,
+with backoff) and stopping it. The emulators check no signature and no permission, so they
+listen on no TCP port at all: only the stack's own user can open the socket (its directory is
+0700, the socket 0600), and the stack reaches them only through its authorizing path.
 The child dies with the stack: :meth:`NodeService.stop` ends it, and on Linux it is also asked
 (``PR_SET_PDEATHSIG``) to end if the stack is killed without a chance to stop it.
 """
@@ -20,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
@@ -40,10 +44,36 @@ class NodeServiceStartError(OSError):
     """The service could not be started; an OSError so ``iotchat up`` reports it in one line."""
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+# The longest path a Unix socket address holds (``sun_path`` is 108 bytes on Linux, NUL included).
+MAX_SOCKET_PATH_BYTES = 107
+
+# argv: the package's directory, its options as JSON, the socket path. The stale socket is
+# removed by the stack before the launch; the new one is made 0600 as soon as it exists.
+UNIX_SOCKET_LAUNCHER = (
+    "const fs = require('fs');"
+    "const [dir, options, path] = process.argv.slice(1);"
+    "const server = require(dir)(JSON.parse(options));"
+    "server.listen(path, () => {"
+    "  fs.chmodSync(path, 0o600);"
+    "  console.log('listening on %s', path);"
+    "});"
+)
+
+
+def socket_path_for(wanted: Path, label: str) -> Path:
+    """``wanted`` if it fits in ``sun_path``; otherwise a socket in a fresh 0700 directory from
+    :func:`tempfile.mkdtemp`, said in a log line."""
+    if len(os.fsencode(wanted)) <= MAX_SOCKET_PATH_BYTES:
+        return wanted
+    fallback = Path(tempfile.mkdtemp(prefix="iotchat-")) / wanted.name
+    log.info(
+        "%s: socket path %s is longer than %d bytes; using %s instead",
+        label,
+        wanted,
+        MAX_SOCKET_PATH_BYTES,
+        fallback,
+    )
+    return fallback
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -67,6 +97,18 @@ def sigv4_probe_headers(target: str, service: str, json_version: str) -> dict[st
             "SignedHeaders=host;x-amz-date;x-amz-target, Signature=0"
         ),
     }
+
+
+def unix_connector(path: Path) -> aiohttp.UnixConnector:
+    """A connector to the HTTP server on the Unix socket ``path``."""
+    # Node closes idle connections after 5 s: never reuse one that old.
+    return aiohttp.UnixConnector(path=str(path), keepalive_timeout=3)
+
+
+def socket_url(name: str, path_qs: str = "/") -> str:
+    """The URL of a request over a Unix socket connector: the host part only names the
+    service (``http://dynalite/``), the connector decides where it goes."""
+    return f"http://{name}{path_qs}"
 
 
 @dataclass(frozen=True)
@@ -106,10 +148,13 @@ def create_missing(
 
 @dataclass(eq=False)
 class NodeService:
-    """One Node server process on ``host``; start, then stop, once each.
+    """One Node server process on a Unix socket; start, then stop, once each.
 
-    Subclasses say how to run it (:meth:`command`) and which list call tells it is ready
-    (``probe``); ``label`` names it in logs and errors.
+    The socket is ``socket_file`` (by default ``<data_dir>.sock``, beside the data in the
+    state directory), or a private temporary one if that path is too long for a socket
+    address; :attr:`socket_path` is the one in use. Subclasses say how to run it
+    (:meth:`command`) and which list call tells it is ready (``probe``); ``label`` names it in
+    logs and errors.
     """
 
     label: ClassVar[str] = "node service"
@@ -119,23 +164,30 @@ class NodeService:
     data_dir: Path
     log_file: Path
     _: KW_ONLY
-    host: str = "127.0.0.1"
+    socket_file: Path | None = None
     root: Path = REPO_ROOT
     node: str = "node"
     # How long the emulator keeps a table or stream CREATING, DELETING or UPDATING. AWS takes
     # seconds and the emulators 500 ms by default; zero makes boto3's waiters and the stack's
     # startup immediate without changing any result.
     transition_ms: int = 0
-    port: int | None = field(default=None, init=False)
+    _socket_path: Path | None = field(default=None, init=False, repr=False)
+    _socket_tempdir: Path | None = field(default=None, init=False, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     restarts: int = field(default=0, init=False)  # times the supervisor brought it back
     _supervisor: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @property
-    def endpoint(self) -> str:
-        if self.port is None:
+    def socket_path(self) -> Path:
+        """The Unix socket the server listens on (decided when it first starts)."""
+        if self._socket_path is None:
             raise RuntimeError(f"{self.label} not started")
-        return f"http://{self.host}:{self.port}"
+        return self._socket_path
+
+    def connector(self) -> aiohttp.UnixConnector:
+        """A connector to the server for an :class:`aiohttp.ClientSession`; pair it with
+        :func:`socket_url`."""
+        return unix_connector(self.socket_path)
 
     @property
     def pid(self) -> int | None:
@@ -145,8 +197,8 @@ class NodeService:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def command(self, port: int) -> list[str]:
-        """The argument list that starts the server on ``port``."""
+    def command(self, socket_path: Path) -> list[str]:
+        """The argument list that starts the server on the Unix socket ``socket_path``."""
         raise NotImplementedError
 
     def environment(self) -> dict[str, str] | None:
@@ -156,7 +208,7 @@ class NodeService:
     async def ready(self, session: aiohttp.ClientSession) -> bool:
         """One probe: True once the server answers as itself."""
         headers = self.probe.headers
-        async with session.post(self.endpoint + "/", data=b"{}", headers=headers) as resp:
+        async with session.post(socket_url(self.label), data=b"{}", headers=headers) as resp:
             body = await resp.read()
             return resp.status == 200 and self.probe.answer_key in json.loads(body)
 
@@ -179,46 +231,62 @@ class NodeService:
         await self._spawn(timeout)
         self._supervisor = asyncio.ensure_future(self._supervise())
 
-    async def _spawn(self, timeout: float, port: int | None = None) -> None:
-        """Start one server (on ``port`` first, if given) and wait until it answers."""
+    def _choose_socket(self) -> Path:
+        if self._socket_path is None:
+            wanted = self.socket_file or self.data_dir.with_name(self.data_dir.name + ".sock")
+            self._socket_path = socket_path_for(wanted, self.label)
+            if self._socket_path != wanted:
+                self._socket_tempdir = self._socket_path.parent
+        return self._socket_path
+
+    async def _spawn(self, timeout: float) -> None:
+        """Start one server on its socket and wait until it answers."""
         # Private: the data and the log hold what users wrote (dynalite logs every request).
         private_dir(self.data_dir)
-        last_error = "no attempt"
-        for _ in range(3):  # the free port can be taken between probing and the server's bind
-            port = port or free_port(self.host)
-            command = self.command(port)
-            env = self.environment()
-            with append_private(self.log_file, binary=True) as log_out:
-                self.process = subprocess.Popen(
-                    command,
-                    cwd=self.root,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_out,
-                    stderr=log_out,
-                    env=None if env is None else {**os.environ, **env},
-                    preexec_fn=die_with_parent if sys.platform == "linux" else None,
-                    # LevelDB's files (the data itself) are created private too.
-                    umask=PRIVATE_UMASK if os.name == "posix" else -1,
-                )
-            self.port = port
-            try:
-                await self._wait_ready(timeout)
-            except NodeServiceStartError as exc:
-                last_error = str(exc)
-                await self._terminate()
-                port = None
-                continue
-            log.info(
-                "%s (pid %d) on %s, data in %s", self.label, self.pid, self.endpoint, self.data_dir
+        path = self._choose_socket()
+        command = self.command(path)
+        self._remove_stale_socket(path)
+        env = self.environment()
+        with append_private(self.log_file, binary=True) as log_out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log_out,
+                stderr=log_out,
+                env=None if env is None else {**os.environ, **env},
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
+                # LevelDB's files (the data itself) and the socket are created private too.
+                umask=PRIVATE_UMASK if os.name == "posix" else -1,
             )
+        try:
+            await self._wait_ready(timeout)
+        except NodeServiceStartError as exc:
+            await self._terminate()
+            raise self.error_type(
+                f"{self.label} did not start: {exc} (see {self.log_file})"
+            ) from None
+        log.info("%s (pid %d) on %s, data in %s", self.label, self.pid, path, self.data_dir)
+
+    def _remove_stale_socket(self, path: Path) -> None:
+        """Remove the socket a server that died left, but never one a live server (another
+        stack on the same state dir) still listens on."""
+        if not path.exists():
             return
-        self.port = None
-        raise self.error_type(f"{self.label} did not start: {last_error} (see {self.log_file})")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink(missing_ok=True)
+                return
+        raise self.error_type(f"{self.label}: another server already listens on {path}")
 
     async def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         client_timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=client_timeout) as session:
+        async with aiohttp.ClientSession(
+            connector=self.connector(), timeout=client_timeout
+        ) as session:
             while True:
                 assert self.process is not None
                 code = self.process.poll()
@@ -236,8 +304,8 @@ class NodeService:
     async def _supervise(
         self, poll: float = 0.2, backoff: tuple[float, float] = (0.5, 10.0)
     ) -> None:
-        """Restart the server whenever it dies (crash, OOM, someone's kill), on its old port
-        when free, waiting ``backoff[0]`` doubling to ``backoff[1]`` between failed attempts.
+        """Restart the server whenever it dies (crash, OOM, someone's kill), on the same
+        socket, waiting ``backoff[0]`` doubling to ``backoff[1]`` between failed attempts.
         While it is down, :attr:`running` is False and the stack's health says "down"."""
         delay = backoff[0]
         while True:
@@ -255,7 +323,7 @@ class NodeService:
             )
             await asyncio.sleep(delay)
             try:
-                await self._spawn(20.0, port=self.port)
+                await self._spawn(20.0)
             except NodeServiceStartError as exc:
                 log.warning("%s restart failed: %s", self.label, exc)
                 delay = min(delay * 2, backoff[1])
@@ -273,6 +341,12 @@ class NodeService:
                 await self._supervisor
             self._supervisor = None
         await self._terminate(timeout)
+        if self._socket_path is not None:
+            self._socket_path.unlink(missing_ok=True)
+        if self._socket_tempdir is not None:
+            with contextlib.suppress(OSError):
+                self._socket_tempdir.rmdir()
+            self._socket_tempdir = None
 
     async def _terminate(self, timeout: float = 5.0) -> None:
         proc = self.process

@@ -159,12 +159,10 @@ class LocalStack:
         self.dynamodb = DynamoDBLocal(
             self.state_dir / DYNAMODB_DATA_DIR,
             self.state_dir / DYNAMODB_LOG_FILE,
-            host=options.host,
         )
         self.kinesis = KinesisLocal(
             self.state_dir / KINESIS_DATA_DIR,
             self.state_dir / KINESIS_LOG_FILE,
-            host=options.host,
             region=options.region,
             account_id=LOCAL_ACCOUNT_ID,
         )
@@ -412,11 +410,13 @@ class LocalStack:
             for key in stale:
                 del self.static_credentials.credentials[key]
 
-    def _dynamodb_endpoint(self) -> str | None:
-        return self.dynamodb.endpoint if self.dynamodb.running else None
+    def _dynamodb_endpoint(self) -> Path | None:
+        """dynalite's Unix socket while it runs."""
+        return self.dynamodb.socket_path if self.dynamodb.running else None
 
-    def _kinesis_endpoint(self) -> str | None:
-        return self.kinesis.endpoint if self.kinesis.running else None
+    def _kinesis_endpoint(self) -> Path | None:
+        """kinesalite's Unix socket while it runs."""
+        return self.kinesis.socket_path if self.kinesis.running else None
 
     def _kinesis_written(self, stream_name: str) -> None:
         if self.event_sources is not None:

@@ -13,7 +13,8 @@
 - :mod:`~tests.support.raw_mqtt`: well-formed MQTT packets as bytes, from the project's codec;
 - :mod:`~tests.support.cognito`: Cognito guests, users and their credentials;
 - :mod:`~tests.support.messages_table`: what the messages table holds for a conversation;
-- :mod:`~tests.support.sockets`: whether the server closes a raw socket in time;
+- :mod:`~tests.support.sockets`: whether the server closes a raw socket in time; which TCP
+  and Unix sockets a process listens on;
 - :mod:`~tests.support.clock`: a clock the test moves by hand;
 - :mod:`~tests.support.chat` and :mod:`~tests.support.web`: fixtures for the client library's
   tests and for the web app.

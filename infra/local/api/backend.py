@@ -3,8 +3,8 @@
 DynamoDB and Kinesis run as local emulators (dynalite, kinesalite) that speak the service's
 own JSON protocol but check neither signatures nor permissions. Each service's folder says,
 with one :class:`ServiceBackend` in its ``api.py``, which ``X-Amz-Target`` prefix is its own,
-where its emulator listens, how requests are signed, how large a request may be, what IAM
-must allow for each request and what the edge must do after forwarding; the edge API
+where its emulator listens (a Unix socket), how requests are signed, how large a request may
+be, what IAM must allow for each request and what the edge must do after forwarding; the edge API
 (:mod:`infra.local.api.server`) does the rest: size, signature, then IAM, then forwarding.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-# The emulator's current base URL, or None while it is not running.
-Endpoint = Callable[[], str | None]
+# The Unix socket the emulator listens on, or None while it is not running.
+Endpoint = Callable[[], Path | None]
 # (IAM action, resource ARN), e.g. ("dynamodb:Query", "arn:aws:dynamodb:...:table/t").
 Access = tuple[str, str]
 # Operation (the target after its prefix) and the request's JSON -> what IAM must allow.

@@ -40,6 +40,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -61,6 +62,7 @@ from infra.local.http import (
     read_body,
 )
 from infra.local.iam import AccessDenied, IamAuthorizer
+from infra.local.node_service import socket_url, unix_connector
 from infra.local.sigv4 import PendingSignature, SigV4Error, verify_authorization_headers
 
 log = logging.getLogger("iotchat.edge")
@@ -203,7 +205,9 @@ class EdgeAPI:
         self._server = AppServer(
             self.app, HostAllowList(allowed_hosts), self.limits, "api", self._too_large
         )
-        self._client: aiohttp.ClientSession | None = None
+        # One client per emulator socket, opened on first use while the endpoint runs.
+        self._clients: dict[Path, aiohttp.ClientSession] = {}
+        self._serving = False
         self.port: int | None = None
 
     @property
@@ -224,25 +228,28 @@ class EdgeAPI:
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0 picks a free port) and return the bound port."""
-        self._client = aiohttp.ClientSession(
-            # dynalite (Node) closes idle connections after 5 s: never reuse one that old.
-            connector=aiohttp.TCPConnector(keepalive_timeout=3),
-            auto_decompress=False,
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=60),
-        )
-        try:
-            self.port = await self._server.start(host, port)
-        except OSError:
-            await self._client.close()
-            raise
+        self.port = await self._server.start(host, port)
+        self._serving = True
         return self.port
 
     async def stop(self) -> None:
+        self._serving = False
         await self._server.stop()
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
+
+    def _client_for(self, socket_path: Path) -> aiohttp.ClientSession:
+        """The client that forwards to the emulator listening on ``socket_path``."""
+        client = self._clients.get(socket_path)
+        if client is None:
+            client = self._clients[socket_path] = aiohttp.ClientSession(
+                connector=unix_connector(socket_path),
+                auto_decompress=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=60),
+            )
+        return client
 
     # ------------------------------------------------------------------ routing
 
@@ -289,8 +296,8 @@ class EdgeAPI:
         is read."""
 
         async def forward(request: web.Request) -> web.StreamResponse:
-            endpoint = service.endpoint()
-            if endpoint is None or self._client is None:
+            socket_path = service.endpoint()
+            if socket_path is None or not self._serving:
                 return json_protocol_error(
                     503,
                     service.error_prefix + "ServiceUnavailableException",
@@ -324,9 +331,9 @@ class EdgeAPI:
             elif service.on_success is not None:
                 parsed = _json_object(body)
             headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
-            url = endpoint + request.rel_url.raw_path_qs
+            url = socket_url(service.name.lower(), request.rel_url.raw_path_qs)
             try:
-                async with self._client.request(
+                async with self._client_for(socket_path).request(
                     request.method, url, data=body, headers=headers
                 ) as upstream:
                     payload = await upstream.read()

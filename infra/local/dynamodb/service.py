@@ -1,18 +1,24 @@
 """DynamoDB for the local stack: dynalite (npm) as a child process, data on disk.
 
 dynalite implements DynamoDB's JSON API on LevelDB, so tables and items survive a restart of
-``iotchat up``. It listens on a private loopback port; clients reach it through the edge API,
-which forwards every ``DynamoDB_20120810.*`` request to :attr:`DynamoDBLocal.endpoint`.
-Spawning, readiness and stopping are shared with kinesalite (:mod:`.node_service`).
+``iotchat up``. It listens on a Unix socket in the stack's private state directory, never on
+TCP; clients reach it through the edge API, which forwards every ``DynamoDB_20120810.*``
+request to :attr:`DynamoDBLocal.socket_path` once IAM allows it. Spawning, readiness and
+stopping are shared with kinesalite (:mod:`.node_service`).
+
+dynalite's command line listens on a TCP port only, so it is started through the same short
+launcher as kinesalite, which listens on the socket instead.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from infra.local.node_service import (
+    UNIX_SOCKET_LAUNCHER,
     NodeService,
     ReadinessProbe,
     create_missing,
@@ -20,36 +26,35 @@ from infra.local.node_service import (
 
 from .errors import DynamoDBStartError
 
-DYNALITE_CLI = Path("node_modules") / "dynalite" / "cli.js"
+DYNALITE_DIR = Path("node_modules") / "dynalite"
 TARGET_PREFIX = "DynamoDB_20120810."
 
 
 class DynamoDBLocal(NodeService):
-    """One dynalite process serving ``data_dir`` on ``host``; start, then stop, once each."""
+    """One dynalite process serving ``data_dir`` on its Unix socket; start, then stop, once
+    each."""
 
     label = "dynalite"
     error_type = DynamoDBStartError
     probe = ReadinessProbe(TARGET_PREFIX + "ListTables", "dynamodb", "1.0", "TableNames")
 
-    def command(self, port: int) -> list[str]:
-        cli = self.installed(DYNALITE_CLI)
+    def command(self, socket_path: Path) -> list[str]:
+        package = self.installed(DYNALITE_DIR / "index.js").parent
         node = self.node_path()
-        ms = str(self.transition_ms)
+        ms = self.transition_ms
+        options = {
+            "path": str(self.data_dir),
+            "createTableMs": ms,
+            "deleteTableMs": ms,
+            "updateTableMs": ms,
+        }
         return [
             node,
-            str(cli),
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-            "--path",
-            str(self.data_dir),
-            "--createTableMs",
-            ms,
-            "--deleteTableMs",
-            ms,
-            "--updateTableMs",
-            ms,
+            "-e",
+            UNIX_SOCKET_LAUNCHER,
+            str(package),
+            json.dumps(options),
+            str(socket_path),
         ]
 
 

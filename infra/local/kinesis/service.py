@@ -1,13 +1,14 @@
 """Kinesis Data Streams for the local stack: kinesalite (npm) as a child process, data on disk.
 
 kinesalite implements Kinesis's JSON API (streams, shards, records, iterators) on LevelDB, so
-streams and their records survive a restart of ``iotchat up``. It listens on a private loopback
-port; clients reach it through the edge API, which forwards every ``Kinesis_20131202.*``
-request to :attr:`KinesisLocal.endpoint`. Spawning, readiness and stopping are shared with
-dynalite (:mod:`.node_service`).
+streams and their records survive a restart of ``iotchat up``. It listens on a Unix socket in
+the stack's private state directory, never on TCP; clients reach it through the edge API, which
+forwards every ``Kinesis_20131202.*`` request to :attr:`KinesisLocal.socket_path` once IAM
+allows it. Spawning, readiness and stopping are shared with dynalite (:mod:`.node_service`).
 
 kinesalite's own command line cannot choose the listening address, so it is started through a
-three-line launcher that binds it to the stack's host only.
+short launcher (:data:`~infra.local.node_service.UNIX_SOCKET_LAUNCHER`) that listens on the
+socket.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from infra.local.node_service import (
+    UNIX_SOCKET_LAUNCHER,
     NodeService,
     ReadinessProbe,
     create_missing,
@@ -30,17 +32,12 @@ from .errors import KinesisStartError
 
 KINESALITE_DIR = Path("node_modules") / "kinesalite"
 TARGET_PREFIX = "Kinesis_20131202."
-# argv: kinesalite's directory, its options as JSON, port, host.
-_LAUNCHER = (
-    "const [dir, options, port, host] = process.argv.slice(1);"
-    "const server = require(dir)(JSON.parse(options));"
-    "server.listen(Number(port), host, () => console.log('kinesalite on %s:%s', host, port));"
-)
 
 
 @dataclass(eq=False)
 class KinesisLocal(NodeService):
-    """One kinesalite process serving ``data_dir`` on ``host``; start, then stop, once each."""
+    """One kinesalite process serving ``data_dir`` on its Unix socket; start, then stop, once
+    each."""
 
     label = "kinesalite"
     error_type = KinesisStartError
@@ -51,7 +48,7 @@ class KinesisLocal(NodeService):
     region: str = LOCAL_REGION
     account_id: str = LOCAL_ACCOUNT_ID
 
-    def command(self, port: int) -> list[str]:
+    def command(self, socket_path: Path) -> list[str]:
         package = self.installed(KINESALITE_DIR / "index.js").parent
         node = self.node_path()
         ms = self.transition_ms
@@ -61,7 +58,14 @@ class KinesisLocal(NodeService):
             "deleteStreamMs": ms,
             "updateStreamMs": ms,
         }
-        return [node, "-e", _LAUNCHER, str(package), json.dumps(options), str(port), self.host]
+        return [
+            node,
+            "-e",
+            UNIX_SOCKET_LAUNCHER,
+            str(package),
+            json.dumps(options),
+            str(socket_path),
+        ]
 
     def environment(self) -> dict[str, str]:
         return {"AWS_REGION": self.region, "AWS_ACCOUNT_ID": self.account_id}

@@ -15,10 +15,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from infra.local.gateway import Gateway
 from infra.local.lambda_runtime import LambdaRuntime
+from infra.local.node_service import socket_url, unix_connector
 from infra.local.rules.access import RuleAccess
 from infra.local.rules.actions import RuleServices
 from iot_rules.sql import SqlContext
@@ -115,10 +117,11 @@ class DirectJsonCaller:
 
     TARGETS = {"dynamodb": ("DynamoDB_20120810", "application/x-amz-json-1.0")}
 
-    def __init__(self, endpoints: Callable[[str], str | None], region: str) -> None:
+    def __init__(self, endpoints: Callable[[str], Path | None], region: str) -> None:
+        # service -> the Unix socket its emulator listens on, None while it is down.
         self.endpoints = endpoints
         self.region = region
-        self._session: Any = None
+        self._sessions: dict[Path, Any] = {}
 
     # dynalite checks the Authorization header's shape, not its key or signature: the key id
     # here is a placeholder, not a credential (authorization happened in the action).
@@ -130,11 +133,14 @@ class DirectJsonCaller:
         from infra.local.rules.actions import AwsCallError
 
         prefix, content_type = self.TARGETS[service]
-        endpoint = self.endpoints(service)
-        if endpoint is None:
+        socket_path = self.endpoints(service)
+        if socket_path is None:
             raise AwsCallError("ServiceUnavailable", f"the local {service} is not running")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        session = self._sessions.get(socket_path)
+        if session is None:
+            session = self._sessions[socket_path] = aiohttp.ClientSession(
+                connector=unix_connector(socket_path), timeout=aiohttp.ClientTimeout(total=10)
+            )
         now = time.gmtime()
         headers = {
             "X-Amz-Target": f"{prefix}.{operation}",
@@ -147,8 +153,8 @@ class DirectJsonCaller:
             ),
         }
         try:
-            async with self._session.post(
-                endpoint + "/", data=json.dumps(body), headers=headers
+            async with session.post(
+                socket_url(service), data=json.dumps(body), headers=headers
             ) as response:
                 data = await response.json(content_type=None)
                 status = response.status
@@ -160,9 +166,9 @@ class DirectJsonCaller:
         return data or {}
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
 
 
 def rule_services(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from infra.local.kinesis import KinesisLocal, KinesisStartError, ensure_streams
 from tests.infra.local.stack_process import is_alive, live_children, running_stack
+from tests.support.sockets import listening_tcp, listening_unix
 from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
@@ -111,14 +113,12 @@ def test_records_survive_a_restart(tmp_path: Path):
         ]
 
 
-def test_kinesalite_listens_on_loopback_only(local):
+def test_kinesalite_listens_on_its_private_socket_only(local):
     kinesalite = local.stack.kinesis
-    assert kinesalite.endpoint.startswith("http://127.0.0.1:")
-    listening = Path(f"/proc/{kinesalite.pid}/net/tcp").read_text().splitlines()[1:]
-    port = f"{kinesalite.port:04X}"
-    local_addresses = [line.split()[1] for line in listening if line.split()[3] == "0A"]
-    assert f"0100007F:{port}" in local_addresses
-    assert f"00000000:{port}" not in local_addresses
+    assert kinesalite.socket_path == local.stack.state_dir / "kinesis.sock"
+    assert stat.S_IMODE(kinesalite.socket_path.stat().st_mode) == 0o600
+    assert listening_unix(kinesalite.pid) == [str(kinesalite.socket_path)]
+    assert listening_tcp(kinesalite.pid) == []
 
 
 def test_a_missing_kinesalite_install_is_a_clear_error(tmp_path: Path):
