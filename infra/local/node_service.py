@@ -160,6 +160,9 @@ class NodeService:
     label: ClassVar[str] = "node service"
     error_type: ClassVar[type[NodeServiceStartError]] = NodeServiceStartError
     probe: ClassVar[ReadinessProbe]
+    # The npm package (under the repository) and its options that take the transition delay.
+    package_dir: ClassVar[Path]
+    delay_options: ClassVar[tuple[str, ...]] = ()
 
     data_dir: Path
     log_file: Path
@@ -198,8 +201,14 @@ class NodeService:
         return self.process is not None and self.process.poll() is None
 
     def command(self, socket_path: Path) -> list[str]:
-        """The argument list that starts the server on the Unix socket ``socket_path``."""
-        raise NotImplementedError
+        """The argument list that starts the server on the Unix socket ``socket_path``: the
+        package's own entry point through :data:`UNIX_SOCKET_LAUNCHER`, data under
+        ``data_dir``, every transition delay set to :attr:`transition_ms`."""
+        package = self.installed(self.package_dir / "index.js").parent
+        options: dict[str, Any] = {"path": str(self.data_dir)}
+        options.update(dict.fromkeys(self.delay_options, self.transition_ms))
+        launch = [self.node_path(), "-e", UNIX_SOCKET_LAUNCHER, str(package)]
+        return [*launch, json.dumps(options), str(socket_path)]
 
     def environment(self) -> dict[str, str] | None:
         """Variables set for the child on top of the stack's own environment."""

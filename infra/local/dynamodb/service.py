@@ -12,13 +12,11 @@ launcher as kinesalite, which listens on the socket instead.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from infra.local.node_service import (
-    UNIX_SOCKET_LAUNCHER,
     NodeService,
     ReadinessProbe,
     create_missing,
@@ -38,24 +36,8 @@ class DynamoDBLocal(NodeService):
     error_type = DynamoDBStartError
     probe = ReadinessProbe(TARGET_PREFIX + "ListTables", "dynamodb", "1.0", "TableNames")
 
-    def command(self, socket_path: Path) -> list[str]:
-        package = self.installed(DYNALITE_DIR / "index.js").parent
-        node = self.node_path()
-        ms = self.transition_ms
-        options = {
-            "path": str(self.data_dir),
-            "createTableMs": ms,
-            "deleteTableMs": ms,
-            "updateTableMs": ms,
-        }
-        return [
-            node,
-            "-e",
-            UNIX_SOCKET_LAUNCHER,
-            str(package),
-            json.dumps(options),
-            str(socket_path),
-        ]
+    package_dir = DYNALITE_DIR
+    delay_options = ("createTableMs", "deleteTableMs", "updateTableMs")
 
 
 def ensure_tables(client: Any, tables: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -13,7 +13,6 @@ socket.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
@@ -22,7 +21,6 @@ from typing import Any
 
 from infra.local.identity import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from infra.local.node_service import (
-    UNIX_SOCKET_LAUNCHER,
     NodeService,
     ReadinessProbe,
     create_missing,
@@ -48,24 +46,8 @@ class KinesisLocal(NodeService):
     region: str = LOCAL_REGION
     account_id: str = LOCAL_ACCOUNT_ID
 
-    def command(self, socket_path: Path) -> list[str]:
-        package = self.installed(KINESALITE_DIR / "index.js").parent
-        node = self.node_path()
-        ms = self.transition_ms
-        options = {
-            "path": str(self.data_dir),
-            "createStreamMs": ms,
-            "deleteStreamMs": ms,
-            "updateStreamMs": ms,
-        }
-        return [
-            node,
-            "-e",
-            UNIX_SOCKET_LAUNCHER,
-            str(package),
-            json.dumps(options),
-            str(socket_path),
-        ]
+    package_dir = KINESALITE_DIR
+    delay_options = ("createStreamMs", "deleteStreamMs", "updateStreamMs")
 
     def environment(self) -> dict[str, str]:
         return {"AWS_REGION": self.region, "AWS_ACCOUNT_ID": self.account_id}
