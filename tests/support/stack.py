@@ -8,7 +8,10 @@ handles also expose the running objects for the few assertions that need to look
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -270,6 +273,19 @@ def fresh_stack(
         yield stack
 
 
+def post_json(
+    stack: InProcessStack, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to the stack's API endpoint exactly as given (no signing, no retries):
+    the status and the JSON answer, errors included."""
+    request = urllib.request.Request(stack.endpoint + "/", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
 __all__ = [
     "GatewayHandle",
     "InProcessStack",
@@ -277,6 +293,7 @@ __all__ = [
     "call_in_loop",
     "fresh_stack",
     "gateway_in_thread",
+    "post_json",
     "run_stack_in_thread",
     "serve_in_thread",
     "stack_options",

@@ -20,8 +20,6 @@ stream, and none of them changes anything there.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,7 +32,7 @@ from botocore.credentials import Credentials
 
 from infra.local.identity import Credential
 from tests.support.cognito import guest_credentials, signed_in_credentials
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, post_json, run_stack_in_thread, stack_options
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -315,15 +313,6 @@ def test_an_expired_role_session_gets_expired_token(stack: InProcessStack) -> No
 # ---------------------------------------------------------------------- what the signature covers
 
 
-def _raw(stack: InProcessStack, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(stack.endpoint + "/", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def _signed_headers(stack: InProcessStack, body: bytes, extra: dict[str, str]) -> dict[str, str]:
     headers = {
         "X-Amz-Target": "DynamoDB_20120810.GetItem",
@@ -341,20 +330,20 @@ def test_the_body_that_reaches_dynamodb_is_the_one_signed(stack: InProcessStack)
     table, _ = _names(stack)
     key = {"conv": {"S": f"room#{uuid.uuid4().hex[:6]}"}, "mid": {"S": "m"}}
     signed = json.dumps({"TableName": table, "Key": key}).encode()
-    assert _raw(stack, signed, _signed_headers(stack, signed, {})) == (200, {})
+    assert post_json(stack, signed, _signed_headers(stack, signed, {})) == (200, {})
     swapped = json.dumps({"TableName": "another-table", "Key": key}).encode()
-    status, answer = _raw(stack, swapped, _signed_headers(stack, signed, {}))
+    status, answer = post_json(stack, swapped, _signed_headers(stack, signed, {}))
     assert (status, answer["__type"]) == (
         400,
         "com.amazon.coral.service#InvalidSignatureException",
     )
     unsigned_payload = _signed_headers(stack, signed, {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
-    status, answer = _raw(stack, swapped, unsigned_payload)
+    status, answer = post_json(stack, swapped, unsigned_payload)
     assert (status, answer["__type"]) == (
         400,
         "com.amazon.coral.service#InvalidSignatureException",
     )
-    status, answer = _raw(
+    status, answer = post_json(
         stack, signed, {"X-Amz-Target": "DynamoDB_20120810.GetItem", "Content-Type": "x"}
     )
     assert (status, answer["__type"]) == (

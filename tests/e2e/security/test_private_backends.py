@@ -9,10 +9,7 @@ the API endpoint: the admin's signed DynamoDB call works, the same request unsig
 from __future__ import annotations
 
 import asyncio
-import json
 import stat
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from botocore.credentials import Credentials
 from infra.local.dynamodb import DynamoDBLocal, DynamoDBStartError
 from infra.local.node_service import MAX_SOCKET_PATH_BYTES, socket_path_for
 from tests.support.sockets import listening_tcp, listening_unix
-from tests.support.stack import InProcessStack, run_stack_in_thread, stack_options
+from tests.support.stack import InProcessStack, post_json, run_stack_in_thread, stack_options
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,12 +58,7 @@ def _list_tables(stack: InProcessStack, signed: bool) -> tuple[int, dict[str, An
         SigV4Auth(Credentials("test", "test"), "dynamodb", stack.info["region"]).add_auth(request)
         headers = dict(request.prepare().headers)
         headers.pop("Content-Length", None)
-    raw = urllib.request.Request(stack.endpoint + "/", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(raw, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return post_json(stack, body, headers)
 
 
 def test_the_api_endpoint_is_the_one_way_in(stack: InProcessStack) -> None:
