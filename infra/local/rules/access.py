@@ -28,9 +28,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from infra.local.dynamodb.access import table_arn
 from infra.local.iam import AccessDenied, IamAuthorizer, Roles, RoleSessions, caller_arn
 from infra.local.iam.sessions import DEFAULT_RENEWAL, Renewal, role_principal
 from infra.local.identity import Credential
+from policies.arns import topic_arn
 from policies.evaluator import Decision
 
 # The policy file that states the Lambda functions' grant to the rules engine (see above).
@@ -95,12 +97,10 @@ class RuleAccess:
     # ------------------------------------------------------------------ ARNs
 
     def topic_arn(self, topic: str) -> str:
-        return f"arn:aws:iot:{self.region}:{self.account}:topic/{topic}"
+        return topic_arn(self.region, self.account, topic)
 
     def table_arn(self, table: str) -> str:
-        if table.startswith("arn:"):
-            return table
-        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{table}"
+        return table_arn(self.region, self.account, table)
 
     def rule_arn(self, rule_name: str) -> str:
         return f"arn:aws:iot:{self.region}:{self.account}:rule/{rule_name}"
