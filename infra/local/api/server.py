@@ -33,8 +33,6 @@ body, read within the limit and the deadline, must then hash to what was signed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import uuid
@@ -49,8 +47,15 @@ from aiohttp import web
 
 from infra.local.api.backend import ServiceBackend
 from infra.local.api.cors import cors_middleware
+from infra.local.api.errors import ApiError, json_protocol_error, json_too_large, rest_json_error
+from infra.local.api.iot_data import (
+    boolean_flag,
+    invalid_request,
+    payload_too_large,
+    publish_properties,
+    publish_qos,
+)
 from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
-from infra.local.gateway.codec import Prop, Properties
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
 from infra.local.hosts import HostAllowList
 from infra.local.http import (
@@ -114,49 +119,6 @@ _MISSING_TOKEN = ("MissingAuthenticationTokenException", "Request is missing Aut
 # Emulators' own CORS headers (dynalite and kinesalite send Access-Control-Allow-Origin: *):
 # dropped, so only the loopback-origin CORS middleware decides what a browser may read.
 _CORS_PREFIX = "access-control-"
-_PAYLOAD_FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
-_U32_MAX = 2**32 - 1
-
-
-class ApiError(Exception):
-    """An AWS-style error: HTTP status, error code (``x-amzn-ErrorType``) and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def rest_json_error(error: ApiError) -> web.Response:
-    """The error shape of AWS's rest-json services, which botocore parses into the code."""
-    return web.json_response(
-        {"message": error.message},
-        status=error.status,
-        headers={"x-amzn-ErrorType": error.code, "x-amzn-RequestId": str(uuid.uuid4())},
-    )
-
-
-def json_protocol_error(status: int, code: str, message: str) -> web.Response:
-    """The error shape of AWS's JSON-protocol services (``__type``)."""
-    return web.json_response(
-        {"__type": code, "message": message},
-        status=status,
-        content_type="application/x-amz-json-1.0",
-        headers={"x-amzn-RequestId": str(uuid.uuid4())},
-    )
-
-
-def json_too_large(prefix: str, limit: int) -> web.Response:
-    """A JSON-protocol request above the service's size limit, answered unread: HTTP 413
-    with the ``ValidationException`` AWS rejects over-limit requests with (e.g. DynamoDB's
-    BatchWriteItem over 16 MB, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html).
-    The connection is closed after the answer, so the unread body is never waited for."""
-    response = json_protocol_error(
-        413, prefix + "ValidationException", f"Request size exceeds the limit of {limit} bytes"
-    )
-    response.force_close()
-    return response
 
 
 class EdgeAPI:
@@ -268,7 +230,7 @@ class EdgeAPI:
     def _too_large(self, request: web.Request, limit: int) -> web.StreamResponse:
         """A body declared above the listener's limit, answered in its service's shape."""
         if request.path.startswith(TOPICS_PREFIX):
-            return rest_json_error(_too_large(self.gateway.broker.limits.max_payload_bytes))
+            return rest_json_error(payload_too_large(self.gateway.broker.limits.max_payload_bytes))
         target = request.headers.get("X-Amz-Target", "")
         prefix = next((p for t, p in self._error_prefixes.items() if target.startswith(t)), "")
         return json_too_large(prefix, limit)
@@ -443,7 +405,7 @@ class EdgeAPI:
         header is refused (unknown key, no session token, ``UNSIGNED-PAYLOAD``, ...)."""
         limit = self.gateway.broker.limits.max_payload_bytes
         if declared_too_large(request, limit):
-            raise _too_large(limit)
+            raise payload_too_large(limit)
         try:
             pending = self._verify(request, IOT_DATA_SIGNING_NAME)
             body = await read_body(request, limit)
@@ -452,7 +414,7 @@ class EdgeAPI:
             log.info("iot-data request refused: %s", exc)
             raise ApiError(403, "ForbiddenException", _forbidden_message(exc.reason)) from None
         except BodyTooLarge:
-            raise _too_large(limit) from None
+            raise payload_too_large(limit) from None
 
     async def _do_publish(self, request: web.Request) -> None:
         principal, body = await self._read_signed_payload(request)
@@ -460,16 +422,16 @@ class EdgeAPI:
         try:
             topic = unquote(raw_path[len(TOPICS_PREFIX) :], errors="strict")
         except UnicodeDecodeError:
-            raise _invalid("Invalid topic: not UTF-8") from None
+            raise invalid_request("Invalid topic: not UTF-8") from None
         limits = self.gateway.broker.limits
         try:
             validate_topic_name(topic, limits.max_topic_bytes, limits.max_topic_slashes)
         except InvalidTopic as exc:
             raise ApiError(400, "InvalidRequestException", f"Invalid topic: {exc}") from None
         query = request.rel_url.query
-        qos = _qos(query.get("qos"))
-        retain = _boolean(query.get("retain"), "retain")
-        properties = _properties(request, body)
+        qos = publish_qos(query.get("qos"))
+        retain = boolean_flag(query.get("retain"), "retain")
+        properties = publish_properties(request, body)
         if is_reserved(topic) or not self.authorizer.can_publish(principal, "n/a", topic, retain):
             raise ApiError(403, "ForbiddenException", "Forbidden")
         try:
@@ -507,96 +469,3 @@ def _forbidden_message(reason: str) -> str:
     if reason in ("Expired", "NotYetValid"):
         return "Signature expired or not yet current."
     return "Forbidden"
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "RequestEntityTooLargeException", f"Payload exceeds the maximum size of {limit} bytes"
-    )
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError(400, "InvalidRequestException", message)
-
-
-def _qos(value: str | None) -> int:
-    if value is None or value == "":
-        return 0
-    if value not in ("0", "1"):
-        raise _invalid("qos must be 0 or 1")
-    return int(value)
-
-
-def _boolean(value: str | None, name: str) -> bool:
-    if value is None or value == "":
-        return False
-    if value.lower() not in ("true", "false"):
-        raise _invalid(f"{name} must be true or false")
-    return value.lower() == "true"
-
-
-def _user_properties(header: str) -> list[tuple[str, str]]:
-    """``x-amz-mqtt5-user-properties``: base64 of ``[{"key": "value"}, ...]`` as JSON.
-
-    botocore serialises the (string) parameter with ``json.dumps`` before base64, so the
-    decoded value may be a JSON string holding the array; both forms are accepted.
-    """
-    try:
-        value: Any = json.loads(base64.b64decode(header, validate=True))
-        if isinstance(value, str):
-            value = json.loads(value)
-    except (binascii.Error, ValueError):
-        raise _invalid("userProperties must be base64-encoded JSON") from None
-    if not isinstance(value, list):
-        raise _invalid("userProperties must be a JSON array of objects")
-    pairs: list[tuple[str, str]] = []
-    for item in value:
-        if not isinstance(item, dict):
-            raise _invalid("userProperties must be a JSON array of objects")
-        for key, val in item.items():
-            if not isinstance(val, str):
-                raise _invalid("userProperties values must be strings")
-            pairs.append((key, val))
-    return pairs
-
-
-def _properties(request: web.Request, body: bytes) -> Properties:
-    """The MQTT 5 properties an iot-data publish carries, from its query and headers."""
-    query = request.rel_url.query
-    headers = request.headers
-    props: Properties = {}
-    fmt = headers.get("x-amz-mqtt5-payload-format-indicator")
-    if fmt is not None:
-        if fmt not in _PAYLOAD_FORMATS:
-            raise _invalid("payloadFormatIndicator must be UNSPECIFIED_BYTES or UTF8_DATA")
-        props[Prop.PAYLOAD_FORMAT_INDICATOR] = _PAYLOAD_FORMATS[fmt]
-        if fmt == "UTF8_DATA":
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _invalid("payload is not UTF-8 but payloadFormatIndicator says so") from None
-    expiry = query.get("messageExpiry")
-    if expiry is not None:
-        if not expiry.isascii() or not expiry.isdigit() or int(expiry) > _U32_MAX:
-            raise _invalid("messageExpiry must be a whole number of seconds")
-        props[Prop.MESSAGE_EXPIRY_INTERVAL] = int(expiry)
-    content_type = query.get("contentType")
-    if content_type is not None:
-        props[Prop.CONTENT_TYPE] = content_type
-    response_topic = query.get("responseTopic")
-    if response_topic is not None:
-        try:
-            validate_topic_name(response_topic)
-        except InvalidTopic as exc:
-            raise _invalid(f"Invalid responseTopic: {exc}") from None
-        props[Prop.RESPONSE_TOPIC] = response_topic
-    correlation = headers.get("x-amz-mqtt5-correlation-data")
-    if correlation is not None:
-        try:
-            props[Prop.CORRELATION_DATA] = base64.b64decode(correlation, validate=True)
-        except binascii.Error:
-            raise _invalid("correlationData must be base64") from None
-    user = headers.get("x-amz-mqtt5-user-properties")
-    if user is not None:
-        props[Prop.USER_PROPERTY] = _user_properties(user)
-    return props
