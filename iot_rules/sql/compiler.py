@@ -336,7 +336,12 @@ class _Compiler:
             subj = subject
 
             def simple_case(env: Env) -> Any:
+                # "If v is Undefined, the result of the case statement is Undefined": no
+                # WHEN and not the ELSE (docs.aws.amazon.com/iot/latest/developerguide/
+                # iot-sql-case.html).
                 v = subj(env)
+                if v is UNDEFINED:
+                    return UNDEFINED
                 for cond, result in pairs:
                     if T.equals(v, cond(env)) is True:
                         return result(env)

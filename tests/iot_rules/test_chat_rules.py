@@ -130,7 +130,7 @@ def test_room_message_checks_agree_with_the_lambda_checks(
 
 
 def test_garbage_gets_bad_request_and_the_lambda_agrees() -> None:
-    for payload in (b"not json", b"[1, 2]", b'{"type": 5}', b"\xff\xfe", b""):
+    for payload in (b"not json", b"[1, 2]", b'{"type": 5}', b"\xff\xfe", b"", b"{}"):
         out = matches("chat/out", payload)
         assert out["chat_invalid"]["code"] == "BAD_REQUEST", payload
         assert out["chat_invalid"]["type"] == "error"
@@ -233,3 +233,27 @@ def test_surrogate_pairs_are_text_however_they_are_written() -> None:
     assert matches("chat/out", json.dumps(over).encode())["chat_invalid"]["code"] == (
         "TEXT_TOO_LONG"
     )
+
+
+def test_missing_fields_get_one_error_where_case_on_undefined_is_undefined() -> None:
+    """AWS's CASE gives Undefined, not its ELSE, for an Undefined subject
+    (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-case.html): the error rules
+    guard every subject, so ``{}``, non-JSON and a missing field still get their one error."""
+    for topic, payload, code in (
+        ("chat/out", b"{}", "BAD_REQUEST"),
+        ("chat/out", b"not json", "BAD_REQUEST"),
+        ("chat/out", b'{"type":"message","room":"lobby","text":"hi"}', "INVALID_ID"),
+        ("chat/out", b'{"type":"message","id":"m1","room":"lobby"}', "INVALID_TEXT"),
+        ("chat/out", b'{"type":"message","id":"m1","text":"hi"}', "INVALID_TARGET"),
+        ("chat/stream", b"{}", "BAD_REQUEST"),
+        ("chat/stream", b"not json", "BAD_REQUEST"),
+        ("chat/stream", b'{"type":"typing"}', "INVALID_ROOM"),
+        ("chat/stream", b'{"type":"telemetry","room":"lobby"}', "INVALID_REQUEST"),
+    ):
+        out = matches(topic, payload)
+        errors = [name for name in out if name in ("chat_invalid", "chat_stream_invalid")]
+        assert len(errors) == 1 and len(out) == 1, (payload, out)
+        assert out[errors[0]]["code"] == code, (payload, out)
+    # the valid forms beside them still pass without an error
+    ok = matches("chat/stream", b'{"type":"typing","room":"lobby"}')
+    assert set(ok) == {"chat_stream"}
