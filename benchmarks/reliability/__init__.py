@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability.faults import dynalite_kill, faults, lambda_worker_kill, slow_manifest
+from benchmarks.reliability.group_stop import group_stop
 from benchmarks.reliability.overload import slow_consumer, throttle
 from benchmarks.reliability.restarts import crash, restart
 from benchmarks.reliability.room_client import RoomClient
@@ -52,6 +53,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 ),
             ),
             ("throttle", lambda: throttle(workdir, burst=300)),
+            ("group-stop", lambda: group_stop(workdir, burst=50 if quick else 200)),
         ):
             began = time.monotonic()
             try:
@@ -72,6 +74,7 @@ __all__ = [
     "crash",
     "dynalite_kill",
     "faults",
+    "group_stop",
     "lambda_worker_kill",
     "restart",
     "run",

@@ -67,6 +67,9 @@ class StackProcess:
     limits: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     info: Info = field(default_factory=dict)
+    # Its own process group, as a terminal's foreground job or a systemd unit has: a group
+    # signal (Ctrl-C, ``kill -- -PGID``) then reaches the stack and whatever shares its group.
+    own_group: bool = False
 
     @property
     def stack_file(self) -> Path:
@@ -98,7 +101,12 @@ class StackProcess:
         self.stack_file.unlink(missing_ok=True)
         log = (self.state_dir / "up.log").open("ab")
         self.proc = subprocess.Popen(
-            args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            args,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=self.own_group,
         )
         log.close()
 
@@ -120,6 +128,14 @@ class StackProcess:
         self.proc.wait(timeout)
         self._wait_children_gone()
         return time.monotonic() - began
+
+    def stop_group(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        """Signal the stack's whole process group (``kill -- -PGID``), as Ctrl-C at a
+        terminal, systemd and container runtimes do, and wait for it to end."""
+        assert self.proc is not None and self.own_group
+        os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout)
+        self._wait_children_gone()
 
     def kill(self) -> None:
         """SIGKILL: no clean-up code runs in the stack."""

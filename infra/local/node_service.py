@@ -265,6 +265,12 @@ class NodeService:
                 stderr=log_out,
                 env=None if env is None else {**os.environ, **env},
                 preexec_fn=die_with_parent if sys.platform == "linux" else None,
+                # Its own session, so its own process group: Ctrl-C at a terminal, `kill --
+                # -PGID`, systemd and container stops signal the stack's whole group, and the
+                # store must outlive the stack's drain (the rule actions still in flight write
+                # to it). The stack stops it itself once drained; the parent-death signal
+                # still ends it if the stack is SIGKILLed.
+                start_new_session=True,
                 # LevelDB's files (the data itself) and the socket are created private too.
                 umask=PRIVATE_UMASK if os.name == "posix" else -1,
             )
