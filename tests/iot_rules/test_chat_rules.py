@@ -257,3 +257,13 @@ def test_missing_fields_get_one_error_where_case_on_undefined_is_undefined() -> 
     # the valid forms beside them still pass without an error
     ok = matches("chat/stream", b'{"type":"typing","room":"lobby"}')
     assert set(ok) == {"chat_stream"}
+
+
+def test_presence_takes_connected_and_disconnected_but_not_connect_failures() -> None:
+    """``$aws/events/presence/+/+`` also matches ``connect_failed`` events
+    (https://docs.aws.amazon.com/iot/latest/developerguide/life-cycle-events.html); the
+    presence Lambda is for the two events that change who is online."""
+    for kind, taken in (("connected", True), ("disconnected", True), ("connect_failed", False)):
+        event = {"clientId": "c1", "timestamp": TS, "eventType": kind, "versionNumber": 1}
+        out = matches(f"$aws/events/presence/{kind}/c1", json.dumps(event).encode())
+        assert ("chat_presence" in out) is taken, kind
