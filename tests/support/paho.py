@@ -86,6 +86,7 @@ class Will:
     payload: bytes
     qos: int = 1
     retain: bool = False
+    delay: int | None = None  # MQTT 5 Will Delay Interval, seconds
 
 
 class ConnectFailed(AssertionError):
@@ -144,7 +145,11 @@ class MqttClient:
         elif username is not None:
             client.username_pw_set(username, password)
         if will is not None:
-            client.will_set(will.topic, will.payload, will.qos, will.retain)
+            will_props = None
+            if will.delay is not None:
+                will_props = Properties(PacketTypes.WILLMESSAGE)
+                will_props.WillDelayInterval = will.delay
+            client.will_set(will.topic, will.payload, will.qos, will.retain, will_props)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
