@@ -12,6 +12,10 @@ request is routed the way AWS's front ends tell services apart:
   policies (:class:`infra.local.iam.IamAuthorizer`), as AWS decides it.
 * REST services (iot-data, iot) are told apart by path: ``POST /topics/{topic}`` is
   iot-data publish; others add routes to :attr:`EdgeAPI.app`.
+* The services the edge serves itself (STS, the IoT control plane, Lambda, CloudWatch Logs,
+  Cognito's admin calls: :mod:`.signed`, added with :meth:`EdgeAPI.add_service`) take what no
+  route took, by the service their SigV4 credential scope names (json-protocol ones by
+  ``X-Amz-Target``).
 * ``GET /_iotchat/health`` answers 200 once every component is ready (``"status": "ok"``, or
   ``"degraded"`` with its ``reasons`` when, say, a declared table is missing), 503 before.
 
@@ -55,6 +59,7 @@ from infra.local.api.iot_data import (
     publish_properties,
     publish_qos,
 )
+from infra.local.api.signed import SignedService, SignedServices
 from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
 from infra.local.gateway.topics import InvalidTopic, is_reserved, validate_topic_name
 from infra.local.hosts import HostAllowList
@@ -158,6 +163,7 @@ class EdgeAPI:
             middlewares=[cors_middleware, self._route_by_target],
             client_max_size=self.limits.max_body_bytes,
         )
+        self.signed = SignedServices(credentials, iam, region)
         self.app.router.add_get("/_iotchat/health", self._health)
         # Handlers that read bodies send "100 Continue" themselves, once the request passed.
         self.app.router.add_post(
@@ -182,6 +188,13 @@ class EdgeAPI:
         """Serve every request whose ``X-Amz-Target`` starts with ``prefix`` (e.g. Cognito's);
         a ``Content-Length`` above ``max_request_bytes`` is answered 413 unread."""
         self.targets[prefix] = (handler, max_request_bytes)
+
+    def add_service(self, service: SignedService) -> None:
+        """Serve one of the edge's own signed services (:mod:`.signed`)."""
+        if service.protocol == "json":
+            self.add_target(service.target_prefix, self.signed.handler(service))
+        else:
+            self.signed.add(service)
 
     @property
     def server(self) -> AppServer:
@@ -219,6 +232,10 @@ class EdgeAPI:
     async def _route_by_target(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         target = request.headers.get("X-Amz-Target")
         if target is None:
+            if request.match_info.http_exception is not None:  # no route: by credential scope
+                served = await self.signed.by_scope(request)
+                if served is not None:
+                    return served
             return await handler(request)
         for prefix, (target_handler, limit) in self.targets.items():
             if target.startswith(prefix):
@@ -236,8 +253,11 @@ class EdgeAPI:
         return json_too_large(prefix, limit)
 
     async def _no_target(self, request: web.Request) -> web.StreamResponse:
-        """``POST /`` without ``X-Amz-Target``: nothing is served there."""
-        raise web.HTTPNotFound()
+        """``POST /`` without ``X-Amz-Target``: a query-protocol service (STS), else nothing."""
+        served = await self.signed.by_scope(request)
+        if served is None:
+            raise web.HTTPNotFound()
+        return served
 
     async def _health(self, request: web.Request) -> web.Response:
         health = await self._health_status()
