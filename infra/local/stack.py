@@ -55,6 +55,7 @@ from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
 from .rules.host import DirectJsonCaller, rule_services
 from .state_files import PRIVATE_UMASK, private_dir, write_atomic
+from .sts import service as sts_service
 from .web import WebServer, config_from_stack
 from .web.server import web_limits
 
@@ -277,6 +278,7 @@ class LocalStack:
                 allowed_hosts=opts.allowed_hosts,
                 limits=opts.http_limits,
             )
+            self.edge.add_service(sts_service(self.roles))
             cognito_api = CognitoAPI(self.cognito)
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
             self.edge.add_target(IDP_TARGET_PREFIX, cognito_api.idp)
