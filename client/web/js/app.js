@@ -1,9 +1,12 @@
 // The page: sign-in screens, then the chat, wired to the connection and the state.
 
 import { Cognito, CognitoError, Session } from "./cognito.js";
-import { Connection } from "./connection.js";
+import { Connection, SUBSCRIPTIONS_PER_CONNECTION } from "./connection.js";
+import { closeDrawers, isNarrow, showDrawerToggles, wireDrawers } from "./layout.js";
+import * as notifications from "./notify.js";
+import { Outbox } from "./outbox.js";
 import { ChatState } from "./state.js";
-import { clear, el, messageItem, personLabel, shortId } from "./view.js";
+import { clear, el, isDevice, messageItems, personLabel, shortId } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -11,16 +14,26 @@ const CLIENT_ID_RE = /^[A-Za-z0-9:_-]{1,128}$/;
 const DEFAULT_ROOM = "lobby";
 const HISTORY_LIMIT = 50;
 const NAME_KEY = "iotchat.name";
+// One subscription is the inbox (direct and group messages arrive there, so groups take
+// none); every other one is a room.
+const MAX_ROOMS = SUBSCRIPTIONS_PER_CONNECTION - 1;
+const TYPING_SEND_EVERY_MS = 3000; // a typing sign per room at most this often
+const TYPING_SHOWN_MS = 6000; // how long one sign shows "is typing"
+const AT_BOTTOM_PX = 40;
 
 let config;
 let cognito;
 let session = null;
 let connection = null;
 let state = null;
+let outbox = null;
 let active = null; // the conversation on screen
+let lastTypingSent = 0;
+let ticker = null;
 
 function notice(text) {
-  $("notice").textContent = text;
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
 }
 
 function newId() {
@@ -63,23 +76,52 @@ function showAuth() {
   $("chat").hidden = true;
   $("sign-out").hidden = true;
   $("who-am-i").textContent = "";
+  showDrawerToggles(false);
+  document.title = "iotchat";
 }
 
 function authError(err) {
-  const text = err instanceof CognitoError ? `${err.message}` : String(err.message || err);
+  const text = err ? (err instanceof CognitoError ? err.message : String(err.message || err)) : "";
   $("auth-error").textContent = text;
+  $("auth-error").hidden = !text;
 }
 
 async function busy(form, work) {
   const buttons = form.querySelectorAll("button");
   buttons.forEach((b) => (b.disabled = true));
-  $("auth-error").textContent = "";
+  authError(null);
   try {
     await work();
   } catch (err) {
     authError(err);
   } finally {
     buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+// Cognito's password policy, shown before the first try and ticked off while typing.
+const PASSWORD_RULES = {
+  length: (p) => p.length >= 8,
+  lower: (p) => /[a-z]/.test(p),
+  upper: (p) => /[A-Z]/.test(p),
+  digit: (p) => /[0-9]/.test(p),
+  symbol: (p) => /[\^$*.[\]{}()?"!@#%&/\\,><':;|_~`=+\- ]/.test(p),
+};
+
+function showPasswordRules() {
+  const password = $("sign-up-password").value;
+  for (const item of $("password-rules").querySelectorAll("li")) {
+    item.dataset.met = String(PASSWORD_RULES[item.dataset.rule](password));
+  }
+}
+
+// A local stack "mails" codes into its outbox file; on AWS a real email goes out.
+function isLocalStack() {
+  try {
+    const host = new URL(config.apiEndpoint).hostname;
+    return host === "127.0.0.1" || host === "localhost" || host === "[::1]";
+  } catch {
+    return false;
   }
 }
 
@@ -97,12 +139,14 @@ function wireAuth() {
       enter(await Session.signIn(cognito, $("sign-in-email").value.trim(), $("sign-in-password").value));
     });
   });
+  $("sign-up-password").addEventListener("input", showPasswordRules);
   $("sign-up-form").addEventListener("submit", (e) => {
     e.preventDefault();
     busy(e.target, async () => {
       const email = $("sign-up-email").value.trim();
       await cognito.signUp(email, $("sign-up-password").value);
       $("confirm-email").textContent = email;
+      $("code-hint").hidden = !isLocalStack();
       $("confirm-form").hidden = false;
       $("confirm-code").focus();
     });
@@ -124,10 +168,17 @@ function signOut() {
   if (connection) connection.close();
   connection = null;
   if (session) session.forget();
+  if (outbox) outbox.clear();
+  if (ticker !== null) clearInterval(ticker);
+  ticker = null;
   session = null;
   state = null;
+  outbox = null;
   active = null;
+  showStatus({ state: "offline" });
+  notice("");
   showAuth();
+  $("guest").focus();
 }
 
 // ------------------------------------------------------------------ the chat
@@ -136,14 +187,16 @@ function enter(newSession) {
   session = newSession;
   session.save();
   state = new ChatState(session.identityId);
+  outbox = new Outbox(storageKey("outbox"));
   $("auth").hidden = true;
   $("chat").hidden = false;
   $("sign-out").hidden = false;
-  $("who-am-i").textContent =
-    session.kind === "user" ? `signed in as ${session.email}` : "guest";
+  showDrawerToggles(true);
+  $("who-am-i").textContent = session.kind === "user" ? `signed in as ${session.email}` : "guest";
   $("my-id").textContent = session.identityId;
+  showNotifyButton();
 
-  const rooms = loadList("rooms").filter((r) => ROOM_RE.test(r));
+  const rooms = loadList("rooms").filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS);
   for (const room of rooms.length ? rooms : [DEFAULT_ROOM]) state.get("room", room);
   for (const other of loadList("dms")) if (CLIENT_ID_RE.test(other)) state.get("dm", other);
   for (const g of loadList("groups")) {
@@ -152,6 +205,7 @@ function enter(newSession) {
       state.get("group", g.id, String(g.name || g.id));
     }
   }
+  for (const body of outbox.bodies()) showPending(body);
   active = state.get("room", rooms[0] || DEFAULT_ROOM);
   renderSidebar();
   renderConversation();
@@ -167,8 +221,10 @@ function enter(newSession) {
   });
   connection.addEventListener("status", (e) => showStatus(e.detail));
   connection.addEventListener("connected", (e) => onConnected(e.detail.reconnect));
+  connection.addEventListener("disconnected", () => onDisconnected());
   connection.addEventListener("message", (e) => onMessage(e.detail.topic, e.detail.message));
   connection.start();
+  ticker = setInterval(tick, 1000);
 }
 
 function showStatus({ state: s, retryInMs, error }) {
@@ -180,6 +236,16 @@ function showStatus({ state: s, retryInMs, error }) {
     node.textContent = s;
   }
   if (error) notice(error);
+  if (state) showOnline(s === "online");
+}
+
+// Offline, nothing can be sent and nobody's presence is known.
+function showOnline(online) {
+  $("text").disabled = !online;
+  $("send").disabled = !online;
+  $("text").placeholder = online ? "Say something (Shift+Enter for a new line)" : "Offline: waiting for the connection";
+  $("presence-unknown").hidden = online || !active || active.kind !== "room";
+  $("online").hidden = !online;
 }
 
 function send(body) {
@@ -193,7 +259,8 @@ function send(body) {
 // On the first connect the rooms are joined (idempotent: it records the display name and
 // sends the newest page of history); on a reconnect each room gets a `history` request for
 // the newest page instead, which fills the gap (duplicates are dropped by id). Either way
-// who is online is asked again, and direct and group conversations get their newest page.
+// who is online is asked again, direct and group conversations get their newest page, and
+// every message not yet carried back is published again with its id.
 function onConnected(reconnect) {
   const name = displayName();
   for (const room of state.list("room")) {
@@ -204,8 +271,24 @@ function onConnected(reconnect) {
   }
   for (const dm of state.list("dm")) send({ type: "history", with: dm.id, limit: HISTORY_LIMIT });
   for (const group of state.list("group")) send({ type: "history", group: group.id, limit: HISTORY_LIMIT });
+  for (const body of outbox.due(true)) connection.publish("chat/out", body);
   if (reconnect) notice("Reconnected.");
+  else notice("");
   renderPeople();
+}
+
+function onDisconnected() {
+  for (const conv of state.conversations.values()) conv.typing.clear();
+  renderTyping();
+}
+
+// Once a second: resend what waited too long, and let typing signs expire.
+function tick() {
+  if (!state) return;
+  if (connection && connection.online) {
+    for (const body of outbox.due()) connection.publish("chat/out", body);
+  }
+  renderTyping();
 }
 
 function onMessage(topic, m) {
@@ -225,8 +308,11 @@ function onMessage(topic, m) {
     case "group":
       onGroup(m);
       break;
+    case "activity":
+      onActivity(m);
+      break;
     case "error":
-      notice(`Error ${String(m.code)}: ${String(m.message || "")}`);
+      onError(m);
       break;
     default:
       break; // newer protocol types are ignored
@@ -241,12 +327,20 @@ function onChatMessage(m) {
   if (!isMessage(m)) return;
   const conv = state.conversationOf(m);
   if (!conv) return;
-  if (conv.add([m])) {
-    if (conv === active) appendMessages();
-    else conv.unread += 1;
-    if (conv.kind !== "room") saveLists();
-    renderSidebar();
+  const mine = m.sender === session.identityId;
+  if (mine) outbox.seen(m.id);
+  const wasPending = mine && conv.messages.some((x) => x.pending && x.id === m.id);
+  if (!conv.add([m])) return;
+  conv.typing.delete(m.sender);
+  if (conv === active) {
+    appendMessages(!mine && !wasPending);
+    renderTyping();
+  } else if (!mine) {
+    conv.unread += 1;
   }
+  if (!mine) alertIfWanted(conv, m);
+  if (conv.kind !== "room") saveLists();
+  renderSidebar();
 }
 
 function onHistory(m) {
@@ -256,20 +350,19 @@ function onHistory(m) {
   else if (typeof m.with === "string") conv = state.get("dm", m.with);
   else if (typeof m.group === "string") conv = state.find("group", m.group);
   if (!conv) return;
+  const messages = m.messages.filter(isMessage);
+  for (const x of messages) if (x.sender === session.identityId) outbox.seen(x.id);
   const before = conv === active ? scrollAnchor() : null;
-  conv.addPage(m.messages.filter(isMessage), typeof m.cursor === "string" ? m.cursor : null);
-  if (conv === active) {
-    renderMessages(before);
-  }
+  conv.addPage(messages, typeof m.cursor === "string" ? m.cursor : null);
+  if (conv === active) renderMessages(before);
 }
 
 function onPresence(m) {
   if (typeof m.room !== "string" || typeof m.clientId !== "string") return;
   const conv = state.find("room", m.room);
   if (!conv) return;
-  if (conv.setPresence(m.clientId, m.status === "online" ? "online" : "offline", m.name, Number(m.ts) || 0) && conv === active) {
-    renderPeople();
-  }
+  const status = m.status === "online" ? "online" : "offline";
+  if (conv.setPresence(m.clientId, status, m.name, Number(m.ts) || 0) && conv === active) renderPeople();
 }
 
 function onWho(m) {
@@ -278,6 +371,49 @@ function onWho(m) {
   if (!conv) return;
   conv.setOnline(m.online.filter((e) => e && typeof e.clientId === "string"), 0);
   if (conv === active) renderPeople();
+}
+
+// Typing signs and device readings of one batch of the stream, for one room.
+function onActivity(m) {
+  if (typeof m.room !== "string") return;
+  const conv = state.find("room", m.room);
+  if (!conv) return;
+  const now = Date.now();
+  if (Array.isArray(m.typing)) {
+    for (const who of m.typing) if (typeof who === "string") conv.setTyping(who, now + TYPING_SHOWN_MS);
+  }
+  let devicesChanged = false;
+  if (m.telemetry && typeof m.telemetry === "object" && !Array.isArray(m.telemetry)) {
+    for (const [thing, data] of Object.entries(m.telemetry)) {
+      if (isDevice(thing) && data && typeof data === "object" && !Array.isArray(data)) {
+        devicesChanged = conv.setDevice(thing, data, Number(m.ts) || now) || devicesChanged;
+      }
+    }
+  }
+  if (conv === active) {
+    renderTyping();
+    if (devicesChanged) renderDevices();
+  }
+}
+
+function onError(m) {
+  const code = String(m.code);
+  // A message the backend refused will never be carried back: stop resending it.
+  if (typeof m.ref === "string" && outbox.has(m.ref)) {
+    outbox.seen(m.ref);
+    for (const conv of state.conversations.values()) {
+      const at = conv.messages.findIndex((x) => x.pending && x.id === m.ref);
+      if (at >= 0) {
+        conv.messages[at] = { ...conv.messages[at], pending: false, failed: true };
+        if (conv === active) renderMessages(scrollAnchor());
+      }
+    }
+  }
+  if (code === "LIMIT_EXCEEDED") {
+    notice(`You are in as many rooms as the chat allows (${MAX_ROOMS}). Leave a room to join another.`);
+  } else {
+    notice(`Error ${code}: ${String(m.message || "")}`);
+  }
 }
 
 function onGroup(m) {
@@ -293,11 +429,28 @@ function onGroup(m) {
   if (conv === active) renderConversation();
 }
 
+// A direct message, or a mention of my name, while the tab is hidden: a notification.
+function alertIfWanted(conv, m) {
+  const name = displayName();
+  const mentioned = name && m.text.toLowerCase().includes(`@${name.toLowerCase()}`);
+  if (conv.kind !== "dm" && !mentioned) return;
+  const from = personLabel(m.sender, m.name);
+  const where = conv.kind === "dm" ? "direct message" : conv.kind === "room" ? `#${conv.id}` : conv.title;
+  notifications.notify(`${from} (${where})`, m.text, conv.key);
+}
+
 // ------------------------------------------------------------------ rendering
 
 function listButton(conv, label) {
-  const button = el("button", { type: "button", class: conv === active ? "conv active" : "conv" });
-  button.textContent = conv.unread ? `${label} (${conv.unread})` : label;
+  const classes = ["conv"];
+  if (conv === active) classes.push("active");
+  if (conv.unread) classes.push("unread");
+  const button = el("button", { type: "button", class: classes.join(" ") }, label);
+  if (conv === active) button.setAttribute("aria-current", "true");
+  if (conv.unread) {
+    button.append(el("span", { class: "badge" }, String(conv.unread)));
+    button.setAttribute("aria-label", `${label}, ${conv.unread} unread`);
+  }
   button.addEventListener("click", () => open(conv));
   return el("li", {}, button);
 }
@@ -306,7 +459,7 @@ function renderSidebar() {
   const rooms = $("rooms");
   clear(rooms);
   for (const conv of state.list("room")) {
-    const leave = el("button", { type: "button", class: "leave", title: "Leave room" }, "×");
+    const leave = el("button", { type: "button", class: "leave", title: `Leave #${conv.id}`, "aria-label": `Leave #${conv.id}` }, "×");
     leave.addEventListener("click", () => leaveRoom(conv));
     const item = listButton(conv, `#${conv.id}`);
     item.append(leave);
@@ -314,12 +467,33 @@ function renderSidebar() {
   }
   const dms = $("dms");
   clear(dms);
-  for (const conv of state.list("dm")) {
-    dms.append(listButton(conv, personLabel(conv.id, nameOf(conv.id))));
-  }
+  for (const conv of state.list("dm")) dms.append(listButton(conv, personLabel(conv.id, nameOf(conv.id))));
   const groups = $("groups");
   clear(groups);
   for (const conv of state.list("group")) groups.append(listButton(conv, conv.title));
+  renderUnreadTotal();
+  renderPeopleKnown();
+}
+
+function renderUnreadTotal() {
+  let total = 0;
+  for (const conv of state.conversations.values()) total += conv.unread;
+  document.title = total ? `(${total}) iotchat` : "iotchat";
+  $("rooms-toggle-unread").textContent = String(total);
+  $("rooms-toggle-unread").hidden = total === 0;
+}
+
+// People this identity shares a room with (or talks to), offered when starting a direct
+// conversation or inviting to a group.
+function renderPeopleKnown() {
+  const known = new Map();
+  for (const conv of state.conversations.values()) {
+    for (const [clientId, p] of conv.presence) if (clientId !== session.identityId) known.set(clientId, p.name);
+    if (conv.kind === "dm") known.set(conv.id, known.get(conv.id) || null);
+  }
+  const list = $("people-known");
+  clear(list);
+  for (const [clientId, name] of known) list.append(el("option", { value: clientId, label: personLabel(clientId, name) }));
 }
 
 // The latest display name anyone used for a client id, for labelling direct conversations.
@@ -336,7 +510,8 @@ function open(conv) {
   conv.unread = 0;
   renderSidebar();
   renderConversation();
-  $("text").focus();
+  if (isNarrow()) closeDrawers();
+  if (!$("text").disabled) $("text").focus();
 }
 
 function renderConversation() {
@@ -346,27 +521,64 @@ function renderConversation() {
   else title.textContent = `Group: ${active.title}`;
   renderMessages(null, true);
   renderPeople();
+  renderTyping();
+  showOnline(Boolean(connection && connection.online));
 }
 
 // Where the reader is, so a page of older messages does not move what they are looking at.
 function scrollAnchor() {
   const pane = $("messages-pane");
-  return { fromBottom: pane.scrollHeight - pane.scrollTop, atBottom: pane.scrollHeight - pane.scrollTop - pane.clientHeight < 40 };
+  return {
+    fromBottom: pane.scrollHeight - pane.scrollTop,
+    atBottom: pane.scrollHeight - pane.scrollTop - pane.clientHeight < AT_BOTTOM_PX,
+  };
+}
+
+function startMarker() {
+  if (active.kind === "room") return `This is the start of #${active.id}.`;
+  if (active.kind === "dm") return `This is the start of your conversation with ${personLabel(active.id, nameOf(active.id))}.`;
+  return `This is the start of the group ${active.title}.`;
 }
 
 function renderMessages(anchor, toBottom = false) {
   const list = $("messages");
   const pane = $("messages-pane");
-  clear(list);
-  for (const m of active.messages) list.append(messageItem(m, session.identityId));
+  const pendingIds = new Set(active.messages.filter((m) => m.pending).map((m) => m.id));
+  list.replaceChildren(...messageItems(active.messages, session.identityId, pendingIds));
+  const marker = $("start-marker");
+  marker.hidden = active.cursor !== null;
+  marker.textContent = active.messages.length ? startMarker() : `No messages yet. ${startMarker()}`;
   $("older").hidden = typeof active.cursor !== "string";
   $("older").disabled = active.loadingOlder;
-  if (toBottom || !anchor || anchor.atBottom) pane.scrollTop = pane.scrollHeight;
+  if (toBottom || !anchor || anchor.atBottom) scrollToNewest();
   else pane.scrollTop = pane.scrollHeight - anchor.fromBottom;
 }
 
-function appendMessages() {
-  renderMessages(scrollAnchor());
+function scrollToNewest() {
+  const pane = $("messages-pane");
+  pane.scrollTop = pane.scrollHeight;
+  $("new-pill").hidden = true;
+}
+
+// A new message: followed if the reader is at the newest, else a pill says it is there.
+function appendMessages(fromOthers) {
+  const anchor = scrollAnchor();
+  renderMessages(anchor);
+  if (fromOthers && !anchor.atBottom) $("new-pill").hidden = false;
+}
+
+function renderTyping() {
+  const line = $("typing");
+  if (!active || active.kind !== "room") {
+    line.textContent = "";
+    return;
+  }
+  const who = active.typingNow(Date.now(), session.identityId).map((id) => personLabel(id, nameOf(id)));
+  let text = "";
+  if (who.length === 1) text = `${who[0]} is typing…`;
+  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
+  else if (who.length > 2) text = "Several people are typing…";
+  if (line.textContent !== text) line.textContent = text;
 }
 
 function renderPeople() {
@@ -376,12 +588,14 @@ function renderPeople() {
   if (active.kind === "room") {
     $("people-title").textContent = "Online here";
     for (const p of active.online()) {
+      if (isDevice(p.clientId) && active.devices.has(p.clientId)) continue; // listed below
       const item = el("li", { class: "person", dataset: { clientId: p.clientId } });
       const label = el("span");
       label.textContent = p.clientId === session.identityId ? `${personLabel(p.clientId, p.name)} (you)` : personLabel(p.clientId, p.name);
       item.append(label);
+      if (isDevice(p.clientId)) item.append(el("span", { class: "kind" }, "device"));
       if (p.clientId !== session.identityId) {
-        const dm = el("button", { type: "button", class: "dm" }, "Message");
+        const dm = el("button", { type: "button", class: "dm", "aria-label": `Message ${personLabel(p.clientId, p.name)}` }, "Message");
         dm.addEventListener("click", () => openDirect(p.clientId));
         item.append(" ", dm);
       }
@@ -400,12 +614,71 @@ function renderPeople() {
       members.append(item);
     }
   }
+  renderDevices();
+  renderPeopleKnown();
+}
+
+// ------------------------------------------------------------------ devices
+
+function duration(seconds) {
+  const minutes = Math.floor(Math.max(0, seconds) / 60);
+  const days = Math.floor(minutes / 1440);
+  const hours = Math.floor((minutes % 1440) / 60);
+  if (days) return `${days}d ${hours}h ${minutes % 60}m`;
+  if (hours) return `${hours}h ${minutes % 60}m`;
+  return `${minutes}m`;
+}
+
+const num = (x) => typeof x === "number" && Number.isFinite(x);
+
+// A reading as label/value rows; fields a device does not send are left out.
+function readingRows(data) {
+  const rows = [];
+  if (typeof data.status === "string") rows.push(["status", data.status]);
+  if (num(data.uptime)) rows.push(["uptime", duration(data.uptime)]);
+  if (num(data.load1)) {
+    rows.push(["load", [data.load1, data.load5, data.load15].filter(num).map((x) => x.toFixed(2)).join(" ")]);
+  }
+  if (num(data.memTotalMiB) && num(data.memAvailableMiB)) {
+    rows.push(["memory", `${data.memTotalMiB - data.memAvailableMiB} / ${data.memTotalMiB} MiB used`]);
+  }
+  if (num(data.cpuTemp)) rows.push(["temperature", `${data.cpuTemp.toFixed(1)} °C`]);
+  return rows;
+}
+
+function renderDevices() {
+  const section = $("devices-section");
+  const list = $("devices");
+  clear(list);
+  const devices = active && active.kind === "room" ? [...active.devices.entries()] : [];
+  section.hidden = devices.length === 0;
+  for (const [thing, { data, ts }] of devices.sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const details = el("dl");
+    for (const [label, value] of readingRows(data)) details.append(el("dt", {}, label), el("dd", {}, value));
+    const time = el("time", { datetime: new Date(ts).toISOString() }, `as of ${new Date(ts).toLocaleTimeString()}`);
+    const item = el("li", { class: "device", dataset: { thing } }, el("strong", {}, thing), el("span", { class: "kind" }, "device"), " ", time, details);
+    list.append(item);
+  }
 }
 
 // ------------------------------------------------------------------ actions
 
+function showPending(body) {
+  const m = { ...body, sender: session.identityId, ts: Date.now(), pending: true };
+  const conv = state.conversationOf(m);
+  if (conv) conv.add([m]);
+  return conv;
+}
+
 function joinRoom(room) {
   const existing = state.find("room", room);
+  if (!existing && state.list("room").length >= MAX_ROOMS) {
+    notice(
+      `You are in ${MAX_ROOMS} rooms, as many as one connection can follow (AWS IoT allows ` +
+        `${SUBSCRIPTIONS_PER_CONNECTION} subscriptions and one is your inbox). Leave a room to join #${room}.`,
+    );
+    return false;
+  }
   const conv = existing || state.get("room", room);
   saveLists();
   if (!existing && connection && connection.connected) {
@@ -416,6 +689,7 @@ function joinRoom(room) {
     send({ type: "who", room });
   }
   open(conv);
+  return true;
 }
 
 function leaveRoom(conv) {
@@ -439,18 +713,62 @@ function openDirect(clientId) {
   open(conv);
 }
 
+function sendMessage() {
+  const text = $("text").value;
+  if (!text.trim() || !connection || !connection.online) return;
+  const body = { type: "message", id: newId(), text };
+  const name = displayName();
+  if (name) body.name = name;
+  if (active.kind === "room") body.room = active.id;
+  else if (active.kind === "dm") body.to = active.id;
+  else body.group = active.id;
+  const sent = connection.publish("chat/out", body);
+  outbox.keep({ v: 1, ...body }, sent);
+  showPending(body);
+  $("text").value = "";
+  fitComposer();
+  renderMessages(null, true);
+}
+
+function sendTyping() {
+  if (active.kind !== "room" || !connection || !connection.online) return;
+  const now = Date.now();
+  if (now - lastTypingSent < TYPING_SEND_EVERY_MS) return;
+  lastTypingSent = now;
+  connection.publish("chat/stream", { type: "typing", room: active.id });
+}
+
+// The composer grows with its lines, up to the height the style sheet allows.
+function fitComposer() {
+  const text = $("text");
+  text.style.height = "auto";
+  text.style.height = `${text.scrollHeight + 2}px`;
+}
+
+function showNotifyButton() {
+  const button = $("notify");
+  button.hidden = !notifications.supported();
+  button.textContent = notifications.enabled()
+    ? "Notifications on: turn off"
+    : "Notify me of direct messages and mentions";
+  button.setAttribute("aria-pressed", String(notifications.enabled()));
+}
+
 function wireChat() {
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
-    const text = $("text").value;
-    if (!text.trim()) return;
-    const body = { type: "message", id: newId(), text };
-    const name = displayName();
-    if (name) body.name = name;
-    if (active.kind === "room") body.room = active.id;
-    else if (active.kind === "dm") body.to = active.id;
-    else body.group = active.id;
-    if (send(body)) $("text").value = "";
+    sendMessage();
+  });
+  $("text").addEventListener("keydown", (e) => {
+    // Enter sends, Shift+Enter is a new line (and Enter while composing with an IME is not).
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      sendMessage();
+    }
+  });
+  $("text").addEventListener("input", () => {
+    fitComposer();
+    if ($("text").value.trim()) sendTyping();
   });
   $("older").addEventListener("click", () => {
     if (typeof active.cursor !== "string" || active.loadingOlder) return;
@@ -462,12 +780,21 @@ function wireChat() {
     }
   });
   $("messages-pane").addEventListener("scroll", () => {
-    if ($("messages-pane").scrollTop === 0 && !$("older").hidden && !active.loadingOlder) $("older").click();
+    const pane = $("messages-pane");
+    if (pane.scrollTop === 0 && !$("older").hidden && !active.loadingOlder) $("older").click();
+    if (scrollAnchor().atBottom) $("new-pill").hidden = true;
+  });
+  $("new-pill").addEventListener("click", () => {
+    scrollToNewest();
+    $("text").focus();
+  });
+  $("notify").addEventListener("click", async () => {
+    await notifications.toggle();
+    showNotifyButton();
   });
   onSubmitText("join-form", "join-room", (room) => {
     if (!ROOM_RE.test(room)) return notice("Room names are 1-64 letters, digits, _ or -.");
-    joinRoom(room);
-    return true;
+    return joinRoom(room);
   });
   onSubmitText("dm-form", "dm-to", (to) => {
     if (!CLIENT_ID_RE.test(to)) return notice("That is not a client id.");
@@ -479,6 +806,7 @@ function wireChat() {
     if (!CLIENT_ID_RE.test(member) || active.kind !== "group") return notice("That is not a client id.");
     return send({ type: "invite", group: active.id, member, id: newId() });
   });
+  wireDrawers();
 }
 
 // A one-field form: handle gets the field's trimmed text and returns true to empty the field.

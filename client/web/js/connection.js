@@ -9,6 +9,18 @@ export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 30000;
 const KEEPALIVE_S = 30;
 const CONNECT_TIMEOUT_MS = 10000;
+// AWS IoT Core takes at most 8 topic filters in one SUBSCRIBE and 50 subscriptions per
+// connection (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits);
+// the local gateway enforces the same numbers.
+export const FILTERS_PER_SUBSCRIBE = 8;
+export const SUBSCRIPTIONS_PER_CONNECTION = 50;
+
+// The topics in SUBSCRIBE-sized chunks, in order.
+export function chunks(topics, size = FILTERS_PER_SUBSCRIBE) {
+  const out = [];
+  for (let i = 0; i < topics.length; i += size) out.push(topics.slice(i, i + size));
+  return out;
+}
 
 // mqtt.js's timer interface (setInterval semantics) over js/timer-worker.js, falling back to
 // the page's own timers where workers are unavailable.
@@ -135,11 +147,20 @@ export class Connection extends EventTarget {
 
   async connectedWith(client) {
     if (client !== this.client) return;
-    const topics = this.topics();
-    try {
-      if (topics.length) await client.subscribeAsync(topics, { qos: 1 });
-    } catch (err) {
-      this.emit("status", { state: "error", error: `subscribe failed: ${err.message || err}` });
+    const topics = this.topics().slice(0, SUBSCRIPTIONS_PER_CONNECTION);
+    const refused = [];
+    for (const chunk of chunks(topics)) {
+      try {
+        const granted = await client.subscribeAsync(chunk, { qos: 1 });
+        for (const g of granted) if (g.qos === 128) refused.push(g.topic);
+      } catch (err) {
+        if (client !== this.client) return; // the connection went meanwhile
+        refused.push(...chunk);
+      }
+    }
+    if (client !== this.client) return;
+    if (refused.length) {
+      this.emit("status", { state: "error", error: `not allowed to follow: ${refused.join(", ")}` });
     }
     const reconnect = this.attempt > 0 || this.wasConnected;
     this.attempt = 0;
@@ -179,6 +200,11 @@ export class Connection extends EventTarget {
 
   subscribe(topic) {
     if (this.client && this.connected) this.client.subscribe(topic, { qos: 1 });
+  }
+
+  // Whether anything published now can reach the backend (else the outbox keeps it).
+  get online() {
+    return Boolean(this.client && this.connected);
   }
 
   unsubscribe(topic) {

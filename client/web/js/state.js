@@ -22,6 +22,8 @@ export class Conversation {
     this.unread = 0;
     this.presence = new Map(); // clientId -> {status, name, ts}
     this.joined = false; // rooms: a join was sent on this page (else the next connect sends it)
+    this.typing = new Map(); // clientId -> until (ms since epoch)
+    this.devices = new Map(); // thing name -> {data, ts}: the latest telemetry of each device
   }
 
   get key() {
@@ -30,17 +32,48 @@ export class Conversation {
 
   // Adds messages not seen before; returns how many were new. A message is the same one when
   // its sender and id are (ids are each sender's idempotency keys).
+  // A message of ours the backend has not carried back yet replaces its pending copy when it
+  // does (and counts as changed).
   add(messages) {
     let added = 0;
     for (const m of messages) {
       const mark = `${m.sender}|${m.id}`;
-      if (this.seen.has(mark)) continue;
+      if (this.seen.has(mark)) {
+        const at = this.messages.findIndex((x) => x.pending && x.id === m.id && x.sender === m.sender);
+        if (at >= 0 && !m.pending) {
+          this.messages[at] = m;
+          added += 1;
+        }
+        continue;
+      }
       this.seen.add(mark);
       this.messages.push(m);
       added += 1;
     }
     if (added) this.messages.sort(byTime);
     return added;
+  }
+
+  // Someone typed in this room: shown until a few seconds pass without another sign.
+  setTyping(clientId, until) {
+    this.typing.set(clientId, until);
+  }
+
+  typingNow(now, me) {
+    const who = [];
+    for (const [clientId, until] of this.typing) {
+      if (until <= now) this.typing.delete(clientId);
+      else if (clientId !== me) who.push(clientId);
+    }
+    return who.sort();
+  }
+
+  // A device's reading from the room's activity: the latest by time wins.
+  setDevice(thing, data, ts) {
+    const known = this.devices.get(thing);
+    if (known && known.ts > ts) return false;
+    this.devices.set(thing, { data, ts });
+    return true;
   }
 
   // A history page (newest first). The cursor moves only when the page reaches further back

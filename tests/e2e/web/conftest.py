@@ -55,14 +55,15 @@ def artifacts() -> Path:
 @pytest.fixture
 def tabs(
     browser: Any, web_stack: WebStack, artifacts: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], Tab]]:
-    """Factory: ``tabs("alice")`` opens a new tab in its own browser context. At the end every
+) -> Iterator[Callable[..., Tab]]:
+    """Factory: ``tabs("alice")`` opens a new tab in its own browser context (``viewport=(w,
+    h)`` for another size than the desktop one). At the end every
     open tab is screenshotted into test-artifacts/web/ and must have logged no console error
     (a CSP violation or a refused eval would be one), page error or dialog."""
     opened: list[Tab] = []
 
-    def new_tab(label: str) -> Tab:
-        tab = Tab(browser, web_stack.url, label)
+    def new_tab(label: str, **options: Any) -> Tab:
+        tab = Tab(browser, web_stack.url, label, **options)
         opened.append(tab)
         return tab
 

@@ -26,11 +26,19 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+DESKTOP = (1200, 760)
+
+
 class Tab:
-    def __init__(self, browser: Browser, url: str, label: str) -> None:
+    def __init__(
+        self, browser: Browser, url: str, label: str, viewport: tuple[int, int] = DESKTOP
+    ) -> None:
         self.url = url
         self.label = label
-        self.context: BrowserContext = browser.new_context(viewport={"width": 1200, "height": 760})
+        width, height = viewport
+        self.context: BrowserContext = browser.new_context(
+            viewport={"width": width, "height": height}
+        )
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page: Page = self.context.new_page()
         self.console_errors: list[str] = []

@@ -188,12 +188,12 @@ def test_scrolling_back_pages_through_older_history(tabs: NewTab) -> None:
     bob = tabs("bob").as_guest("Bob")
     bob.join(room)
     bob.expect_message(texts[-1])
-    expect(bob.page.locator("#messages li")).to_have_count(50)  # one page: the newest 50
+    expect(bob.page.locator("#messages li.message")).to_have_count(50)  # one page: the newest 50
     assert sorted(bob.messages()) == texts[10:]
     older = bob.page.locator("#older")
     expect(older).to_be_visible()
     older.click()
-    expect(bob.page.locator("#messages li")).to_have_count(60)
+    expect(bob.page.locator("#messages li.message")).to_have_count(60)
     expect(older).to_be_hidden()  # nothing older left
     # Every message once, in the backend's time order (messages sent within the same
     # millisecond are ordered as history orders them, by sender and id).
