@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from infra.local.identity import Principal
+from infra.local.trace import current_trace, new_trace_id
 
 from . import lifecycle
 from .authorizer import Authorizer
@@ -51,6 +52,9 @@ class PublishEvent:
     source: str  # mqtt | internal | lifecycle | will | basic-ingest
     timestamp_ms: int
     rule_name: str | None = None  # Basic Ingest target, when source == "basic-ingest"
+    # The message's trace (infra/local/trace.py): the one being carried on when a rule or a
+    # traced Lambda publishes it, else a new one.
+    trace_id: str = ""
 
 
 PublishTap = Callable[[PublishEvent], None]
@@ -114,6 +118,7 @@ class Router:
             source,
             msg.timestamp_ms,
             rule_name,
+            current_trace.get() or new_trace_id(),
         )
         for tap in self.taps:
             try:
