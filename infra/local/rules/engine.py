@@ -6,6 +6,9 @@ the engine evaluates the compiled SQL and runs the rule's actions. Republish run
 room messages keep their order; the other actions run concurrently as tasks. Each action acts
 as its rule's role (:mod:`.access`); when any action fails, refused or not, the rule's
 errorAction (acting as its own role) gets one message listing every failure, in AWS's format.
+
+Each publish's trace id (:mod:`infra.local.trace`) is carried through: the rule's republishes
+and Lambda invocations inherit it, and each match, action and errorAction is one trace entry.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import base64
 import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -27,6 +31,8 @@ from infra.local.rules.actions import (
     RuleServices,
     build_action,
 )
+from infra.local.rules.targets import action_target, resources
+from infra.local.trace import TraceLog, current_trace, payload_preview
 from iot_rules.loader import RuleDefinition
 from iot_rules.sql import Result, SqlMessage, Statement, compile_sql
 
@@ -84,6 +90,8 @@ class RulesEngine:
     services: RuleServices
     rules: list[CompiledRule] = field(default_factory=list)
     stats: dict[str, RuleStats] = field(default_factory=dict)
+    # Where each match and action outcome is recorded (the stack's trace log), if anywhere.
+    trace: TraceLog | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def load(self, definitions: list[RuleDefinition]) -> None:
@@ -108,7 +116,7 @@ class RulesEngine:
                 continue
             if msg is None:
                 msg = _sql_message(event, topic)
-            self._spawn(self._process(rule, msg))
+            self._spawn(self._process(rule, msg, event.trace_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -126,39 +134,53 @@ class RulesEngine:
 
     # ------------------------------------------------------------------ running a rule
 
-    async def _process(self, rule: CompiledRule, msg: SqlMessage) -> None:
+    async def _process(self, rule: CompiledRule, msg: SqlMessage, trace_id: str = "") -> None:
+        # This task's own context: what its actions publish or invoke carries the trace on.
+        current_trace.set(trace_id or None)
         ctx = self.services.sql_context
         try:
             if rule.blocking:
                 result = await asyncio.to_thread(rule.statement.evaluate, msg, ctx)
             else:
                 result = rule.statement.evaluate(msg, ctx)
-        except Exception:
+        except Exception as exc:
             log.exception("rule %s: SQL evaluation failed for %r", rule.name, msg.topic)
+            self._trace(
+                "RuleMatch", trace_id, rule, msg, ok=False, details=f"SQL evaluation failed: {exc}"
+            )
             return
         if result is None:
             return
         self.stats[rule.name].matched += 1
+        log.debug("rule %s matched %s from %s", rule.name, msg.topic, msg.client_id)
+        self._trace("RuleMatch", trace_id, rule, msg, details=_output_preview(result))
         failures: list[ActionFailed] = []
         token = _hops.set(_hops.get() + 1)
         try:
             for republish in rule.republish:
+                began = time.perf_counter()
                 try:
                     republish.publish_now(result, msg, self.services)
                 except ActionFailed as refused:
                     failures.append(refused)
+                    self._trace_action(trace_id, rule, msg, republish, began, refused)
+                else:
+                    self._trace_action(trace_id, rule, msg, republish, began, None)
         finally:
             _hops.reset(token)
         if rule.other_actions:
             outcomes = await asyncio.gather(
-                *(a.run(result, msg, self.services) for a in rule.other_actions),
-                return_exceptions=True,
+                *(self._run_timed(a, result, msg) for a in rule.other_actions),
             )
-            for action, outcome in zip(rule.other_actions, outcomes, strict=True):
+            for action, (outcome, began) in zip(rule.other_actions, outcomes, strict=True):
+                failed: ActionFailed | None = None
                 if isinstance(outcome, ActionFailed):
-                    failures.append(outcome)
+                    failed = outcome
                 elif isinstance(outcome, BaseException):
-                    failures.append(action.fail(f"{type(outcome).__name__}: {outcome}"))
+                    failed = action.fail(f"{type(outcome).__name__}: {outcome}")
+                if failed is not None:
+                    failures.append(failed)
+                self._trace_action(trace_id, rule, msg, action, began, failed)
         if failures:
             self.stats[rule.name].actions_failed += len(failures)
             for failure in failures:
@@ -169,15 +191,16 @@ class RulesEngine:
                     failure.resource,
                     failure.message,
                 )
-            await self._error_action(rule, msg, failures)
+            await self._error_action(rule, msg, failures, trace_id)
 
     async def _error_action(
-        self, rule: CompiledRule, msg: SqlMessage, failures: list[ActionFailed]
+        self, rule: CompiledRule, msg: SqlMessage, failures: list[ActionFailed], trace_id: str = ""
     ) -> None:
         if rule.error_action is None:
             return
-        body = error_payload(rule.name, msg, failures)
+        body = error_payload(rule.name, msg, failures, trace_id)
         result = Result(value=body, raw=None)
+        began = time.perf_counter()
         try:
             if isinstance(rule.error_action, RepublishAction):
                 rule.error_action.publish_now(result, msg, self.services)
@@ -188,14 +211,83 @@ class RulesEngine:
             log.error(
                 "rule %s: errorAction %s failed too: %s", rule.name, failure.action, failure.message
             )
+            self._trace_action(trace_id, rule, msg, rule.error_action, began, failure, True)
+        else:
+            self._trace_action(trace_id, rule, msg, rule.error_action, began, None, True)
+
+    async def _run_timed(
+        self, action: Action, result: Result, msg: SqlMessage
+    ) -> tuple[BaseException | None, float]:
+        """Run one action; its failure (if any) and when it began, never raised."""
+        began = time.perf_counter()
+        try:
+            await action.run(result, msg, self.services)
+        except Exception as exc:
+            return exc, began
+        return None, began
+
+    # ------------------------------------------------------------------ tracing
+
+    def _trace(
+        self,
+        event_type: str,
+        trace_id: str,
+        rule: CompiledRule,
+        msg: SqlMessage,
+        *,
+        ok: bool = True,
+        **fields: object,
+    ) -> None:
+        if self.trace is not None:
+            self.trace.emit(
+                event_type,
+                trace_id,
+                ok=ok,
+                clientId=msg.client_id,
+                topicName=msg.topic,
+                ruleName=rule.name,
+                **fields,
+            )
+
+    def _trace_action(
+        self,
+        trace_id: str,
+        rule: CompiledRule,
+        msg: SqlMessage,
+        action: Action,
+        began: float,
+        failed: ActionFailed | None,
+        error_action: bool = False,
+    ) -> None:
+        """One ``RuleExecution`` entry: the action, its substituted target, how it went."""
+        if self.trace is None:
+            return
+        target = (
+            failed.resource if failed else action_target(action, msg, self.services.sql_context)
+        )
+        self._trace(
+            "RuleExecution",
+            trace_id,
+            rule,
+            msg,
+            ok=failed is None,
+            ruleAction=action.name,
+            resources=resources(action, target),
+            durationMs=round((time.perf_counter() - began) * 1000, 3),
+            details=failed.message if failed else None,
+            errorAction=True if error_action else None,
+        )
 
 
-def error_payload(rule_name: str, msg: SqlMessage, failures: list[ActionFailed]) -> dict[str, Any]:
-    """AWS's error action message: one per rule and message, listing every failed action."""
+def error_payload(
+    rule_name: str, msg: SqlMessage, failures: list[ActionFailed], trace_id: str = ""
+) -> dict[str, Any]:
+    """AWS's error action message: one per rule and message, listing every failed action;
+    ``cloudwatchTraceId`` is the message's trace id, as in the rules engine's log entries."""
     return {
         "ruleName": rule_name,
         "topic": msg.topic,
-        "cloudwatchTraceId": str(uuid.uuid4()),
+        "cloudwatchTraceId": trace_id or str(uuid.uuid4()),
         "clientId": msg.client_id,
         "base64OriginalPayload": base64.b64encode(msg.payload).decode(),
         "failures": [
@@ -203,6 +295,11 @@ def error_payload(rule_name: str, msg: SqlMessage, failures: list[ActionFailed])
             for f in failures
         ],
     }
+
+
+def _output_preview(result: Result) -> str:
+    """The SELECT output as a trace entry's ``details`` (shortened like a payload)."""
+    return payload_preview(result.to_bytes())
 
 
 def _rule_topic(event: PublishEvent) -> str:
@@ -231,7 +328,7 @@ def _sql_message(event: PublishEvent, topic: str) -> SqlMessage:
         client_id=event.client_id,
         principal=event.principal.identifier if event.principal else None,
         timestamp_ms=event.timestamp_ms,
-        trace_id=str(uuid.uuid4()) if event.source == "mqtt" else None,
+        trace_id=(event.trace_id or str(uuid.uuid4())) if event.source == "mqtt" else None,
         user_properties=tuple(props.get(Prop.USER_PROPERTY, ())),
         properties=named,
     )
