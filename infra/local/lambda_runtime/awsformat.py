@@ -41,7 +41,11 @@ def report_line(
     max_memory_mb: int,
     init_ms: float | None = None,
     status: str | None = None,
+    trace: str | None = None,
 ) -> str:
+    """AWS's REPORT line; with ``trace`` (the message's trace id), a last field of the local
+    stack's own, ``XRAY TraceId: 1-...``, the trace in the form ``_X_AMZN_TRACE_ID`` gives it,
+    so a log line leads to ``iotchat trace --id``."""
     line = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\t"
@@ -51,6 +55,9 @@ def report_line(
         line += f"\tInit Duration: {init_ms:.2f} ms"
     if status is not None:
         line += f"\tStatus: {status}"
+    if trace:
+        digits = trace.replace("-", "")
+        line += f"\tXRAY TraceId: 1-{digits[:8]}-{digits[8:]}"
     return line + "\n"
 
 

@@ -133,7 +133,9 @@ class FunctionPool:
     def worker_count(self) -> int:
         return len(self._workers)
 
-    async def invoke(self, request_id: str, event_json: bytes) -> InvokeResult:
+    async def invoke(
+        self, request_id: str, event_json: bytes, trace_id: str | None = None
+    ) -> InvokeResult:
         async with self._slots:
             if self._closed:
                 raise RuntimeError(f"function {self.spec.name} is stopped")
@@ -146,7 +148,7 @@ class FunctionPool:
                     elapsed = (time.perf_counter() - began) * 1000
                     return InvokeResult(False, None, init_error, elapsed, request_id, True)
             try:
-                result = await self._call(worker, request_id, event_json, cold)
+                result = await self._call(worker, request_id, event_json, cold, trace_id)
             except asyncio.CancelledError:
                 # Its reply would still be in the pipe: never reuse it, and end it now.
                 self._workers.discard(worker)
@@ -230,12 +232,19 @@ class FunctionPool:
         }
 
     async def _call(
-        self, worker: _Worker, request_id: str, event_json: bytes, cold: bool
+        self,
+        worker: _Worker,
+        request_id: str,
+        event_json: bytes,
+        cold: bool,
+        trace_id: str | None = None,
     ) -> InvokeResult:
         timeout_s = self.spec.timeout
-        line = b'{"id":"%s","timeoutMs":%d,"event":%s}\n' % (
+        trace = b',"traceId":"%s"' % trace_id.encode() if trace_id else b""
+        line = b'{"id":"%s","timeoutMs":%d%s,"event":%s}\n' % (
             request_id.encode(),
             timeout_s * 1000,
+            trace,
             event_json,
         )
         began = time.perf_counter()

@@ -29,6 +29,7 @@ from infra.local.lambda_runtime.credentials import CredentialsProvider, RoleCred
 from infra.local.lambda_runtime.errors import InvalidRequestContentError, ResourceNotFoundError
 from infra.local.lambda_runtime.pool import FunctionPool, InvokeResult, default_max_workers
 from infra.local.state_files import append_private, private_dir
+from infra.local.trace import TraceLog, current_trace
 from lambdas import arns
 from lambdas.manifest import FunctionSpec, Manifest
 
@@ -117,6 +118,8 @@ class LambdaRuntime:
         self._pools: dict[str, FunctionPool] = {}
         self._events: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Where each asynchronous invocation's outcome is recorded (the stack's trace log).
+        self.trace: TraceLog | None = None
 
     # -- names ----------------------------------------------------------------------------
     def function_names(self) -> list[str]:
@@ -223,37 +226,52 @@ class LambdaRuntime:
         return future.result(timeout)
 
     def invoke_async(self, name_or_arn: str, payload: object, *, source: str | None = None) -> str:
-        """Queue an Event invocation and return its request id at once (from any thread)."""
+        """Queue an Event invocation and return its request id at once (from any thread). The
+        caller's trace (:data:`infra.local.trace.current_trace`) goes with it."""
         pool = self._pool_for(name_or_arn)
         event = encode_payload(payload)
         request_id = str(uuid.uuid4())
+        trace_id = current_trace.get()
         if self._loop is None:
             raise RuntimeError("the Lambda runtime is not started")
         if _running_loop() is self._loop:
-            self._queue_event(pool, request_id, event, source)
+            self._queue_event(pool, request_id, event, source, trace_id)
         else:
-            self._loop.call_soon_threadsafe(self._queue_event, pool, request_id, event, source)
+            self._loop.call_soon_threadsafe(
+                self._queue_event, pool, request_id, event, source, trace_id
+            )
         return request_id
 
     def _queue_event(
-        self, pool: FunctionPool, request_id: str, event: bytes, source: str | None
+        self,
+        pool: FunctionPool,
+        request_id: str,
+        event: bytes,
+        source: str | None,
+        trace_id: str | None = None,
     ) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._run_event(pool, request_id, event, source)
+            self._run_event(pool, request_id, event, source, trace_id)
         )
         self._events.add(task)
         task.add_done_callback(self._events.discard)
 
     async def _run_event(
-        self, pool: FunctionPool, request_id: str, event: bytes, source: str | None
+        self,
+        pool: FunctionPool,
+        request_id: str,
+        event: bytes,
+        source: str | None,
+        trace_id: str | None = None,
     ) -> None:
         attempts = 1 + len(self.retry_delays)
         result: InvokeResult | None = None
         for attempt in range(1, attempts + 1):
             try:
-                result = await pool.invoke(request_id, event)
+                result = await pool.invoke(request_id, event, trace_id)
             except RuntimeError:  # the runtime is stopping
                 return
+            self._trace_invocation(pool.spec.name, result, trace_id, attempt)
             if result.ok:
                 return
             if attempt < attempts:
@@ -267,6 +285,27 @@ class LambdaRuntime:
             attempts,
         )
         self._record_failure(pool.spec.name, request_id, event, result.error or {}, attempts)
+
+    def _trace_invocation(
+        self, name: str, result: InvokeResult, trace_id: str | None, attempt: int
+    ) -> None:
+        """One ``FunctionExecution`` entry in the stack's trace log (if it keeps one)."""
+        if self.trace is None:
+            return
+        error = result.error or {}
+        self.trace.emit(
+            "FunctionExecution",
+            trace_id,
+            ok=result.ok,
+            functionName=name,
+            requestId=result.request_id,
+            durationMs=round(result.duration_ms, 3),
+            attempt=attempt,
+            coldStart=result.cold or None,
+            details=None
+            if result.ok
+            else f"{error.get('errorType', 'Error')}: {error.get('errorMessage', '')}",
+        )
 
     def _record_failure(
         self, name: str, request_id: str, event: bytes, error: dict, attempts: int

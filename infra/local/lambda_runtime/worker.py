@@ -8,7 +8,7 @@ level, goes to the log and can never corrupt the protocol.
 Protocol (one JSON object per line):
   worker -> parent, once: {"type": "ready", "initMs": float}
                        or {"type": "initError", "error": {errorMessage, errorType, ...}}
-  parent -> worker:       {"id": request id, "timeoutMs": int, "event": <payload>}
+  parent -> worker:       {"id": request id, "timeoutMs": int, "traceId"?: str, "event": ...}
   worker -> parent:       {"id", "ok": true, "payload", "durationMs", "maxMemoryMb"}
                        or {"id", "ok": false, "error": {...}, "durationMs", "maxMemoryMb"}
 """
@@ -27,6 +27,13 @@ from typing import Any, BinaryIO
 
 from infra.local.lambda_runtime import awsformat
 from infra.local.lambda_runtime.context import LambdaContext
+from infra.local.trace import xray_header
+
+# botocore copies it into each request's X-Amzn-Trace-Id header (what the API endpoint reads
+# back as the trace of the messages a handler publishes).
+TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
+# SDK chatter ("Found credentials in environment variables") is not the handler's story.
+_QUIET_LOGGERS = ("botocore", "boto3", "urllib3")
 
 
 def _take_protocol_fds() -> tuple[BinaryIO, BinaryIO]:
@@ -51,6 +58,14 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+def _begin_trace(trace_id: str | None) -> None:
+    """Set (or clear) the invocation's ``_X_AMZN_TRACE_ID``, as Lambda does per invocation."""
+    if trace_id:
+        os.environ[TRACE_VARIABLE] = xray_header(trace_id)
+    else:
+        os.environ.pop(TRACE_VARIABLE, None)
+
+
 def _setup_logging() -> _RequestIdFilter:
     """Root logger as in AWS's Python runtime: level WARNING, request id in every line."""
     request_filter = _RequestIdFilter()
@@ -63,6 +78,8 @@ def _setup_logging() -> _RequestIdFilter:
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     logging.getLogger().addHandler(handler)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return request_filter
 
 
@@ -112,7 +129,9 @@ def main() -> int:
         request = json.loads(line)
         request_id = request["id"]
         request_filter.request_id = request_id
-        context = LambdaContext(request_id, request["timeoutMs"])
+        trace_id = request.get("traceId")
+        _begin_trace(trace_id)
+        context = LambdaContext(request_id, request["timeoutMs"], trace_id)
         sys.stderr.write(awsformat.start_line(request_id))
         began = time.perf_counter()
         reply: dict[str, Any] = {"id": request_id}
@@ -136,7 +155,9 @@ def main() -> int:
         max_memory = awsformat.peak_memory_mb()
         sys.stderr.write(awsformat.end_line(request_id))
         sys.stderr.write(
-            awsformat.report_line(request_id, duration_ms, memory_size, max_memory, init_ms)
+            awsformat.report_line(
+                request_id, duration_ms, memory_size, max_memory, init_ms, trace=trace_id
+            )
         )
         init_ms = None
         encoded = encoded[:-1] + f',"durationMs":{duration_ms},"maxMemoryMb":{max_memory}}}'
