@@ -74,6 +74,7 @@ from infra.local.http import (
 from infra.local.iam import AccessDenied, IamAuthorizer
 from infra.local.node_service import socket_url, unix_connector
 from infra.local.sigv4 import PendingSignature, SigV4Error, verify_authorization_headers
+from infra.local.trace import from_xray_header, traced
 
 log = logging.getLogger("iotchat.edge")
 
@@ -454,16 +455,20 @@ class EdgeAPI:
         properties = publish_properties(request, body)
         if is_reserved(topic) or not self.authorizer.can_publish(principal, "n/a", topic, retain):
             raise ApiError(403, "ForbiddenException", "Forbidden")
+        # A Lambda's publish carries its invocation's trace in the header botocore adds from
+        # _X_AMZN_TRACE_ID (infra/local/trace.py); any other caller's starts a new trace.
+        trace_id = from_xray_header(request.headers.get("X-Amzn-Trace-Id"))
         try:
-            self.gateway.publish(
-                topic,
-                body,
-                qos=qos,
-                retain=retain,
-                properties=properties,
-                client_id="n/a",
-                principal=principal,
-            )
+            with traced(trace_id):
+                self.gateway.publish(
+                    topic,
+                    body,
+                    qos=qos,
+                    retain=retain,
+                    properties=properties,
+                    client_id="n/a",
+                    principal=principal,
+                )
         except ValueError as exc:  # the broker's own checks; InvalidTopic is one
             raise ApiError(400, "InvalidRequestException", str(exc)) from None
 
