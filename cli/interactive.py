@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from cli.terminal import Session, _printable, connect, line, who_is
 from client import events
 from client.chat_client import ChatClient, valid_room
+from client.reasons import describe_error
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 GROUP_ID = re.compile(r"g-[0-9a-f]{32}")
 TYPING_EVERY = 3.0  # seconds between two `typing` stream events from us
 TYPING_SHOWN = 6.0  # how long someone stays "typing" in the status line
+# What devices in a room answer (client/edge/agent.py): typed bare, they go to the room as said.
+DEVICE_COMMANDS = frozenset({"/status"})
 
 HELP = """\
 commands (anything else is said in the current room; start with // to say a leading /):
+  /status                 ask every device in the room for its status
+  @DEVICE /status         ask one device (also @DEVICE /help)
   /join ROOM              join ROOM and make it the current room
   /leave [ROOM]           leave ROOM (default: the current room)
   /rooms                  the rooms you are in
@@ -180,7 +185,7 @@ class ChatTerminal:
         except UsageError as exc:
             self._say(f"error: {exc}")
         except Exception as exc:
-            self._say(f"error: {type(exc).__name__}: {exc}")
+            self._say(f"error: {describe_error(exc)}")
         return True
 
     def _enter(self, text: str) -> bool:
@@ -194,9 +199,15 @@ class ChatTerminal:
         rest = rest.strip()
         if command in ("/quit", "/exit"):
             return False
+        if command.lower() in DEVICE_COMMANDS:
+            self.client.say(self._need_room(), text, self.name)
+            return True
         handler = self._commands().get(command)
         if handler is None:
-            raise UsageError(f"unknown command {_printable(command)} (/help lists them)")
+            raise UsageError(
+                f"unknown command {_printable(command)} (/help lists them; "
+                f"//{_printable(command[1:])} says it to the room)"
+            )
         handler(rest)
         return True
 

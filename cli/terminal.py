@@ -17,7 +17,14 @@ from typing import TextIO
 
 from client import events
 from client.chat_client import ChatClient, ConnectError
-from client.identity import AuthError, Identity, SessionFile, confirm_sign_up, sign_up
+from client.identity import (
+    AuthError,
+    Identity,
+    SessionFile,
+    StackUnreachable,
+    confirm_sign_up,
+    sign_up,
+)
 from client.stack_file import StackFileError, StackInfo, load_stack_file
 
 EXIT_REFUSED = 1
@@ -50,6 +57,8 @@ def open_session(stack_file: Path | None, session_file: Path | None = None) -> S
     stack = load_stack(stack_file)
     try:
         identity = Identity.current(stack, SessionFile(session_file))
+    except StackUnreachable as exc:
+        raise CliFailure(EXIT_CONNECT, str(exc)) from None
     except AuthError as exc:
         raise CliFailure(EXIT_AUTH, f"could not get an identity: {exc}") from None
     return Session(stack, identity)
@@ -61,6 +70,8 @@ def connect(
     client = ChatClient(session.stack, session.identity, protocol=protocol, on_event=on_event)
     try:
         return client.start()
+    except StackUnreachable as exc:
+        raise CliFailure(EXIT_CONNECT, str(exc)) from None
     except AuthError as exc:
         raise CliFailure(EXIT_AUTH, f"credentials refused: {exc}") from None
     except ConnectError as exc:
@@ -99,7 +110,7 @@ def line(event: events.Event) -> str | None:
     if isinstance(event, events.Group):
         return f"group {event.group} '{_printable(event.name)}': {len(event.members)} member(s)"
     if isinstance(event, events.ChatError):
-        return f"error {event.code}: {event.message}" + (f" ({event.ref})" if event.ref else "")
+        return f"error: {_printable(event.message or event.code)} ({event.code})"
     if isinstance(event, events.Disconnected):
         return f"* disconnected ({event.reason}); reconnecting"
     if isinstance(event, events.Connected) and event.resumed:
@@ -149,6 +160,8 @@ def signup(
             code = ask_code(str(outbox) if stack.is_local else None)
         confirm_sign_up(stack, email, code.strip())
         return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
+    except StackUnreachable as exc:
+        raise CliFailure(EXIT_CONNECT, str(exc)) from None
     except AuthError as exc:
         raise CliFailure(EXIT_AUTH, str(exc)) from None
 
@@ -157,6 +170,8 @@ def login(stack_file: Path | None, session_file: Path | None, email: str, passwo
     stack = load_stack(stack_file)
     try:
         return Identity.sign_in(stack, email, password, SessionFile(session_file)).identity_id
+    except StackUnreachable as exc:
+        raise CliFailure(EXIT_CONNECT, str(exc)) from None
     except AuthError as exc:
         raise CliFailure(EXIT_AUTH, str(exc)) from None
 
@@ -190,7 +205,7 @@ def send(
     if result is None:
         raise CliFailure(EXIT_CONNECT, f"no confirmation within {timeout:.0f} s")
     if isinstance(result, events.ChatError):
-        raise CliFailure(EXIT_REFUSED, f"refused: {result.code}: {result.message}")
+        raise CliFailure(EXIT_REFUSED, f"refused: {result.message} ({result.code})")
     return message_id
 
 
@@ -202,13 +217,22 @@ def listen(
     protocol: str,
     out: TextIO = sys.stdout,
 ) -> None:
-    """Print until Ctrl-C; rooms are joined (history first), the inbox is always heard."""
+    """Print until Ctrl-C; rooms are joined (history first), the inbox is always heard.
+
+    A join the chat refuses ends the command with its error and exit code 1: listening to a
+    room one is not in would print nothing forever."""
     client = connect(session, protocol)
     try:
-        for room in rooms:
-            client.join(room, name)
+        joins = {client.join(room, name): room for room in rooms}
         for event in client.events():
-            emit(event, as_json, out)
+            refused = isinstance(event, events.ChatError) and event.ref in joins
+            if as_json or not refused:
+                emit(event, as_json, out)
+            if isinstance(event, events.ChatError) and event.ref in joins:
+                room = _printable(joins[event.ref])
+                raise CliFailure(
+                    EXIT_REFUSED, f"could not join '{room}': {event.message} ({event.code})"
+                )
     except KeyboardInterrupt:
         pass
     finally:

@@ -218,11 +218,18 @@ class ChatClient:
             self.rooms.setdefault(room, None)
         self.transport.subscribe(f"chat/pub/{room}")
 
-    def join(self, room: str, name: str | None = None) -> None:
-        with self._lock:
-            self.rooms[room] = name
-        self.transport.subscribe(f"chat/pub/{room}")
-        self._send(_without_none({"type": "join", "room": room, "name": name}))
+    def join(self, room: str, name: str | None = None) -> str:
+        """Join ``room``; returns the request id an ``error`` refusing the join refers to.
+
+        A name the chat would refuse is still sent, so the refusal comes back in the backend's
+        words, but never subscribed to: it may not even be a valid topic filter."""
+        request_id = str(uuid.uuid4())
+        if valid_room(room):
+            with self._lock:
+                self.rooms[room] = name
+            self.transport.subscribe(f"chat/pub/{room}")
+        self._send(_without_none({"type": "join", "id": request_id, "room": room, "name": name}))
+        return request_id
 
     def leave(self, room: str) -> None:
         with self._lock:

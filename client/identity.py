@@ -52,10 +52,20 @@ def _unsigned(stack: StackInfo, service: str) -> Any:
     )
 
 
+class StackUnreachable(AuthError):
+    """The identity service did not answer at all (the stack is down or the address wrong)."""
+
+
 def _auth_error(exc: Exception) -> AuthError:
+    """The service's own words first, its error code after them for searching."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(exc, BotoConnectionError):
+        return StackUnreachable(f"{exc} (is the stack running?)")
     response = getattr(exc, "response", None) or {}
     error = response.get("Error", {})
-    return AuthError(f"{error.get('Code', type(exc).__name__)}: {error.get('Message', exc)}")
+    message = str(error.get("Message") or exc).strip()
+    return AuthError(f"{message} ({error.get('Code', type(exc).__name__)})")
 
 
 class SessionFile:

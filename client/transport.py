@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from .identity import ClientIdentity, Identity
+from .reasons import describe, describe_error
 from .stack_file import StackInfo
 
 log = logging.getLogger("iotchat.client")
@@ -35,7 +36,7 @@ class TransportCallbacks:
 
     on_message: MessageHandler  # a publish arrived: (topic, payload)
     on_connected: Callable[[bool], None]  # connected; True when it is a reconnect
-    on_disconnected: Callable[[str], None]  # the connection (or an attempt) failed: why
+    on_disconnected: Callable[[str], None]  # the connection (or an attempt) failed: why, in words
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,14 @@ class Mqtt5Client(ChatTransport[IdentityT]):
             callbacks.on_connected(self._connections > 1)
 
         def lost(data: Any) -> None:
-            callbacks.on_disconnected(str(getattr(data, "exception", None) or "disconnected"))
+            error = getattr(data, "exception", None)
+            log.debug("disconnected: %s", error)
+            callbacks.on_disconnected(describe(error, getattr(data, "disconnect_packet", None)))
 
         def failed(data: Any) -> None:
-            log.info("connection attempt failed: %s", getattr(data, "exception", data))
-            callbacks.on_disconnected(f"connect failed: {getattr(data, 'exception', data)}")
+            error = getattr(data, "exception", None)
+            log.info("connection attempt failed: %s", error)
+            callbacks.on_disconnected(describe(error, getattr(data, "connack_packet", None)))
 
         self.client = self._build(
             stack,
@@ -221,7 +225,8 @@ class Mqtt311Transport(ChatTransport[Identity]):
         callbacks = self.callbacks
 
         def interrupted(connection: Any, error: Any, **_: Any) -> None:
-            callbacks.on_disconnected(str(error))
+            log.debug("interrupted: %s", error)
+            callbacks.on_disconnected(describe_error(error))
 
         def resumed(connection: Any, return_code: Any, session_present: bool, **_: Any) -> None:
             callbacks.on_connected(True)
@@ -239,8 +244,12 @@ class Mqtt311Transport(ChatTransport[Identity]):
 
     def start(self) -> None:
         def connected(future: Any) -> None:
-            if future.exception() is None:
+            error = future.exception()
+            if error is None:
                 self.callbacks.on_connected(False)
+            else:
+                log.info("connection attempt failed: %s", error)
+                self.callbacks.on_disconnected(describe_error(error))
 
         self.connection.connect().add_done_callback(connected)
 

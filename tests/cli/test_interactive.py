@@ -236,3 +236,38 @@ def test_chat_older_history_room_switch_and_ctrl_c(
 
     term.type("\x03")  # Ctrl-C on an empty line: leave
     assert term.exit_status() == 0
+
+
+def test_device_commands_go_to_the_room_and_errors_are_words(
+    terminal: Callable[..., Terminal],
+    new_client: Callable[..., ChatClient],
+    chat_stack: InProcessStack,
+) -> None:
+    room = f"tty-{uuid.uuid4().hex[:8]}"
+    bob = new_client()
+    bob.join(room, "Bob")
+    term = terminal("--room", room, "--name", "Alice")
+    alice_id = term.expect(r"connected to \S+ as ([A-Za-z0-9:_-]+)").group(1)
+    term.expect(rf"#{room}>")
+
+    term.type("/status\r")  # what a device in the room answers: said, not refused
+    assert _message(bob, room=room, text="/status").sender == alice_id
+    term.type("@pi-kitchen /status\r")
+    _message(bob, room=room, text="@pi-kitchen /status")
+    term.type("/stats\r")  # a typo is still refused, with the way to say it anyway
+    term.expect(r"error: unknown command /stats \(/help lists them; //stats says it to the room\)")
+    term.type("//stats\r")
+    _message(bob, room=room, text="/stats")
+
+    gateway = chat_stack.stack.gateway
+    assert gateway is not None  # the stack is up
+    broker = gateway.broker
+    taken_over = 0x8E  # what AWS IoT sends the older of two connections with one client id
+    chat_stack.call(
+        lambda: broker.close(broker.connections[alice_id], "DUPLICATE_CLIENTID", taken_over)
+    )
+    term.expect(r"\* disconnected \(another connection with the same client id took this one ")
+    term.expect(r"\* reconnected")
+    term.type("/quit\r")
+    assert term.exit_status() == 0
+    assert "AWS_ERROR" not in term.screen()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -132,3 +133,64 @@ def test_signup_with_the_outbox_code_then_send_as_the_user(
     assert bad.returncode == 3
     good = run_cli(["login", "--email", email, "--password", "Correct-Horse-9"], env)
     assert good.returncode == 0 and user_id in good.stdout
+
+
+def test_listen_ends_with_exit_1_on_a_refused_room_and_keeps_listening_to_a_good_one(
+    chat_stack: InProcessStack, tmp_path: Path
+) -> None:
+    env = cli_env(chat_stack, tmp_path, "erin")
+    refused = subprocess.run(
+        [*CLI, "listen", "--room", "not a room"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "could not join 'not a room': room must be" in refused.stderr
+    assert "(INVALID_ROOM)" in refused.stderr and "AWS_" not in refused.stderr
+
+    as_json = subprocess.run(
+        [*CLI, "listen", "--room", "bad/room", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert as_json.returncode == 1
+    printed = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert printed[-1]["event"] == "chaterror" and printed[-1]["code"] == "INVALID_ROOM"
+
+    good = f"cli-{uuid.uuid4().hex[:8]}"
+    listener = subprocess.Popen(
+        [*CLI, "listen", "--room", good, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert listener.stdout is not None  # stdout=PIPE
+    try:
+        out = Lines(listener.stdout)
+        wait_for(lambda: any('"history"' in line for line in out.lines), timeout=30)
+        assert listener.poll() is None  # a room it could join: it goes on listening
+    finally:
+        listener.send_signal(signal.SIGINT)
+        assert listener.wait(20) == 0
+
+
+def test_an_unreachable_stack_is_exit_4_in_words(
+    chat_stack: InProcessStack, tmp_path: Path
+) -> None:
+    with socket.socket() as unused:  # a loopback port nothing listens on once closed
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    stack = json.loads(chat_stack.stack.stack_file.read_text())
+    stack["api"]["endpoint"] = f"http://127.0.0.1:{port}"
+    moved = tmp_path / "down.json"
+    moved.write_text(json.dumps(stack))
+    env = {**cli_env(chat_stack, tmp_path, "fred"), "IOTCHAT_STACK_FILE": str(moved)}
+    for args in (["send", "--room", "x", "hi"], ["listen", "--room", "x"]):
+        down = run_cli(args, env)
+        assert down.returncode == 4, down.stderr
+        assert "is the stack running?" in down.stderr and "Traceback" not in down.stderr
