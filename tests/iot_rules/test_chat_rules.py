@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from iot_rules.loader import load_rules
 from iot_rules.sql import SqlMessage, compile_sql
-from lambdas.chat import protocol
+from lambdas.chat import protocol, sessions
 from lambdas.chat.commands import decode_request
 from lambdas.manifest import Manifest
 
@@ -267,3 +267,50 @@ def test_presence_takes_connected_and_disconnected_but_not_connect_failures() ->
         event = {"clientId": "c1", "timestamp": TS, "eventType": kind, "versionNumber": 1}
         out = matches(f"$aws/events/presence/{kind}/c1", json.dumps(event).encode())
         assert ("chat_presence" in out) is taken, kind
+
+
+SESSION_OWNER = "eu-west-2:0b9c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
+
+
+@given(st.text(alphabet="abcXYZ019_-", min_size=1, max_size=64))
+@settings(max_examples=60, deadline=None)
+def test_a_session_speaks_as_its_person_in_the_rules_and_the_lambdas(part: str) -> None:
+    """The rules' regexp_replace and lambdas.chat.sessions.person_of name the same person."""
+    client_id = sessions.session_client_id(SESSION_OWNER, part)
+    room = b'{"type":"message","id":"m1","room":"lobby","text":"hi"}'
+    typing = b'{"type":"typing","room":"lobby"}'
+    assert matches("chat/out", room, client_id)["chat_room_message"]["sender"] == SESSION_OWNER
+    assert matches("chat/stream", typing, client_id)["chat_stream"]["sender"] == SESSION_OWNER
+    assert sessions.person_of(client_id) == SESSION_OWNER
+
+
+def test_devices_and_bare_identity_ids_are_their_own_person() -> None:
+    room = b'{"type":"message","id":"m1","room":"lobby","text":"hi"}'
+    for client_id in ("pi-kitchen", "pi_kitchen_2", SESSION_OWNER, f"{SESSION_OWNER}_"):
+        out = matches("chat/out", room, client_id)["chat_room_message"]
+        assert out["sender"] == client_id == sessions.person_of(client_id)
+
+
+def test_a_publish_that_did_not_come_over_mqtt_takes_no_chat_path() -> None:
+    """iot-data over HTTPS has clientid() "n/a" (docs/protocol.md, "Only MQTT senders speak")."""
+    room = b'{"type":"message","id":"m1","room":"lobby","text":"hi"}'
+    join = b'{"type":"join","room":"lobby"}'
+    direct = b'{"type":"message","id":"m2","to":"pi-kitchen","text":"hi"}'
+    typing = b'{"type":"typing","room":"lobby"}'
+    for topic, payload, path in (
+        ("chat/out", room, "chat_room_message"),
+        ("chat/out", join, "chat_commands"),
+        ("chat/private", direct, "chat_private"),
+        ("chat/stream", typing, "chat_stream"),
+    ):
+        assert path in matches(topic, payload, "us-east-1:abc"), path
+        assert path not in matches(topic, payload, sessions.NOT_MQTT), path
+
+
+def test_only_the_private_rule_marks_the_private_door() -> None:
+    direct = b'{"type":"message","id":"m2","to":"pi-kitchen","text":"hi"}'
+    assert matches("chat/private", direct)["chat_private"]["door"] == "private"
+    assert "door" not in matches("chat/out", direct)["chat_commands"]
+    # What a client writes cannot open the door: the payload stays encoded.
+    forged = b'{"type":"message","id":"m2","to":"pi-kitchen","text":"hi","door":"private"}'
+    assert "door" not in matches("chat/out", forged)["chat_commands"]
