@@ -43,7 +43,9 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 def wire_message(item: dict[str, Any]) -> dict[str, Any]:
     """A stored message as clients see it on a room topic or in a history page."""
     body: dict[str, Any] = {"v": VERSION, "type": "message", "id": item["id"]}
-    for field in ("room", "to", "group", "text", "name", "sender", "ts"):
+    # No "name": names come from the sender's profile (lambdas/chat/people.py), never from
+    # what a message claimed; an edited message says when, a deleted one has no text.
+    for field in ("room", "to", "group", "text", "sender", "ts", "edited", "deleted"):
         if item.get(field) is not None:
             body[field] = item[field]
     return body
@@ -60,7 +62,8 @@ def _cursor_after(item: dict[str, Any]) -> keys.Cursor:
     return keys.Cursor(item["tsid"], item["mid"])
 
 
-def _is_conditional_failure(exc: Exception) -> bool:
+def is_conditional_failure(exc: Exception) -> bool:
+    """Whether a write failed only because its condition did not hold."""
     response = getattr(exc, "response", None) or {}
     return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -97,7 +100,7 @@ class ChatStore:
                 ConditionExpression="attribute_not_exists(mid)",
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise
         return True
@@ -216,7 +219,7 @@ class ChatStore:
                 ReturnValues="ALL_NEW",
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return None
             raise
         return from_item(response["Attributes"])
@@ -290,7 +293,7 @@ class ChatStore:
                 ),
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise
         return True
@@ -321,7 +324,7 @@ class ChatStore:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 return False
             raise
         return True
