@@ -4,14 +4,15 @@
 CLI's processes), ``errors`` the AWS IoT error each refused call maps to, ``credentials`` the
 gateway's credential store that lets only registered ACTIVE certificates in, and ``devices``
 the create and revoke flows of ``iotchat device``, ``watch`` what disconnects live
-connections of certificates that left ACTIVE. No HTTP API serves it: the CLI and the
-stack call it directly.
+connections of certificates that left ACTIVE. The IoT control plane on the API endpoint
+(``infra/local/iot/``) serves it to the AWS CLI and boto3.
 """
 
 from .credentials import RegistryCredentialStore
 from .devices import DeviceFiles, create_device, revoke_device
 from .errors import (
     CertificateState,
+    DeleteConflict,
     InvalidRequest,
     LimitExceeded,
     RegistryError,
@@ -34,6 +35,7 @@ __all__ = [
     "THING_ATTACHED_VARIABLE",
     "THING_NAME_VARIABLE",
     "CertificateState",
+    "DeleteConflict",
     "DeviceFiles",
     "InvalidRequest",
     "LimitExceeded",

@@ -37,3 +37,9 @@ class LimitExceeded(RegistryError):
     """More policies on one target than AWS allows."""
 
     code = "LimitExceededException"
+
+
+class DeleteConflict(RegistryError):
+    """The certificate or thing is still attached to something."""
+
+    code = "DeleteConflictException"

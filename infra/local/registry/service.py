@@ -35,6 +35,7 @@ from infra.local.state_files import directory_lock, write_atomic
 
 from .errors import (
     CertificateState,
+    DeleteConflict,
     InvalidRequest,
     LimitExceeded,
     ResourceAlreadyExists,
@@ -297,6 +298,18 @@ class Registry:
                 raise CertificateState("a revoked certificate cannot change status")
             raw["status"] = status
 
+    def delete_certificate(self, certificate_id: str) -> None:
+        """Forget a certificate, as AWS only once it is not ACTIVE and nothing is attached
+        (https://docs.aws.amazon.com/iot/latest/apireference/API_DeleteCertificate.html)."""
+        with self.batch():
+            raw = self._stored("certificates", certificate_id)
+            if raw["status"] == ACTIVE:
+                raise CertificateState("deactivate the certificate before deleting it")
+            arn = raw["certificateArn"]
+            if self.principal_things(arn) or self.attached_policies(arn):
+                raise DeleteConflict(f"certificate {certificate_id} is still attached")
+            del self._data["certificates"][certificate_id]
+
     def certificate_principal(self, certificate_id: str) -> Principal | None:
         """The principal for a certificate presented over mutual TLS, or None to refuse it
         (unknown, INACTIVE or REVOKED: the CA's signature alone is not enough)."""
@@ -346,6 +359,17 @@ class Registry:
         self.refresh()
         raw = self._stored("things", name)
         return ThingRecord(raw["thingName"], raw["thingArn"], dict(raw["attributes"]))
+
+    def delete_thing(self, name: str) -> None:
+        """Delete a thing; as on AWS, deleting one that does not exist succeeds
+        (https://docs.aws.amazon.com/iot/latest/apireference/API_DeleteThing.html); its
+        principals must be detached first, so no attachment outlives the thing."""
+        with self.batch():
+            if name not in self._data["things"]:
+                return
+            if self.thing_principals(name):
+                raise InvalidRequest(f"thing {name} still has principals attached")
+            del self._data["things"][name]
 
     def has_thing(self, name: str) -> bool:
         self.refresh()
