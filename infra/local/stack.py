@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.rules.engine import RulesEngine
-from iot_rules.loader import RULES_DIR, load_rules
+from iot_rules.loader import RULES_DIR, RuleDefinition, load_rules
 from lambdas.manifest import MANIFEST_PATH, FunctionSpec, Manifest
 from policies.render import LOCAL_NAMES
 
@@ -45,6 +45,8 @@ from .http import HttpLimits
 from .iam import IamAuthorizer, Roles, RoleSessions
 from .iam.roles import LAMBDA_ROLE_FILE
 from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
+from .iot import IotControlPlane, TopicRules
+from .iot import service as iot_service
 from .kinesis import KinesisLocal, ensure_streams
 from .kinesis import api as kinesis_api
 from .lambda_runtime import LambdaRuntime
@@ -179,6 +181,8 @@ class LocalStack:
         self.api_port: int | None = None
         self.lambdas: LambdaRuntime | None = None
         self.rules: RulesEngine | None = None
+        # The topic rules the engine obeys: the project's, and what the IoT API changed.
+        self.topic_rules: TopicRules | None = None
         self.cognito: LocalCognito | None = None
         self._temporary_issued = 0
         # The manifest's tables and streams, and the admin's clients that look for them.
@@ -279,6 +283,16 @@ class LocalStack:
                 limits=opts.http_limits,
             )
             self.edge.add_service(sts_service(self.roles))
+            # Rule files are checked before anything runs, so a broken rule stops `iotchat
+            # up` with the file and the problem named.
+            self.topic_rules = TopicRules(
+                self.state_dir, load_rules(opts.rules_dir, self.names), self._apply_rules
+            )
+            self.edge.add_service(
+                iot_service(
+                    IotControlPlane(self.registry, self.ca, self.topic_rules, opts.host, self.names)
+                )
+            )
             cognito_api = CognitoAPI(self.cognito)
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
             self.edge.add_target(IDP_TARGET_PREFIX, cognito_api.idp)
@@ -303,11 +317,10 @@ class LocalStack:
         opts = self.options
         assert self.gateway is not None
         endpoint = f"http://{opts.host}:{self.api_port}"
-        # Rule and manifest files are checked before anything runs, so a broken rule stops
-        # `iotchat up` with the file and the problem named.
+        assert self.topic_rules is not None
         names = self.names
         manifest = Manifest.load(opts.manifest, **names)
-        rules = load_rules(opts.rules_dir, names)
+        rules = self.topic_rules.definitions()
         self._declared = (manifest.table_names, manifest.stream_names)
         self._admin_client = aws_client_factory(endpoint, opts.region)
         # No keys here: each worker gets its own session of the function's execution role.
@@ -364,6 +377,11 @@ class LocalStack:
         )
         self.rules.load(rules)
         self.gateway.add_tap(self.rules.on_publish)
+
+    def _apply_rules(self, definitions: list[RuleDefinition]) -> None:
+        """Run a changed rule set (IoT API) in the engine; raises if a rule does not compile."""
+        if self.rules is not None:
+            self.rules.load(definitions)
 
     def _lambda_credentials(self, spec: FunctionSpec) -> RoleCredentials:
         """A new session of the function's execution role, named after the function (every
