@@ -38,7 +38,24 @@ BLANK = " \t\n\r\f\v"
 # A valid pair ("\ud83d\ude00") is one code point once decoded, so it never matches here.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
-COMMAND_TYPES = ("join", "leave", "history", "who", "create", "invite")
+COMMAND_TYPES = (
+    "join",
+    "leave",
+    "history",
+    "who",
+    "create",
+    "invite",
+    # People, groups by consent, edits (lambdas/chat/people.py, groups.py, edits.py).
+    "hello",
+    "name",
+    "whois",
+    "edit",
+    "delete",
+    "accept",
+    "decline",
+    "remove",
+    "rename",
+)
 STREAM_TYPES = ("typing", "telemetry")
 
 
