@@ -28,6 +28,7 @@ BENCHMARKS = {
     "authz": "benchmarks.authz",
     "sigv4-connect": "benchmarks.sigv4_connect",
     "store-latency": "benchmarks.store_latency",
+    "chat-throughput": "benchmarks.chat_throughput",
     "history-scaling": "benchmarks.history_scaling",
     "reliability": "benchmarks.reliability",
 }

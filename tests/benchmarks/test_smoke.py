@@ -311,6 +311,34 @@ def test_store_latency_stores_every_message_and_times_it_against_delivery() -> N
     assert p99["target"] == "store p99 <= 50 ms" and isinstance(p99["target_met"], bool)
 
 
+@pytest.mark.timeout(150)
+def test_chat_throughput_ramps_and_reports_capacity_against_both_baselines() -> None:
+    from benchmarks import chat_throughput
+
+    lines = chat_throughput.tiny()
+    assert _no_children_left()
+    steps = [line for line in lines if line["metric"].endswith("-step")]
+    # Both ramps ran; at 50 and 100 messages/s every message reached all 10 subscribers and,
+    # through the rules, the table.
+    assert [(s["metric"], s["offered_per_s"]) for s in steps] == [
+        ("chat-step", 50),
+        ("chat-step", 100),
+        ("fanout-step", 50),
+        ("fanout-step", 100),
+    ]
+    for step in steps:
+        assert step["passed"] and step["delivered_to_slowest_subscriber"] == step["sent"]
+    assert all(s["stored_within_1s"] == s["sent"] for s in steps if s["metric"] == "chat-step")
+    [capacity] = [line for line in lines if line["metric"] == "capacity"]
+    assert set(capacity) >= COMMON_KEYS
+    assert capacity["value"] == 100 and capacity["fanout_capacity"] == 100
+    _check_ratio(capacity)
+    latency = [line for line in lines if line["metric"].endswith("at half capacity")]
+    assert [line["metric"] for line in latency] == ["p50 at half capacity", "p99 at half capacity"]
+    for line in latency:
+        assert line["publish_to_stored"] > 0 and line["publish_to_delivered"] > 0
+
+
 def test_history_scaling_page_check_refuses_a_page_in_the_wrong_order() -> None:
     from benchmarks import history_scaling
 
