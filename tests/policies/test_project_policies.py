@@ -194,3 +194,37 @@ def test_local_admin_may_do_everything():
     admin = load("iam", "local-admin")
     assert evaluate([admin], Request("iot:RetainPublish", topic("$aws/x"))).allowed
     assert evaluate([admin], Request("iot:Connect", client("+"))).allowed
+
+
+@pytest.mark.parametrize("kind", PEOPLE)
+def test_person_connects_with_any_of_own_sessions_and_none_of_anyone_elses(kind):
+    for part in ("tab-1", "cli_chat-3f9a2c1b", "x" * 64):
+        own = f"{U}_{part}"
+        assert person(kind, "iot:Connect", client(own), client_id=own)
+        other = f"{V}_{part}"
+        assert not person(kind, "iot:Connect", client(other), client_id=other)
+    # Identity ids have one shape, so no person's id is a prefix of another's id and "_".
+    for near in (U[:-1] + "_x", f"{U}x_1", f"{U}-1", f"{U}:1"):
+        assert not person(kind, "iot:Connect", client(near), client_id=near), near
+
+
+@pytest.mark.parametrize("kind", PEOPLE)
+def test_each_session_reads_its_own_replies_and_nobody_elses(kind):
+    own = f"chat/in/{U}_tab-1"
+    assert person(kind, "iot:Subscribe", tfilter(own))
+    assert person(kind, "iot:Receive", topic(own))
+    for bad in (f"chat/in/{V}_tab-1", f"chat/in/{U}_+", f"chat/in/{U}_tab/#", f"chat/in/{U[:-1]}_"):
+        assert not person(kind, "iot:Subscribe", tfilter(bad)), bad
+    assert not person(kind, "iot:Receive", topic(f"chat/in/{V}_tab-1"))
+
+
+def test_only_signed_in_people_pass_the_private_door():
+    """chat/private carries direct and group commands: guests, whose credentials anyone
+    knowing their id can get on AWS, are refused by their role (docs/protocol.md)."""
+    assert person("signed-in", "iot:Publish", topic("chat/private"))
+    assert not person("guest", "iot:Publish", topic("chat/private"))
+    # Both halves of a signed-in person's authority must allow it.
+    only_role = [[load("iam", "user-role")], [load("iot", "device")]]
+    request = Request("iot:Publish", topic("chat/private"), {SUB: U, "iot:ClientId": U})
+    assert evaluate_all(only_role, request) is not Decision.ALLOW
+    assert not device("iot:Publish", topic("chat/private"))
