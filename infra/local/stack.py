@@ -53,11 +53,14 @@ from .lambda_runtime import LambdaRuntime
 from .lambda_runtime.credentials import DEFAULT_LIFETIME as LAMBDA_CREDENTIAL_LIFETIME
 from .lambda_runtime.credentials import RoleCredentials
 from .lambda_runtime.event_sources import EventSourceMappings, session_clients
+from .port_owner import check_ports
 from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
 from .rules.host import DirectJsonCaller, rule_services
 from .state_files import PRIVATE_UMASK, private_dir, write_atomic
+from .state_lock import StateDirLock
 from .sts import service as sts_service
+from .trace import FLUSH_INTERVAL, TRACE_FILE, TraceLog, publish_tap
 from .web import WebServer, config_from_stack
 from .web.server import web_limits
 
@@ -135,6 +138,19 @@ class StackOptions:
     allowed_hosts: tuple[str, ...] = ()
     # The API endpoint's and the web app's deadlines, body and connection caps.
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    # Record every publish, rule match, action and invocation in logs/rules-engine.jsonl.
+    trace: bool = True
+
+    def fixed_ports(self) -> dict[str, int | None]:
+        """``iotchat up``'s port options and their values (0 or None: any free port)."""
+        return {
+            "--mqtt-port": self.mqtt_port,
+            "--mqtts-port": self.mqtts_port,
+            "--wss-port": self.wss_port,
+            "--ws-port": self.ws_port,
+            "--api-port": self.api_port,
+            "--web-port": self.web_port,
+        }
 
 
 class LocalStack:
@@ -184,6 +200,11 @@ class LocalStack:
         # The topic rules the engine obeys: the project's, and what the IoT API changed.
         self.topic_rules: TopicRules | None = None
         self.cognito: LocalCognito | None = None
+        # Every message's steps (infra/local/trace.py), in memory and in the state dir.
+        self.trace = TraceLog(
+            self.state_dir / TRACE_FILE if options.trace else None, LOCAL_ACCOUNT_ID
+        )
+        self._trace_flusher: asyncio.Task[None] | None = None
         self._temporary_issued = 0
         # The manifest's tables and streams, and the admin's clients that look for them.
         self._declared: tuple[list[str], list[str]] = ([], [])
@@ -257,6 +278,10 @@ class LocalStack:
         ]
         try:
             await self.gateway.start()
+            if opts.trace:
+                # Before the rules engine's tap: a message's Publish-In entry comes first.
+                self.gateway.add_tap(publish_tap(self.trace))
+                self._trace_flusher = asyncio.ensure_future(self._flush_trace())
             # A certificate leaving ACTIVE (here or via the CLI) disconnects its connections.
             self._registry_watch = asyncio.ensure_future(
                 watch_deactivations(self.registry, self.gateway.disconnect_certificates)
@@ -349,6 +374,7 @@ class LocalStack:
             credentials=self._lambda_credentials,
         )
         await self.lambdas.start()
+        self.lambdas.trace = self.trace if opts.trace else None
         # Pollers start before the rules engine, so no record a rule puts is older than them.
         self.event_sources = EventSourceMappings(
             manifest.event_source_mappings,
@@ -376,7 +402,13 @@ class LocalStack:
             )
         )
         self.rules.load(rules)
+        self.rules.trace = self.trace if opts.trace else None
         self.gateway.add_tap(self.rules.on_publish)
+
+    async def _flush_trace(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.trace.flush()
 
     def _apply_rules(self, definitions: list[RuleDefinition]) -> None:
         """Run a changed rule set (IoT API) in the engine; raises if a rule does not compile."""
@@ -560,21 +592,41 @@ class LocalStack:
             await self.lambdas.stop()
         await self.direct_json.close()
         await asyncio.gather(self.dynamodb.stop(), self.kinesis.stop())
+        if self._trace_flusher is not None:
+            self._trace_flusher.cancel()
+        self.trace.close()
 
 
-async def run_until_signalled(options: StackOptions) -> None:
-    """Run the stack in the foreground until SIGINT or SIGTERM."""
+async def run_until_signalled(
+    options: StackOptions, on_ready: Callable[[LocalStack], None] | None = None
+) -> None:
+    """Run the stack in the foreground until SIGINT or SIGTERM.
+
+    The state dir's lock comes first (:mod:`.state_lock`: a second stack on the same dir
+    raises ``StackAlreadyRunning`` having changed nothing), then the fixed ports are checked
+    (``PortInUse`` names the option), then the stack starts; ``on_ready`` runs once it serves.
+    """
     # What the stack and its children (dynalite, kinesalite, Lambda workers) create later is
     # private too, whoever creates it.
     os.umask(PRIVATE_UMASK)
-    stack = LocalStack(options)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stack.start()
+    lock = StateDirLock(options.state_dir.resolve())
+    lock.acquire()
     try:
-        await stop.wait()
+        check_ports(options.host, options.fixed_ports())
+        stack = LocalStack(options)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stack.start()
+        try:
+            web = stack.describe().get("web", {}).get("url")
+            lock.record(web_url=web)
+            if on_ready is not None:
+                on_ready(stack)
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            await stack.stop()
     finally:
-        log.info("stopping")
-        await stack.stop()
+        lock.release()
