@@ -27,7 +27,7 @@ def edge_run(
         float, typer.Option("--interval", help="Seconds between telemetry reports.")
     ] = 60.0,
     stack_file: StackFileOption = None,
-    verbose: VerboseOption = False,
+    verbose: VerboseOption = 0,
 ) -> None:
     """Join the device to a room over mutual TLS until Ctrl-C (see docs/edge.md)."""
     from client.edge.runner import EdgeError, EdgeSettings, run

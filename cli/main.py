@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import aws, bench, chat, stack
+from cli import aws, bench, chat, stack, trace
 from cli.devices import device_app
 from cli.edge import edge_app
 from cli.rules import rules_app
@@ -23,6 +23,7 @@ for command in (
     stack.up,
     bench.bench,
     stack.logs,
+    trace.trace,
     chat.send,
     chat.listen,
     chat.chat,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from infra.local.stack import LocalStack
 
 from cli.options import VerboseOption, setup_logging
 
@@ -53,11 +57,14 @@ def up(
         Path | None,
         typer.Option(help="Lambda manifest (default: the project's lambdas/manifest.json)."),
     ] = None,
-    verbose: VerboseOption = False,
+    verbose: VerboseOption = 0,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
     from infra.local.gateway import Limits
     from infra.local.stack import StackOptions, run_until_signalled
+    from infra.local.state_lock import StackAlreadyRunning
+
+    began = time.monotonic()
 
     setup_logging(verbose)
     try:
@@ -80,10 +87,42 @@ def up(
     if manifest is not None:
         options.manifest = manifest
     try:
-        asyncio.run(run_until_signalled(options))
+        asyncio.run(
+            run_until_signalled(
+                options, on_ready=lambda stack: typer.echo(ready_banner(stack, began))
+            )
+        )
+    except StackAlreadyRunning as exc:
+        typer.echo(f"iotchat up: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except OSError as exc:
         typer.echo(f"iotchat up: {exc}", err=True)
         raise typer.Exit(1) from exc
+    typer.echo("stopped")
+
+
+def ready_banner(stack: LocalStack, began: float) -> str:
+    """Where to go next, once the stack serves: the web app, the terminal commands, the AWS
+    CLI line, and how to stop."""
+    described = stack.describe()
+    stack_file = stack.stack_file
+    default = Path(".iotchat").resolve()
+    here = stack.state_dir == default
+    with_file = "" if here else f" --stack-file {stack_file}"
+    with_dir = "" if here else f" --state-dir {stack.state_dir}"
+    admin = described["admin"]
+    lines = [f"iotchat is ready ({time.monotonic() - began:.1f} s)"]
+    if "web" in described:
+        lines.append(f"  web app      {described['web']['url']}")
+    lines += [
+        f"  terminal     iotchat chat{with_file}   |   iotchat listen{with_file}",
+        f"  trace        iotchat trace{with_dir}",
+        f"  AWS CLI      export AWS_ENDPOINT_URL={described['api']['endpoint']} "
+        f"AWS_REGION={described['region']} AWS_ACCESS_KEY_ID={admin['accessKeyId']} "
+        f"AWS_SECRET_ACCESS_KEY={admin['secretAccessKey']}",
+        "  Ctrl-C stops.",
+    ]
+    return "\n".join(lines)
 
 
 def logs(
