@@ -50,9 +50,12 @@ from .iot import service as iot_service
 from .kinesis import KinesisLocal, ensure_streams
 from .kinesis import api as kinesis_api
 from .lambda_runtime import LambdaRuntime
+from .lambda_runtime import api as lambda_api
 from .lambda_runtime.credentials import DEFAULT_LIFETIME as LAMBDA_CREDENTIAL_LIFETIME
 from .lambda_runtime.credentials import RoleCredentials
 from .lambda_runtime.event_sources import EventSourceMappings, session_clients
+from .logs import LocalLogs, LogsAPI
+from .logs import service as logs_service
 from .port_owner import check_ports
 from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
@@ -374,6 +377,18 @@ class LocalStack:
             credentials=self._lambda_credentials,
         )
         await self.lambdas.start()
+        # Lambda and CloudWatch Logs on the API endpoint, over the runtime and its log files.
+        assert self.edge is not None
+        function_role = self.roles.by_file(LAMBDA_ROLE_FILE).arn
+        self.edge.add_service(
+            lambda_api.service(
+                lambda_api.LambdaAPI(self.lambdas, function_role, opts.manifest),
+                opts.region,
+                LOCAL_ACCOUNT_ID,
+            )
+        )
+        logs = LocalLogs(self.state_dir, manifest.names())
+        self.edge.add_service(logs_service(LogsAPI(logs, opts.region, LOCAL_ACCOUNT_ID)))
         self.lambdas.trace = self.trace if opts.trace else None
         # Pollers start before the rules engine, so no record a rule puts is older than them.
         self.event_sources = EventSourceMappings(
