@@ -155,3 +155,101 @@ def test_eval_reports_a_syntax_error_with_its_position():
     result = iotchat("rules", "eval", "--sql", "SELECT FROM", "--topic", "a", "--payload", "{}")
     assert result.returncode == 1
     assert "line 1" in result.stderr
+
+
+ROOM_MESSAGE = '{"type":"message","id":"a","room":"lobby","text":"hi"}'
+
+
+def rules_test(*args: str) -> list[dict[str, Any]]:
+    result = iotchat("rules", "test", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_rules_test_shows_the_matching_rule_and_its_substituted_target():
+    outcomes = rules_test("--topic", "chat/out", "--payload", ROOM_MESSAGE)
+    (matched,) = [o for o in outcomes if o["matched"]]
+    assert matched["rule"] == "chat_room_message"
+    assert matched["actions"] == [{"action": "republish", "target": "chat/pub/lobby"}]
+    assert matched["output"]["room"] == "lobby" and matched["output"]["text"] == "hi"
+    assert matched["errorAction"]["action"] == "lambda"
+    assert {o["rule"] for o in outcomes} >= {"chat_commands", "chat_invalid", "chat_room_store"}
+
+
+def test_rules_test_shows_an_invalid_message_s_error():
+    bad_room = ROOM_MESSAGE.replace('"lobby"', '"bad room"')
+    outcomes = rules_test("--topic", "chat/out", "--payload", bad_room, "--client-id", "ada")
+    (matched,) = [o for o in outcomes if o["matched"]]
+    assert matched["rule"] == "chat_invalid"
+    assert matched["output"]["code"] == "INVALID_ROOM" and matched["output"]["ref"] == "a"
+    assert matched["actions"] == [{"action": "republish", "target": "chat/in/ada"}]
+
+
+def test_rules_test_prints_one_block_per_matching_rule():
+    result = iotchat("rules", "test", "--topic", "chat/out", "--payload", ROOM_MESSAGE)
+    assert result.returncode == 0, result.stderr
+    assert "chat_room_message: matched" in result.stdout
+    assert "republish -> chat/pub/lobby" in result.stdout
+    assert "chat_invalid: matched" not in result.stdout
+
+
+def test_rules_test_runs_one_rule_or_names_the_known_ones():
+    (only,) = rules_test("--topic", "chat/out", "--payload", ROOM_MESSAGE, "--rule", "chat_invalid")
+    assert (only["rule"], only["matched"], only["why"]) == ("chat_invalid", False, "WHERE")
+    result = iotchat("rules", "test", "--topic", "a", "--payload", "{}", "--rule", "nope")
+    assert result.returncode == 2
+    assert "no rule 'nope'" in result.stderr and "chat_room_message" in result.stderr
+
+
+def test_eval_takes_a_rule_file_s_sql_and_version():
+    result = iotchat(
+        "rules",
+        "eval",
+        "--rule",
+        "chat_room_message",
+        "--topic",
+        "chat/out",
+        "--payload",
+        ROOM_MESSAGE,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["matched"] and outcome["result"]["room"] == "lobby"
+
+
+def test_eval_defaults_to_the_2016_sql_version():
+    sql = "SELECT isUndefined(x) AS missing FROM 'a'"
+    result = iotchat("rules", "eval", "--sql", sql, "--topic", "a", "--payload", "{}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"matched": True, "result": {"missing": True}}
+    older = iotchat(
+        "rules",
+        "eval",
+        "--sql",
+        sql,
+        "--topic",
+        "a",
+        "--payload",
+        "{}",
+        "--sql-version",
+        "2015-10-08",
+    )
+    assert older.returncode == 1 and "2016-03-23" in older.stderr
+
+
+def test_eval_needs_sql_or_a_rule_but_not_both():
+    neither = iotchat("rules", "eval", "--topic", "a", "--payload", "{}")
+    both = iotchat(
+        "rules",
+        "eval",
+        "--sql",
+        "SELECT * FROM 'a'",
+        "--rule",
+        "chat_invalid",
+        "--topic",
+        "a",
+        "--payload",
+        "{}",
+    )
+    assert neither.returncode == both.returncode == 2
+    assert "--sql" in neither.stderr and "--rule" in both.stderr
