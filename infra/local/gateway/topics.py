@@ -4,6 +4,12 @@ The index matches a topic against every filter in time proportional to the topic
 not the number of subscriptions. Topic names and filters themselves are validated by
 :mod:`iot_rules.topics` (shared with the rules engine's FROM clause); its names are re-exported
 here for the gateway's callers.
+
+A filter ending in ``/#`` matches every topic below its parent level, and ``sensor/`` (an empty
+last level), but not the parent topic ``sensor`` itself. That is AWS IoT Core's documented
+behaviour ("AWS IoT differences from MQTT specifications",
+https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-differences); the MQTT
+3.1.1 specification's non-normative note (4.7.1.2) says the opposite, and AWS wins here.
 """
 
 from __future__ import annotations
@@ -85,7 +91,8 @@ class SubscriptionIndex(Generic[V]):
             node, depth = stack.pop()
             children = node.children
             wild = not (dollar and depth == 0)
-            if wild:
+            if wild and depth < depth_total:
+                # '#' needs at least one more level of the topic: 'a/#' never matches 'a'.
                 hash_node = children.get("#")
                 if hash_node is not None:
                     yield from hash_node.values.items()
