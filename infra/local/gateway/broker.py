@@ -62,6 +62,7 @@ from .delivery import PublishEvent, PublishTap, Router
 from .lifecycle import DisconnectReason, now_ms
 from .limits import Limits
 from .session import FORWARDED_PROPERTIES, Message, Session
+from .shared import is_shared, parse_shared
 from .topics import (
     InvalidTopic,
     basic_ingest_rule,
@@ -416,12 +417,24 @@ class Broker:
         assert conn.principal is not None
         if too_many:
             return ReasonCode.QUOTA_EXCEEDED if v5 else fail
+        shared = is_shared(topic_filter)
         try:
-            validate_topic_filter(topic_filter, limits.max_topic_bytes, limits.max_topic_slashes)
+            if shared:
+                # The group's filter has the usual limits; the $share/<name>/ prefix is extra.
+                parse_shared(topic_filter, limits.max_topic_bytes, limits.max_topic_slashes)
+            else:
+                validate_topic_filter(
+                    topic_filter, limits.max_topic_bytes, limits.max_topic_slashes
+                )
         except InvalidTopic:
             return ReasonCode.TOPIC_FILTER_INVALID if v5 else fail
-        if topic_filter.startswith("$share/"):
-            return ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else fail
+        if shared and opts.no_local:
+            raise Refusal(
+                DisconnectReason.CLIENT_ERROR,
+                ReasonCode.PROTOCOL_ERROR,
+                "No Local on a shared subscription",  # MQTT 5 3.8.3.1
+            )
+        # A shared filter is authorised as written: topicfilter/$share/<name>/<filter>.
         if not self.authorizer.can_subscribe(conn.principal, conn.client_id, topic_filter):
             return ReasonCode.NOT_AUTHORIZED if v5 else fail
         if (
@@ -486,6 +499,7 @@ class Broker:
             )
         for session in list(self.sessions.values()):
             session.cancel_expiry()
+            session.take_will()  # a delayed will does not outlive the gateway
 
 
 __all__ = ["MQTT_311", "Broker", "PublishEvent", "PublishTap", "Refusal"]

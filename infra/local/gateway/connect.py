@@ -281,6 +281,7 @@ class Connector:
         else:
             session.cancel_expiry()
             session.expires_at = None
+            session.take_will()  # back within the Will Delay Interval: no will (MQTT 5 3.1.3.2.2)
             session_present = True
         session.expiry_interval = expiry
         session.connection = conn
@@ -298,5 +299,5 @@ class Connector:
             Prop.TOPIC_ALIAS_MAXIMUM: limits.topic_alias_max,
             Prop.WILDCARD_SUBSCRIPTION_AVAILABLE: 1,
             Prop.SUBSCRIPTION_IDENTIFIER_AVAILABLE: 0,
-            Prop.SHARED_SUBSCRIPTION_AVAILABLE: 0,
+            Prop.SHARED_SUBSCRIPTION_AVAILABLE: 1,
         }

@@ -4,13 +4,16 @@ The :class:`Router` owns the broker's message state (sessions by client id, the 
 index, retained messages) and every path out to a client: routing a publish to the sessions
 whose filters match, QoS 0 writes, the QoS 1 in-flight window and its queue, redelivery on
 resume, retained messages on subscribe, and a connection's Last Will. Every delivery asks the
-authorizer first, as AWS IoT Core checks Receive on each message.
+authorizer first, as AWS IoT Core checks Receive on each message. A shared subscription's group
+(:mod:`.shared`) gets each message once, at one member chosen at random among those who may
+receive it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from .session import (
     session_from_record,
     session_record,
 )
+from .shared import SharedGroup, SharedSubscriptions, ShareKey, is_shared, parse_shared
 from .topics import SubscriptionIndex, validate_topic_name
 
 log = logging.getLogger("iotchat.gateway")
@@ -82,6 +86,9 @@ class Router:
         self.loop = loop
         self.sessions: dict[str, Session] = {}
         self.index: SubscriptionIndex[SubscriptionOptions] = SubscriptionIndex()
+        self.shared = SharedSubscriptions()
+        # Picks a shared group's member at random, as AWS does (not for security: no secret).
+        self.chooser = random.Random()  # noqa: S311
         self.retained: dict[str, Message] = {}
         self.taps: list[PublishTap] = []
         self.stats = {
@@ -178,6 +185,58 @@ class Router:
             session = sessions.get(client_id)
             if session is not None:
                 self.deliver(session, msg, qos, retain)
+        for group in self.shared.matching(msg.topic):
+            self._deliver_shared(group, msg)
+
+    def _deliver_shared(self, group: SharedGroup, msg: Message, leaving: str = "") -> bool:
+        """Give ``msg`` to one member of ``group`` (not ``leaving``): a connected member that
+        may receive it, else (QoS 1) the queue of an offline persistent member; True if one
+        took it. Subscription options are the chosen member's own."""
+        member = self._choose(group, msg.topic, leaving)
+        if member is None:
+            return False
+        session, opts = member
+        qos = opts.qos if opts.qos < msg.qos else msg.qos
+        if session.connection is None and qos == 0:
+            return False
+        self.deliver(session, msg, qos, msg.retain and opts.retain_as_published, group.key)
+        return True
+
+    def _choose(
+        self, group: SharedGroup, topic: str, leaving: str
+    ) -> tuple[Session, SubscriptionOptions] | None:
+        online: list[tuple[Session, SubscriptionOptions]] = []
+        offline: list[tuple[Session, SubscriptionOptions]] = []
+        for client_id, opts in group.members.items():
+            session = self.sessions.get(client_id)
+            if session is None or client_id == leaving:
+                continue
+            conn = session.connection
+            if conn is None:
+                offline.append((session, opts))
+            elif not conn.closed and self._may_receive(conn, topic):
+                online.append((session, opts))
+        candidates = online or offline
+        return self.chooser.choice(candidates) if candidates else None
+
+    def _hand_over(self, session: Session) -> None:
+        """The session's connection is gone: another connected member of the same group takes
+        each shared-subscription message it has not acknowledged (MQTT 5 4.8.2 lets the server
+        do so at once), so a group's QoS 1 message is not stuck with an absent member."""
+
+        def taken_by_another(delivery: Delivery) -> bool:
+            if delivery.share is None:
+                return False
+            group = self.shared.group(delivery.share)
+            if group is None:
+                return False
+            member = self._choose(group, delivery.message.topic, session.client_id)
+            return member is not None and member[0].connection is not None
+
+        for delivery in session.withdraw(taken_by_another):
+            group = self.shared.group(delivery.share) if delivery.share else None
+            if group is not None:
+                self._deliver_shared(group, delivery.message, session.client_id)
 
     def _may_receive(self, conn: SessionConnection, topic: str) -> bool:
         principal = conn.principal  # always set once connected
@@ -185,10 +244,12 @@ class Router:
             principal, conn.client_id, topic
         )
 
-    def deliver(self, session: Session, msg: Message, qos: int, retain: bool) -> None:
+    def deliver(
+        self, session: Session, msg: Message, qos: int, retain: bool, share: ShareKey | None = None
+    ) -> None:
         conn = session.connection
         if conn is None:
-            if qos == 1 and not session.enqueue(Delivery(msg, qos, retain)):
+            if qos == 1 and not session.enqueue(Delivery(msg, qos, retain, share)):
                 self.stats["dropped_qos1"] += 1
             return
         if not self._may_receive(conn, msg.topic):
@@ -212,10 +273,10 @@ class Router:
             or session.pending
             or len(session.inflight) >= min(self.limits.max_inflight, conn.client_receive_maximum)
         ):
-            if not session.enqueue(Delivery(msg, qos, retain)):
+            if not session.enqueue(Delivery(msg, qos, retain, share)):
                 self.stats["dropped_qos1"] += 1
             return
-        self._send_qos1(conn, session, Delivery(msg, qos, retain))
+        self._send_qos1(conn, session, Delivery(msg, qos, retain, share))
 
     def _send_qos1(self, conn: SessionConnection, session: Session, delivery: Delivery) -> None:
         msg = delivery.message
@@ -261,8 +322,11 @@ class Router:
         opts: SubscriptionOptions,
         new: bool,
     ) -> None:
-        """AWS delivers a retained message only to a filter equal to its topic."""
+        """AWS delivers a retained message only to a filter equal to its topic, so never to a
+        shared subscription (``$share/...`` is no topic name)."""
         if opts.retain_handling == 2 or (opts.retain_handling == 1 and not new):
+            return
+        if is_shared(topic_filter):
             return
         msg = self.retained.get(topic_filter)
         if msg is None:
@@ -299,17 +363,33 @@ class Router:
             conn.principal,
             source="will",
         )
-        if conn.will_delay:
-            session = conn.session
-            self.loop.call_later(conn.will_delay, self._delayed_will, msg, session)
+        # MQTT 5 3.1.3.2.2: the will goes out when its delay passes or the session ends,
+        # whichever comes first; a session that ends with its connection (Session Expiry 0)
+        # sends it at once.
+        session = conn.session
+        delay = conn.will_delay
+        if session is None or self.sessions.get(session.client_id) is not session:
+            delay = 0  # the session ended with the connection
         else:
+            delay = min(delay, session.expiry_interval)
+        if delay <= 0 or session is None:
+            self.accept(msg, "will")
+            return
+        session.take_will()
+        timer = self.loop.call_later(delay, self._delayed_will, session)
+        session.pending_will = (msg, timer)
+
+    def _delayed_will(self, session: Session) -> None:
+        # A reconnect to the session within the delay has taken the will back (connect.py).
+        msg = session.take_will()
+        if msg is not None:
             self.accept(msg, "will")
 
-    def _delayed_will(self, msg: Message, session: Session | None) -> None:
-        # A reconnect to the same session within the delay cancels the will (MQTT 5 3.1.3.2.2).
-        if session is not None and session.connection is not None:
-            return
-        self.accept(msg, "will")
+    def _publish_pending_will(self, session: Session) -> None:
+        """The session ends before its will's delay has passed: the will goes out now."""
+        msg = session.take_will()
+        if msg is not None:
+            self.accept(msg, "will")
 
     # ------------------------------------------------------------------ sessions
 
@@ -317,18 +397,32 @@ class Router:
         """Add or replace one subscription; True when the filter is new to the session."""
         new = topic_filter not in session.subscriptions
         session.subscriptions[topic_filter] = opts
-        self.index.add(topic_filter, session.client_id, opts)
+        self._index_add(topic_filter, session.client_id, opts)
         return new
 
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
-        self.index.remove(topic_filter, session.client_id)
+        self._index_remove(topic_filter, session.client_id)
         return True
+
+    def _index_add(self, topic_filter: str, client_id: str, opts: SubscriptionOptions) -> None:
+        """A shared filter joins its group; any other goes into the subscription index."""
+        if is_shared(topic_filter):
+            self.shared.join(parse_shared(topic_filter), client_id, opts)
+        else:
+            self.index.add(topic_filter, client_id, opts)
+
+    def _index_remove(self, topic_filter: str, client_id: str) -> None:
+        if is_shared(topic_filter):
+            self.shared.leave(parse_shared(topic_filter), client_id)
+        else:
+            self.index.remove(topic_filter, client_id)
 
     def detach(self, session: Session) -> None:
         """The session's connection is gone: keep it until its expiry, or drop it now."""
         session.connection = None
+        self._hand_over(session)
         if session.persistent:
             session.expires_at = time.time() + session.expiry_interval
             session.expiry_handle = self.loop.call_later(
@@ -339,13 +433,16 @@ class Router:
 
     def discard_session(self, session: Session) -> None:
         session.cancel_expiry()
+        if session.connection is None:
+            self._hand_over(session)  # what came back in since the disconnect
         for topic_filter in session.subscriptions:
-            self.index.remove(topic_filter, session.client_id)
+            self._index_remove(topic_filter, session.client_id)
         session.subscriptions.clear()
         session.clear_pending()
         session.inflight.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+        self._publish_pending_will(session)
 
     def _expire_session(self, session: Session) -> None:
         session.expiry_handle = None
@@ -378,7 +475,7 @@ class Router:
                 continue
             self.sessions[session.client_id] = session
             for topic_filter, opts in session.subscriptions.items():
-                self.index.add(topic_filter, session.client_id, opts)
+                self._index_add(topic_filter, session.client_id, opts)
             assert session.expires_at is not None
             session.expiry_handle = self.loop.call_later(
                 session.expires_at - now, self._expire_session, session

@@ -11,12 +11,14 @@ import asyncio
 import base64
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, astuple, dataclass, field
 from typing import Any, Protocol
 
 from infra.local.identity import Principal
 
 from .codec import Prop, Properties, SubscriptionOptions, publish_parts
+from .shared import ShareKey
 
 # MQTT 5 properties forwarded from publisher to subscriber (topic alias and subscription
 # identifiers are per-connection and never forwarded).
@@ -83,6 +85,8 @@ class Delivery:
     message: Message
     qos: int
     retain: bool
+    # The shared subscription group it came through: when its member goes, another may take it.
+    share: ShareKey | None = None
 
     @property
     def size(self) -> int:
@@ -126,6 +130,7 @@ class Session:
         "max_queued_bytes",
         "next_packet_id",
         "pending",
+        "pending_will",
         "queued_bytes",
         "subscriptions",
     )
@@ -149,6 +154,8 @@ class Session:
         self.expires_at: float | None = None
         self.connection: SessionConnection | None = None
         self.dropped = 0  # QoS 1 messages discarded because the queue was full (count or bytes)
+        # A will waiting out its MQTT 5 Will Delay Interval, and the timer that publishes it.
+        self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None
 
     @property
     def persistent(self) -> bool:
@@ -182,6 +189,33 @@ class Session:
     def clear_pending(self) -> None:
         self.pending.clear()
         self.queued_bytes = 0
+
+    def withdraw(self, wanted: Callable[[Delivery], bool]) -> list[Delivery]:
+        """Take every ``wanted`` delivery out of the in-flight window and the queue (the
+        in-flight ones first), e.g. shared-subscription messages another member can take."""
+        taken = []
+        for pid, delivery in list(self.inflight.items()):
+            if wanted(delivery):
+                del self.inflight[pid]
+                taken.append(delivery)
+        kept: deque[Delivery] = deque()
+        for delivery in self.pending:
+            if wanted(delivery):
+                taken.append(delivery)
+                self.queued_bytes -= delivery.size
+            else:
+                kept.append(delivery)
+        self.pending = kept
+        return taken
+
+    def take_will(self) -> Message | None:
+        """The will still waiting for its delay, its timer cancelled; None if there is none."""
+        if self.pending_will is None:
+            return None
+        message, timer = self.pending_will
+        self.pending_will = None
+        timer.cancel()
+        return message
 
     def cancel_expiry(self) -> None:
         if self.expiry_handle is not None:
@@ -227,6 +261,7 @@ def _message_record(delivery: Delivery, now: float) -> dict[str, Any] | None:
         "source": msg.source,
         "timestampMs": msg.timestamp_ms,
         "expiresAt": None if remaining is None else now + remaining,
+        "share": None if delivery.share is None else list(astuple(delivery.share)),
     }
 
 
@@ -287,5 +322,7 @@ def session_from_record(
             received_at,
             int(item["timestampMs"]),
         )
-        session.enqueue(Delivery(msg, int(item["qos"]), bool(item["retain"])))
+        share = item.get("share")
+        key = ShareKey(str(share[0]), str(share[1])) if share else None
+        session.enqueue(Delivery(msg, int(item["qos"]), bool(item["retain"]), key))
     return session

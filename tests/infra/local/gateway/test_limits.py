@@ -239,14 +239,15 @@ def test_reserved_topics_mqtt5(gateway, bystander, peers):
     forged = f"$aws/events/presence/connected/{uid('forged')}"
     assert peer.puback(peer.publish(forged, b"{}")) == 0x87  # Not authorized
     assert not [e for e in gateway.tapped if e.topic == forged]
-    assert peer.subscribe([("$share/group/t", 1), ("t", 1)]) == [0x9E, 1]
+    # A shared subscription without its topic filter is an invalid filter.
+    assert peer.subscribe([("$share/group", 1), ("t", 1)]) == [0x8F, 1]
     assert peer.connected
     bystander.roundtrip()
 
 
 def test_reserved_topics_mqtt311(gateway, bystander, peers):
     peer = peers(gateway, uid("res311"), version=3)
-    assert peer.subscribe([("$share/group/t", 1), ("t", 1)]) == [0x80, 1]
+    assert peer.subscribe([("$share/group", 1), ("t", 1)]) == [0x80, 1]
     forged = f"$aws/events/presence/connected/{uid('forged')}"
     peer.publish(forged, b"{}")
     peer.wait_gone()
