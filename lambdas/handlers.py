@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdas.chat.activity import handle_batch
 from lambdas.chat.commands import Commands
+from lambdas.chat.people import CognitoTokenCheck
 from lambdas.chat.presence import handle_lifecycle
 from lambdas.chat.protocol import RETENTION_DAYS
 from lambdas.chat.publisher import IotDataPublisher
@@ -44,8 +45,21 @@ def _store() -> ChatStore:
     )
 
 
+@cache
+def _tokens() -> CognitoTokenCheck | None:
+    """Checks sign-in tokens with the stack's identity pool; None where none is configured
+    (then ``hello`` with a token is refused, and everyone is a guest or a device)."""
+    import boto3
+
+    pool = os.environ.get("IDENTITY_POOL_ID")
+    provider = os.environ.get("USER_POOL_PROVIDER")
+    if not pool or not provider:
+        return None
+    return CognitoTokenCheck(boto3.client("cognito-identity"), pool, provider)
+
+
 def commands(event: dict[str, Any], context: Any) -> None:
-    Commands(_store(), _publisher()).handle(event)
+    Commands(_store(), _publisher(), tokens=_tokens()).handle(event)
 
 
 def presence(event: dict[str, Any], context: Any) -> dict[str, int]:

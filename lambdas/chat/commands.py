@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import uuid
@@ -17,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import keys
+from .edits import Edits, revised
+from .groups import Groups
+from .people import Directory, People, TokenCheck
 from .protocol import (
     CLIENT_ID,
-    MAX_GROUP_MEMBERS,
     MAX_ROOMS_PER_CLIENT,
     VERSION,
     ProtocolError,
@@ -28,7 +29,6 @@ from .protocol import (
     optional_name,
     page_limit,
     ref_of,
-    require_client_id,
     require_group,
     require_id,
     require_room,
@@ -73,18 +73,31 @@ class Commands:
         store: ChatStore,
         publisher: Publisher,
         new_group_id: Callable[[], str] = lambda: f"g-{uuid.uuid4().hex}",
+        tokens: TokenCheck | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
-        self.new_group_id = new_group_id
+        self.directory = Directory(store)
+        self.people = People(store, publisher, tokens)
+        self.groups = Groups(store, publisher, new_group_id)
+        self.edits = Edits(store, publisher)
         self.handlers: dict[str, Callable[[dict[str, Any], str, int], None]] = {
             "message": self.message,
             "join": self.join,
             "leave": self.leave,
             "history": self.history,
             "who": self.who,
-            "create": self.create,
-            "invite": self.invite,
+            "hello": self.hello,
+            "name": lambda r, s, t: self.people.name(r, s, t, inbox(s)),
+            "whois": lambda r, s, t: self.people.whois(r, s, t, inbox(s)),
+            "edit": self.edits.edit,
+            "delete": self.edits.delete,
+            "create": self.groups.create,
+            "invite": self.groups.invite,
+            "accept": self.groups.accept,
+            "decline": self.groups.decline,
+            "remove": self.groups.remove,
+            "rename": self.groups.rename,
         }
 
     def handle(self, event: dict[str, Any]) -> None:
@@ -127,7 +140,9 @@ class Commands:
             )
         message_id = require_id(request)
         text = require_text(request)
-        name = optional_name(request)
+        # A claimed "name" must be valid, as the room rule checks it, and is then ignored:
+        # others see the sender's profile (people.py).
+        optional_name(request)
         body: dict[str, Any] = {
             "v": VERSION,
             "type": "message",
@@ -136,15 +151,13 @@ class Commands:
             "sender": sender,
             "ts": ts,
         }
-        if name is not None:
-            body["name"] = name
         if targets == ["room"]:
             # Room messages are the rules' job; one reaching us means a rule let it through.
             raise ProtocolError(
                 "INVALID_TARGET", "room messages are not sent through commands", message_id
             )
         if targets == ["to"]:
-            to = require_client_id(request, "to")
+            to = self.directory.resolve(request["to"], message_id, "to")
             body["to"] = to
             self._deliver(keys.direct_conv(sender, to), body, sorted({sender, to}))
         else:
@@ -167,7 +180,7 @@ class Commands:
 
     def join(self, request: dict[str, Any], sender: str, ts: int) -> None:
         room = require_room(request)
-        name = optional_name(request)
+        optional_name(request)  # checked as ever, then ignored: names come from profiles
         rooms = self.store.rooms_of(sender, limit=MAX_ROOMS_PER_CLIENT + 1)
         if room not in rooms and len(rooms) >= MAX_ROOMS_PER_CLIENT:
             raise ProtocolError(
@@ -178,14 +191,27 @@ class Commands:
         # Membership first, then the connection: the presence Lambda records the connection
         # first, then reads memberships, so however the two interleave one of them sees the
         # other's write and the member is never left offline while connected.
-        self.store.join(room, sender, name, False, ts)
+        self.store.join(room, sender, None, False, ts)
         if self.store.is_connected(sender) and self.store.set_online(room, sender, True):
+            profile = self.directory.profile(sender)
             self.publisher.publish(
-                room_events_topic(room), presence(room, sender, "online", ts, name=name)
+                room_events_topic(room),
+                presence(
+                    room,
+                    sender,
+                    "online",
+                    ts,
+                    handle=profile["handle"],
+                    name=profile["name"],
+                    guest=profile["guest"],
+                ),
             )
         self._send_history(sender, "room", room, keys.room_conv(room), None, page_limit({}))
 
     def leave(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        if "group" in request and "room" not in request:
+            self.groups.leave(request, sender, ts)
+            return
         room = require_room(request)
         if self.store.leave(room, sender):
             self.publisher.publish(
@@ -195,6 +221,9 @@ class Commands:
     def who(self, request: dict[str, Any], sender: str, ts: int) -> None:
         room = require_room(request)
         online, more = self.store.online_members(room)
+        profiles = self.directory.profiles(entry["clientId"] for entry in online)
+        for entry in online:
+            entry.update(profiles[entry["clientId"]])
         body: dict[str, Any] = {"v": VERSION, "type": "who", "room": room, "online": online}
         if more:
             body["more"] = True
@@ -215,7 +244,7 @@ class Commands:
             room = require_room(request)
             self._send_history(sender, "room", room, keys.room_conv(room), cursor, limit)
         elif targets == ["with"]:
-            other = require_client_id(request, "with")
+            other = self.directory.resolve(request["with"], ref, "with")
             conv = keys.direct_conv(sender, other)
             self._send_history(sender, "with", other, conv, cursor, limit)
         else:
@@ -233,60 +262,40 @@ class Commands:
         limit: int,
     ) -> None:
         page = self.store.history_page(conv, limit, cursor)
+        messages = revised(self.store, conv, page.messages)
+        # Names as the senders' profiles say now, never as a message claimed them.
+        profiles = self.directory.profiles(m["sender"] for m in messages)
+        for message in messages:
+            author = profiles[message["sender"]]
+            message.update(handle=author["handle"], name=author["name"], guest=author["guest"])
         self.publisher.publish(
             inbox(client_id),
             {
                 "v": VERSION,
                 "type": "history",
                 field: value,
-                "messages": page.messages,
+                "messages": messages,
                 "cursor": page.cursor.encode() if page.cursor else None,
             },
         )
 
-    # ------------------------------------------------------------------ groups
+    # ------------------------------------------------------------------ people and groups
 
-    def create(self, request: dict[str, Any], sender: str, ts: int) -> None:
-        ref = ref_of(request)
-        name = optional_name(request)
-        if name is None:
-            raise ProtocolError("INVALID_NAME", "a group needs a name", ref)
-        invited = request.get("members", [])
-        if not isinstance(invited, list) or not all(
-            isinstance(m, str) and CLIENT_ID.match(m) for m in invited
-        ):
-            raise ProtocolError("INVALID_REQUEST", "members must be a list of client ids", ref)
-        members = list(dict.fromkeys([sender, *invited]))
-        if len(members) > MAX_GROUP_MEMBERS:
-            raise ProtocolError(
-                "LIMIT_EXCEEDED", f"a group has at most {MAX_GROUP_MEMBERS} members", ref
+    def hello(self, request: dict[str, Any], sender: str, ts: int) -> None:
+        """The person's profile, then any invitations still waiting for an answer."""
+        self.people.hello(request, sender, ts, inbox(sender))
+        for invitation in self.groups.pending(sender):
+            self.publisher.publish(
+                inbox(sender),
+                {
+                    "v": VERSION,
+                    "type": "invitation",
+                    "group": invitation["group"],
+                    "name": invitation.get("name", ""),
+                    "by": self.directory.profile(invitation["by"]),
+                    "ts": invitation["ts"],
+                },
             )
-        # With an id, a retried or redelivered create makes the same group, not a second one.
-        group = (
-            "g-" + hashlib.sha256(f"{sender}|{ref}".encode()).hexdigest()[:32]
-            if ref
-            else self.new_group_id()
-        )
-        if not self.store.create_group(group, name, sender, ts):
-            meta = self.store.group_meta(group)
-            if meta is None or meta.get("owner") != sender:
-                raise ProtocolError("INVALID_REQUEST", "that group id is taken", ref)
-        self.store.add_group_members(group, name, members, sender, ts)
-        self._announce_group(group)
-
-    def invite(self, request: dict[str, Any], sender: str, ts: int) -> None:
-        ref = ref_of(request)
-        group = require_group(request)
-        member = require_client_id(request, "member")
-        meta = self._require_group_member(group, sender, ref)
-        members = self.store.group_members(group)
-        if member not in members:
-            if len(members) >= MAX_GROUP_MEMBERS:
-                raise ProtocolError(
-                    "LIMIT_EXCEEDED", f"a group has at most {MAX_GROUP_MEMBERS} members", ref
-                )
-            self.store.add_group_members(group, meta["name"], [member], sender, ts)
-        self._announce_group(group)
 
     def _require_group_member(self, group: str, client_id: str, ref: str | None) -> dict[str, Any]:
         meta = self.store.group_meta(group)
@@ -295,18 +304,3 @@ class Commands:
         if not self.store.is_group_member(group, client_id):
             raise ProtocolError("NOT_A_MEMBER", "only members can read or post in a group", ref)
         return meta
-
-    def _announce_group(self, group: str) -> None:
-        meta = self.store.group_meta(group)
-        assert meta is not None
-        members = self.store.group_members(group)
-        body = {
-            "v": VERSION,
-            "type": "group",
-            "group": group,
-            "name": meta["name"],
-            "owner": meta["owner"],
-            "members": members,
-        }
-        for member in members:
-            self.publisher.publish(inbox(member), body)

@@ -189,7 +189,9 @@ def test_join_sends_history_and_announces_only_connected_clients(
     assert online["clientId"] == B and online["status"] == "online"
     send(commands, C, 1_700_000_000_300, type="who", room="lobby")
     (who,) = published.to(f"chat/in/{C}")
-    assert who["online"] == [{"clientId": B}]
+    # Each entry is the person's profile (a guest's generated handle here), never a claim.
+    assert [(e["clientId"], e["person"], e["guest"]) for e in who["online"]] == [(B, B, True)]
+    assert who["online"][0]["handle"].startswith("guest-")
 
 
 def test_direct_messages_reach_the_two_parties_once(
@@ -213,9 +215,12 @@ def test_private_groups_keep_non_members_out(
     commands: Commands, published: RecordingPublisher
 ) -> None:
     send(commands, A, 1, type="create", id="c1", name="ops", members=[B])
-    group = published.to(f"chat/in/{B}")[0]["group"]
+    (invitation,) = published.to(f"chat/in/{B}")
+    assert invitation["type"] == "invitation"  # asked, not added (lambdas/chat/groups.py)
+    group = invitation["group"]
     send(commands, A, 2, type="create", id="c1", name="ops", members=[B])  # retried: same group
     assert {m["group"] for m in published.to(f"chat/in/{A}")} == {group}
+    send(commands, B, 3, type="accept", group=group)
     send(commands, B, 3, type="message", id="g1", group=group, text="members only")
     send(commands, C, 4, type="message", id="g2", group=group, text="let me in")
     send(commands, C, 5, type="history", group=group)
@@ -229,6 +234,7 @@ def test_private_groups_keep_non_members_out(
         "members only"
     ]
     send(commands, B, 6, type="invite", group=group, member=C)
+    send(commands, C, 7, type="accept", group=group)
     send(commands, C, 7, type="history", group=group)
     page = [m for m in published.to(f"chat/in/{C}") if m["type"] == "history"][-1]
     assert [m["id"] for m in page["messages"]] == ["g1"]
