@@ -27,6 +27,8 @@ from policies.render import LOCAL_NAMES
 from .api.server import EdgeAPI, Health
 from .ca import LocalCA
 from .cognito import IDENTITY_TARGET_PREFIX, IDP_TARGET_PREFIX, CognitoAPI, LocalCognito
+from .cognito.admin import CognitoAdmin
+from .cognito.admin import services as cognito_admin_services
 from .cognito.identity_pool import CREDENTIAL_LIFETIME
 from .cognito.limits import CognitoLimits
 from .dynamodb import DynamoDBLocal, ensure_tables
@@ -321,7 +323,15 @@ class LocalStack:
                     IotControlPlane(self.registry, self.ca, self.topic_rules, opts.host, self.names)
                 )
             )
-            cognito_api = CognitoAPI(self.cognito)
+            # Sign-up and sign-in unsigned; the read and admin calls signed, IAM-checked.
+            idp_admin, identity_admin = cognito_admin_services(
+                CognitoAdmin(self.cognito, opts.stack_name), opts.region
+            )
+            cognito_api = CognitoAPI(
+                self.cognito,
+                identity_admin=self.edge.signed.handler(identity_admin),
+                idp_admin=self.edge.signed.handler(idp_admin),
+            )
             self.edge.add_target(IDENTITY_TARGET_PREFIX, cognito_api.identity)
             self.edge.add_target(IDP_TARGET_PREFIX, cognito_api.idp)
             self.api_port = await self.edge.start(opts.host, opts.api_port)
@@ -357,6 +367,10 @@ class LocalStack:
             "AWS_REGION": opts.region,
             "AWS_DEFAULT_REGION": opts.region,
         }
+        if self.cognito is not None:
+            # The commands Lambda checks sign-in tokens with the identity pool (hello).
+            env["IDENTITY_POOL_ID"] = self.cognito.identity_pool.pool_id
+            env["USER_POOL_PROVIDER"] = self.cognito.user_pool.provider_name
         if manifest.tables:
             dynamodb = aws_client_factory(endpoint, opts.region)("dynamodb")
             created = await asyncio.to_thread(ensure_tables, dynamodb, manifest.tables)
