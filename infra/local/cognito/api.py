@@ -17,6 +17,11 @@ password hashing never delays a guest. User pool calls for one username run one 
 (an ``asyncio.Lock`` per user, so waiting holds no thread): parallel guesses cannot race past
 a user's failure counters. Keys ``GetCredentialsForIdentity`` issues are registered with the
 gateway's credential store on the event loop before the answer leaves.
+
+Every other operation of the two services (the read and admin calls of :mod:`.admin`, and any
+the stack does not serve) needs a SigV4 signature and IAM's permission on AWS, so it is handed
+to the signed handler the stack gives (``identity_admin``, ``idp_admin``), which answers it or
+names it as not served.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -46,6 +51,7 @@ MAX_BODY = 256 * 1024
 RATE_EXCEEDED = "Rate exceeded"
 
 Operation = Callable[[dict[str, Any]], Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _response(status: int, body: dict[str, Any]) -> web.Response:
@@ -68,8 +74,14 @@ def _username(body: dict[str, Any]) -> str | None:
 class CognitoAPI:
     """Two edge-API handlers, one per service, dispatching on the operation name."""
 
-    def __init__(self, cognito: LocalCognito) -> None:
+    def __init__(
+        self,
+        cognito: LocalCognito,
+        identity_admin: Handler | None = None,
+        idp_admin: Handler | None = None,
+    ) -> None:
         self.cognito = cognito
+        self._signed = {IDENTITY_TARGET_PREFIX: identity_admin, IDP_TARGET_PREFIX: idp_admin}
         self.throttle = Throttle(cognito.limits)
         self.pending = 0
         self.refused = 0
@@ -103,7 +115,7 @@ class CognitoAPI:
             ),
         }
 
-    async def identity(self, request: web.Request) -> web.Response:
+    async def identity(self, request: web.Request) -> web.StreamResponse:
         return await self._dispatch(
             request,
             IDENTITY_TARGET_PREFIX,
@@ -112,7 +124,7 @@ class CognitoAPI:
             per_user=False,
         )
 
-    async def idp(self, request: web.Request) -> web.Response:
+    async def idp(self, request: web.Request) -> web.StreamResponse:
         return await self._dispatch(
             request,
             IDP_TARGET_PREFIX,
@@ -136,7 +148,7 @@ class CognitoAPI:
         workers: Executor,
         *,
         per_user: bool,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         name = request.headers.get("X-Amz-Target", "")[len(prefix) :]
         source = request.remote or "unknown"
         if not self.throttle.allow(source) or self.pending >= self.cognito.limits.max_pending:
@@ -147,6 +159,9 @@ class CognitoAPI:
                 )
             return _response(400, {"__type": "TooManyRequestsException", "message": RATE_EXCEEDED})
         operation = operations.get(name)
+        signed = self._signed[prefix]
+        if operation is None and signed is not None:
+            return await signed(request)
         if operation is None:
             return _response(
                 400, {"__type": "UnknownOperationException", "message": f"{name} is not served"}
