@@ -18,6 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.gateway import Credential, Principal
 from infra.local.gateway.policy_authorizer import AMR, SUB, PolicyAuthorizer
+from policies.evaluator import Request, evaluate
+from policies.model import Policy
 from tests.support.stack import GatewayHandle
 from tests.support.waiting import wait_for
 
@@ -110,6 +112,8 @@ def clients():
 
 
 NOT_AUTHORIZED = 0x87
+TOPICFILTER = "arn:aws:iot:us-east-1:000000000000:topicfilter"
+TOPIC = "arn:aws:iot:us-east-1:000000000000:topic"
 
 
 def test_guest_connects_only_with_its_own_identity_id(gw, clients):
@@ -139,6 +143,45 @@ def test_guest_subscribes_only_to_its_inbox_and_named_rooms(gw, clients):
         "chat/out",
     ):
         assert client.subscribe(refused) == NOT_AUTHORIZED, refused
+
+
+def test_a_shared_subscription_needs_its_own_topicfilter_resource(gw, clients):
+    """``$share/g/chat/pub/lobby`` is authorised as ``topicfilter/$share/g/chat/pub/lobby``,
+    which the guest role's ``topicfilter/chat/pub/*`` does not cover, though the plain room
+    filter beside it still works."""
+    me, key, secret = identity(gw)
+    client = clients(gw, me, key, secret)
+    assert client.subscribe("chat/pub/lobby") == 1
+    assert client.subscribe("$share/g/chat/pub/lobby") == NOT_AUTHORIZED
+    assert client.subscribe(f"$share/g/chat/in/{me}") == NOT_AUTHORIZED
+
+
+def test_a_policy_grants_shared_subscriptions_by_their_share_form() -> None:
+    """The evaluator reads ``topicfilter/$share/<name>/<filter>`` like any resource: ``*``
+    may stand for the share name, and ``$share`` is no policy variable."""
+    policy = Policy.parse(
+        "workers",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Subscribe",
+                    "Resource": f"{TOPICFILTER}/$share/*/jobs/${{iot:ClientId}}",
+                },
+                {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{TOPIC}/jobs/*"},
+            ],
+        },
+    )
+
+    def decide(action: str, resource: str) -> bool:
+        context = {"iot:ClientId": "w1"}
+        return evaluate([policy], Request(action, resource, context)).allowed
+
+    assert decide("iot:Subscribe", f"{TOPICFILTER}/$share/pool/jobs/w1")
+    assert not decide("iot:Subscribe", f"{TOPICFILTER}/jobs/w1")  # the plain filter is not
+    assert not decide("iot:Subscribe", f"{TOPICFILTER}/$share/pool/jobs/w2")
+    assert decide("iot:Receive", f"{TOPIC}/jobs/w1")
 
 
 def test_guest_publishes_only_to_the_rule_topics(gw, clients):
