@@ -47,15 +47,21 @@ class User:
         return self.tokens["IdToken"]
 
 
-def sign_up(stack: InProcessStack, username: str | None = None) -> tuple[str, str]:
+def sign_up(
+    stack: InProcessStack, username: str | None = None, handle: str | None = None
+) -> tuple[str, str]:
+    """Sign up ``username`` (a fresh one by default), with the chat ``handle`` if given."""
     idp = unsigned_client(stack, "cognito-idp")
     username = username or f"user-{uuid.uuid4().hex[:8]}"
     email = f"{username}@example.com"
+    attributes = [{"Name": "email", "Value": email}]
+    if handle is not None:
+        attributes.append({"Name": "custom:handle", "Value": handle})
     idp.sign_up(
         ClientId=stack.info["cognito"]["userPoolClientId"],
         Username=username,
         Password=PASSWORD,
-        UserAttributes=[{"Name": "email", "Value": email}],
+        UserAttributes=attributes,
     )
     return username, email
 
@@ -78,8 +84,8 @@ def sign_in(stack: InProcessStack, username: str, password: str = PASSWORD) -> d
     return response["AuthenticationResult"]
 
 
-def new_user(stack: InProcessStack) -> User:
-    username, email = sign_up(stack)
+def new_user(stack: InProcessStack, handle: str | None = None) -> User:
+    username, email = sign_up(stack, handle=handle)
     confirm(stack, username)
     return User(username, email, sign_in(stack, username))
 
