@@ -1,10 +1,12 @@
 """``iotchat device create|revoke``: give a device (a Pi, a bot) its own X.509 identity.
 
 A device talks to AWS IoT Core over mutual TLS with a certificate that is registered ACTIVE,
-attached to a thing named like its client id and to the device policy. The same steps run
-against the local stack (its registry and CA in the stack's state dir) or against AWS (the
-``iot`` API through boto3), chosen by the stack file's ``kind``; both write the same files.
-The commands sit at the end, next to the steps they run.
+attached to a thing named like its client id and to the device policy. The same steps, through
+boto3's ``iot`` client, run against AWS or against the local stack's API endpoint (as its admin;
+the local CA signs in ``CreateKeysAndCertificate`` as AWS IoT's does), so nothing here reads the
+stack's registry or CA key from disk; both write the same files. A thing name shaped like a
+Cognito identity id is refused: a device's client id is its thing name, and a device must never
+connect as a person. The commands sit at the end, next to the steps they run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,8 @@ from client.edge.device import CA_FILE, CERT_FILE, CONFIG_FILE, KEY_FILE
 from client.stack_file import resolve_path
 
 DEFAULT_DEVICE_POLICY = "iotchat-device"
+# A Cognito identity id, ``<region>:<uuid>``: never a device's thing name.
+COGNITO_IDENTITY_ID = re.compile(r"[a-z]{2}(-[a-z]+)+-\d:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 
 
 class DeviceError(Exception):
@@ -83,78 +88,39 @@ def create_device(
     name: str, out_dir: Path | None = None, stack_file: Path | None = None
 ) -> DeviceResult:
     """Register device ``name`` and write its files to ``out_dir`` (default ``./NAME``)."""
-    path = stack_file_path(stack_file)
-    info = load_stack(path)
+    info = load_stack(stack_file_path(stack_file))
+    if COGNITO_IDENTITY_ID.fullmatch(name):
+        raise DeviceError(
+            f"{name!r} is shaped like a Cognito identity id: a device connects with its thing "
+            "name as client id and must never impersonate a person"
+        )
     directory = Path(out_dir) if out_dir is not None else Path(name)
-    if info["kind"] == "local":
-        return _create_local(info, path, name, directory)
-    return _create_aws(info, name, directory)
+    return _create(info, name, directory)
 
 
 def revoke_device(name: str, stack_file: Path | None = None) -> list[str]:
     """Mark every certificate of thing ``name`` REVOKED; returns their ids."""
-    path = stack_file_path(stack_file)
-    info = load_stack(path)
-    if info["kind"] == "local":
-        return _revoke_local(info, path, name)
-    return _revoke_aws(info, name)
+    return _revoke(load_stack(stack_file_path(stack_file)), name)
 
 
-# ---------------------------------------------------------------------------- local stack
-
-
-def _local_registry(info: dict[str, Any], stack_file: Path) -> Any:
-    """The stack's registry: ARNs carry the region, so open it with the stack's."""
-    from infra.local.identity import LOCAL_REGION
-    from infra.local.registry import Registry
-
-    state_dir = Path(stack_file).resolve().parent
-    return Registry.open(state_dir, region=info.get("region") or LOCAL_REGION)
-
-
-def _create_local(info: dict[str, Any], stack_file: Path, name: str, out: Path) -> DeviceResult:
-    from infra.local import registry as reg
-    from infra.local.ca import LocalCA
-
-    state_dir = Path(stack_file).resolve().parent
-    registry = _local_registry(info, stack_file)
-    ca = LocalCA.load_or_create(state_dir / "ca")
-    try:
-        files = reg.create_device(registry, ca, name, out, policy_name=_device_policy(info))
-    except reg.RegistryError as exc:
-        raise DeviceError(str(exc)) from exc
-    config = json.loads(files.config_path.read_text())
-    config["endpoint"] = _endpoint(info)
-    _write(files.config_path, json.dumps(config, indent=2) + "\n", 0o644)
-    return DeviceResult(
-        name,
-        files.certificate_id,
-        files.directory,
-        files.cert_path,
-        files.key_path,
-        files.ca_path,
-        files.config_path,
-    )
-
-
-def _revoke_local(info: dict[str, Any], stack_file: Path, name: str) -> list[str]:
-    from infra.local import registry as reg
-
-    try:
-        return reg.revoke_device(_local_registry(info, stack_file), name)
-    except reg.ResourceNotFound as exc:
-        raise DeviceError(f"no device named {name!r}") from exc
-    except reg.RegistryError as exc:
-        raise DeviceError(str(exc)) from exc
-
-
-# ---------------------------------------------------------------------------- AWS
+# ---------------------------------------------------------------------------- the iot API
 
 
 def _iot_client(info: dict[str, Any]) -> Any:
+    """boto3's ``iot`` client: AWS's with the caller's own credentials, or the local stack's
+    API endpoint with the admin keys its stack file names."""
     import boto3
 
-    return boto3.client("iot", region_name=info.get("region"))
+    if info["kind"] == "aws":
+        return boto3.client("iot", region_name=info.get("region"))
+    admin = info.get("admin", {})
+    return boto3.client(
+        "iot",
+        region_name=info.get("region"),
+        endpoint_url=info.get("api", {}).get("endpoint"),
+        aws_access_key_id=admin.get("accessKeyId"),
+        aws_secret_access_key=admin.get("secretAccessKey"),
+    )
 
 
 def _aws_error(exc: Exception) -> DeviceError:
@@ -164,7 +130,7 @@ def _aws_error(exc: Exception) -> DeviceError:
     return DeviceError(f"{code}: {message}")
 
 
-def _create_aws(info: dict[str, Any], name: str, out: Path) -> DeviceResult:
+def _create(info: dict[str, Any], name: str, out: Path) -> DeviceResult:
     from botocore.exceptions import BotoCoreError, ClientError
 
     policy = _device_policy(info)
@@ -236,7 +202,7 @@ def _undo_create(iot: Any, name: str, keys: dict[str, Any], policy: str) -> None
             call(**kwargs)
 
 
-def _revoke_aws(info: dict[str, Any], name: str) -> list[str]:
+def _revoke(info: dict[str, Any], name: str) -> list[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     iot = _iot_client(info)

@@ -103,6 +103,32 @@ def test_duplicate_and_unknown_names_exit_1_with_a_message(stack, tmp_path):
     assert "no device named 'nobody'" in unknown.stderr
 
 
+def test_a_name_shaped_like_an_identity_id_is_refused_and_no_thing_is_made(stack, tmp_path):
+    """A device's client id is its thing name: it must never be a person's identity id."""
+    stack_file, info = stack
+    person = "us-east-1:0f5e7c9a-1b2c-4d3e-8f90-123456789abc"
+    refused = _iotchat(
+        "device", "create", person, "--out", str(tmp_path / "x"), "--stack-file", str(stack_file)
+    )
+    assert refused.returncode == 1
+    assert "Cognito identity id" in refused.stderr
+    assert not (tmp_path / "x").exists()
+    iot = boto3.client(
+        "iot",
+        region_name=info["region"],
+        endpoint_url=info["api"]["endpoint"],
+        aws_access_key_id=info["admin"]["accessKeyId"],
+        aws_secret_access_key=info["admin"]["secretAccessKey"],
+    )
+    assert person not in [t["thingName"] for t in iot.list_things()["things"]]
+    # The same command with a device's own name still works.
+    made = _iotchat(
+        "device", "create", "hall-pi", "--out", str(tmp_path / "y"), "--stack-file", str(stack_file)
+    )
+    assert made.returncode == 0, made.stderr
+    assert "hall-pi" in [t["thingName"] for t in iot.list_things()["things"]]
+
+
 def test_missing_stack_file_exits_1_with_a_message(tmp_path):
     result = _iotchat("device", "create", "x", "--stack-file", str(tmp_path / "none.json"))
     assert result.returncode == 1
