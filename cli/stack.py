@@ -130,20 +130,44 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
     ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only invocations from this long ago on: 30s, 10m, 2h, 1d."),
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="The log as Lambda writes it (START/END/REPORT).")
+    ] = False,
     state_dir: Annotated[Path, typer.Option(help="The stack's state directory.")] = Path(
         ".iotchat"
     ),
 ) -> None:
-    """Print a Lambda function's log (handler output and START/END/REPORT lines)."""
+    """Print a Lambda function's log: each line with its time and request id, one REPORT
+    summary per invocation naming its trace (``--raw``: the file as Lambda writes it)."""
     import sys
 
     from infra.local.lambda_runtime.logtail import copy_log, is_known, known_functions
+    from infra.local.lambda_runtime.logview import parse_since, print_log
+    from infra.local.lambda_runtime.runtime import log_path
 
     if not is_known(state_dir, function):
         known = ", ".join(known_functions(state_dir)) or "none"
         typer.echo(f"iotchat logs: no function named {function!r} (known: {known})", err=True)
         raise typer.Exit(1)
     try:
-        copy_log(state_dir, function, sys.stdout.buffer, follow=follow)
+        cutoff = parse_since(since) if since is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from exc
+    if raw and cutoff is not None:
+        raise typer.BadParameter("--raw prints the whole file", param_hint="--since")
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    try:
+        if raw:
+            copy_log(state_dir, function, sys.stdout.buffer, follow=follow)
+        else:
+            print_log(log_path(state_dir, function), write, follow=follow, since=cutoff)
     except KeyboardInterrupt:
         return

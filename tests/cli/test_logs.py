@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
-from infra.local.lambda_runtime import LambdaRuntime
+from infra.local.lambda_runtime import LambdaRuntime, log_path
 from tests.infra.local.lambda_runtime.helpers import fn, run_runtime
 from tests.support.waiting import wait_for
 
@@ -36,9 +38,9 @@ def _iotchat(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
-def test_logs_prints_the_function_log(tmp_path: Path) -> None:
+def test_logs_raw_prints_the_function_log_as_lambda_writes_it(tmp_path: Path) -> None:
     request_id = _invoke_chatty(tmp_path)
-    process = _iotchat("logs", "chatty", "--state-dir", str(tmp_path))
+    process = _iotchat("logs", "chatty", "--raw", "--state-dir", str(tmp_path))
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert f"START RequestId: {request_id} Version: $LATEST" in out
@@ -64,6 +66,7 @@ def test_logs_follow_shows_lines_appended_later_until_ctrl_c(tmp_path: Path) -> 
         "logs",
         "chatty",
         "--follow",
+        "--raw",
         "--state-dir",
         str(tmp_path),
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -83,3 +86,38 @@ def test_logs_follow_shows_lines_appended_later_until_ctrl_c(tmp_path: Path) -> 
         reader.join(10)
     assert returncode == 0, stderr.read()
     assert sum("hello from the handler" in line for line in seen) == 2
+
+
+def test_logs_prints_each_line_with_its_time_and_request_id(tmp_path: Path) -> None:
+    request_id = _invoke_chatty(tmp_path)
+    process = _iotchat("logs", "chatty", "--state-dir", str(tmp_path))
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    lines = out.splitlines()
+    assert not any(line.startswith(("START", "END")) for line in lines)
+    logged = next(line for line in lines if "a warning with the request id" in line)
+    assert re.match(rf"^\d\d:\d\d:\d\d\.\d{{3}} {request_id[:8]} WARNING ", logged)
+    printed = next(line for line in lines if "hello from the handler" in line)
+    assert printed.split()[1] == request_id[:8]
+    report = next(line for line in lines if " REPORT " in line)
+    assert report.split()[1] == request_id[:8] and " ms" in report
+
+
+def test_logs_since_keeps_only_recent_invocations(tmp_path: Path) -> None:
+    old = _invoke_chatty(tmp_path)
+    log = log_path(tmp_path, "chatty")
+    # The first invocation, as if it had run two hours ago.
+    two_hours_ago = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 7200))
+    text = log.read_text()
+    log.write_text(re.sub(r"\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.", f"\t{two_hours_ago}.", text))
+    new = _invoke_chatty(tmp_path)
+    recent = _iotchat("logs", "chatty", "--since", "10m", "--state-dir", str(tmp_path))
+    out, err = recent.communicate(timeout=30)
+    assert recent.returncode == 0, err
+    assert new[:8] in out and old[:8] not in out
+    everything = _iotchat("logs", "chatty", "--since", "3h", "--state-dir", str(tmp_path))
+    out, _ = everything.communicate(timeout=30)
+    assert new[:8] in out and old[:8] in out
+    refused = _iotchat("logs", "chatty", "--since", "yesterday", "--state-dir", str(tmp_path))
+    _, err = refused.communicate(timeout=30)
+    assert refused.returncode == 2 and "not a duration" in err
