@@ -526,9 +526,12 @@ function renderConversation() {
 }
 
 // Where the reader is, so a page of older messages does not move what they are looking at.
+// `fromBottom` keeps the place when older messages come in above; `top` when newer ones
+// come in below.
 function scrollAnchor() {
   const pane = $("messages-pane");
   return {
+    top: pane.scrollTop,
     fromBottom: pane.scrollHeight - pane.scrollTop,
     atBottom: pane.scrollHeight - pane.scrollTop - pane.clientHeight < AT_BOTTOM_PX,
   };
@@ -551,6 +554,7 @@ function renderMessages(anchor, toBottom = false) {
   $("older").hidden = typeof active.cursor !== "string";
   $("older").disabled = active.loadingOlder;
   if (toBottom || !anchor || anchor.atBottom) scrollToNewest();
+  else if (anchor.keepTop) pane.scrollTop = anchor.top;
   else pane.scrollTop = pane.scrollHeight - anchor.fromBottom;
 }
 
@@ -562,7 +566,7 @@ function scrollToNewest() {
 
 // A new message: followed if the reader is at the newest, else a pill says it is there.
 function appendMessages(fromOthers) {
-  const anchor = scrollAnchor();
+  const anchor = { ...scrollAnchor(), keepTop: true };
   renderMessages(anchor);
   if (fromOthers && !anchor.atBottom) $("new-pill").hidden = false;
 }
