@@ -290,6 +290,15 @@ class LambdaRuntime:
         self, name: str, result: InvokeResult, trace_id: str | None, attempt: int
     ) -> None:
         """One ``FunctionExecution`` entry in the stack's trace log (if it keeps one)."""
+        log.debug(
+            "%s: request %s %s in %.1f ms (attempt %d, trace %s)",
+            name,
+            result.request_id,
+            "ok" if result.ok else "failed",
+            result.duration_ms,
+            attempt,
+            trace_id,
+        )
         if self.trace is None:
             return
         error = result.error or {}
