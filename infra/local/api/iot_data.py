@@ -1,6 +1,10 @@
-"""iot-data ``Publish`` as a request: its query (``qos``, ``retain``, ``messageExpiry``,
-``contentType``, ``responseTopic``) and MQTT 5 headers turned into a publish's options, with the
-errors AWS answers for bad ones (https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_Publish.html).
+"""iot-data requests and answers, without the I/O: ``Publish``'s query (``qos``, ``retain``,
+``messageExpiry``, ``contentType``, ``responseTopic``) and MQTT 5 headers turned into a publish's
+options, with the errors AWS answers for bad ones
+(https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_Publish.html); and the JSON
+``GetRetainedMessage`` and ``ListRetainedMessages`` answer with, and the latter's pages
+(https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_GetRetainedMessage.html,
+https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_ListRetainedMessages.html).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from infra.local.gateway.codec import Prop, Properties
+from infra.local.gateway.session import Message
 from infra.local.gateway.topics import InvalidTopic, validate_topic_name
 
 from .errors import ApiError
@@ -114,3 +119,74 @@ def publish_properties(request: web.Request, body: bytes) -> Properties:
     if user is not None:
         props[Prop.USER_PROPERTY] = user_properties(user)
     return props
+
+
+# ---------------------------------------------------------------------- retained messages
+
+MAX_RESULTS = 200  # ListRetainedMessages' maxResults: 1..200 (botocore's model), 200 by default
+
+
+def not_found(topic: str) -> ApiError:
+    return ApiError(404, "ResourceNotFoundException", f"No retained message for topic {topic}")
+
+
+def retained_message(msg: Message) -> dict[str, Any]:
+    """GetRetainedMessage's answer: the payload (a JSON blob: base64), QoS, the time it was
+    stored (epoch ms) and, when it has MQTT 5 user properties, them as base64 of a JSON array
+    of ``{"name": "value"}`` objects."""
+    body: dict[str, Any] = {
+        "topic": msg.topic,
+        "payload": base64.b64encode(msg.payload).decode(),
+        "qos": msg.qos,
+        "lastModifiedTime": msg.timestamp_ms,
+    }
+    pairs = msg.properties.get(Prop.USER_PROPERTY)
+    if pairs:
+        document = json.dumps([{name: value} for name, value in pairs])
+        body["userProperties"] = base64.b64encode(document.encode()).decode()
+    return body
+
+
+def retained_summary(msg: Message) -> dict[str, Any]:
+    """One entry of ListRetainedMessages: no payload, only its size."""
+    return {
+        "topic": msg.topic,
+        "payloadSize": len(msg.payload),
+        "qos": msg.qos,
+        "lastModifiedTime": msg.timestamp_ms,
+    }
+
+
+def max_results(value: str | None) -> int:
+    if value is None or value == "":
+        return MAX_RESULTS
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_RESULTS:
+        raise invalid_request(f"maxResults must be between 1 and {MAX_RESULTS}")
+    return int(value)
+
+
+def page_token(topic: str) -> str:
+    """An opaque nextToken: the last topic listed, so a page starts after it even when
+    messages were retained or deleted meanwhile."""
+    return base64.urlsafe_b64encode(topic.encode()).decode()
+
+
+def page_start(token: str | None) -> str | None:
+    """The topic a nextToken continues after; None for the first page."""
+    if token is None or token == "":
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise invalid_request("nextToken is not one this API returned") from None
+
+
+def retained_page(
+    messages: list[Message], after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of summaries from ``messages`` (sorted by topic) after the topic ``after``,
+    and the token of the next page (None on the last one)."""
+    rest = [m for m in messages if after is None or m.topic > after]
+    page = rest[:limit]
+    token = page_token(page[-1].topic) if len(rest) > limit else None
+    return [retained_summary(m) for m in page], token

@@ -11,7 +11,9 @@ request is routed the way AWS's front ends tell services apart:
   authorized: every (action, resource ARN) it needs must be allowed by the caller's IAM
   policies (:class:`infra.local.iam.IamAuthorizer`), as AWS decides it.
 * REST services (iot-data, iot) are told apart by path: ``POST /topics/{topic}`` is
-  iot-data publish; others add routes to :attr:`EdgeAPI.app`.
+  iot-data publish, ``GET /retainedMessage[/{topic}]`` lists and reads retained messages
+  (both authorised like publish, by the gateway's authorizer); others add routes to
+  :attr:`EdgeAPI.app`.
 * The services the edge serves itself (STS, the IoT control plane, Lambda, CloudWatch Logs,
   Cognito's admin calls: :mod:`.signed`, added with :meth:`EdgeAPI.add_service`) take what no
   route took, by the service their SigV4 credential scope names (json-protocol ones by
@@ -55,9 +57,14 @@ from infra.local.api.errors import ApiError, json_protocol_error, json_too_large
 from infra.local.api.iot_data import (
     boolean_flag,
     invalid_request,
+    max_results,
+    not_found,
+    page_start,
     payload_too_large,
     publish_properties,
     publish_qos,
+    retained_message,
+    retained_page,
 )
 from infra.local.api.signed import SignedService, SignedServices
 from infra.local.gateway import Authorizer, CredentialStore, Gateway, Principal
@@ -95,6 +102,7 @@ HealthStatus = Callable[[], Awaitable[Health]]
 
 IOT_DATA_SIGNING_NAME = "iotdata"  # botocore's iot-data model: signingName
 TOPICS_PREFIX = "/topics/"
+RETAINED_PATH = "/retainedMessage"
 # Cognito's requests (and any other X-Amz-Target handler's) are a few KB.
 TARGET_MAX_REQUEST_BYTES = 256 * 1024
 _HOP_BY_HOP = frozenset(
@@ -170,6 +178,8 @@ class EdgeAPI:
         self.app.router.add_post(
             TOPICS_PREFIX + "{topic:.*}", self._publish, expect_handler=defer_expect
         )
+        self.app.router.add_get(RETAINED_PATH, self._list_retained)
+        self.app.router.add_get(RETAINED_PATH + "/{topic:.*}", self._get_retained)
         self.app.router.add_post("/", self._no_target, expect_handler=defer_expect)
         self._server = AppServer(
             self.app, HostAllowList(allowed_hosts), self.limits, "api", self._too_large
@@ -437,11 +447,12 @@ class EdgeAPI:
         except BodyTooLarge:
             raise payload_too_large(limit) from None
 
-    async def _do_publish(self, request: web.Request) -> None:
-        principal, body = await self._read_signed_payload(request)
+    def _path_topic(self, request: web.Request, prefix: str) -> str:
+        """The topic label of an iot-data path (percent-encoded, ``/`` included), checked
+        like an MQTT topic name."""
         raw_path = request.raw_path.partition("?")[0]
         try:
-            topic = unquote(raw_path[len(TOPICS_PREFIX) :], errors="strict")
+            topic = unquote(raw_path[len(prefix) :], errors="strict")
         except UnicodeDecodeError:
             raise invalid_request("Invalid topic: not UTF-8") from None
         limits = self.gateway.broker.limits
@@ -449,6 +460,11 @@ class EdgeAPI:
             validate_topic_name(topic, limits.max_topic_bytes, limits.max_topic_slashes)
         except InvalidTopic as exc:
             raise ApiError(400, "InvalidRequestException", f"Invalid topic: {exc}") from None
+        return topic
+
+    async def _do_publish(self, request: web.Request) -> None:
+        principal, body = await self._read_signed_payload(request)
+        topic = self._path_topic(request, TOPICS_PREFIX)
         query = request.rel_url.query
         qos = publish_qos(query.get("qos"))
         retain = boolean_flag(query.get("retain"), "retain")
@@ -471,6 +487,50 @@ class EdgeAPI:
                 )
         except ValueError as exc:  # the broker's own checks; InvalidTopic is one
             raise ApiError(400, "InvalidRequestException", str(exc)) from None
+
+    async def _answer(self, request: web.Request, read: RetainedRead) -> web.Response:
+        """A signed iot-data GET answered by ``read`` (caller, request) as JSON, or its error."""
+        try:
+            principal, _ = await self._read_signed_payload(request)
+            body = read(principal, request)
+        except ApiError as error:
+            return rest_json_error(error)
+        return web.json_response(body, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def _get_retained(self, request: web.Request) -> web.Response:
+        """GetRetainedMessage: ``GET /retainedMessage/{topic}``."""
+
+        def read(principal: Principal, request: web.Request) -> dict[str, Any]:
+            topic = self._path_topic(request, RETAINED_PATH + "/")
+            if not self.authorizer.can_get_retained(principal, topic):
+                raise ApiError(403, "ForbiddenException", "Forbidden")
+            msg = self.gateway.broker.router.retained_message(topic)
+            if msg is None:
+                raise not_found(topic)
+            return retained_message(msg)
+
+        return await self._answer(request, read)
+
+    async def _list_retained(self, request: web.Request) -> web.Response:
+        """ListRetainedMessages: ``GET /retainedMessage?maxResults=&nextToken=``."""
+
+        def read(principal: Principal, request: web.Request) -> dict[str, Any]:
+            query = request.rel_url.query
+            limit = max_results(query.get("maxResults"))
+            after = page_start(query.get("nextToken"))
+            if not self.authorizer.can_list_retained(principal):
+                raise ApiError(403, "ForbiddenException", "Forbidden")
+            messages = self.gateway.broker.router.retained_messages()
+            summaries, token = retained_page(messages, after, limit)
+            body: dict[str, Any] = {"retainedTopics": summaries}
+            if token is not None:
+                body["nextToken"] = token
+            return body
+
+        return await self._answer(request, read)
+
+
+RetainedRead = Callable[[Principal, web.Request], dict[str, Any]]
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:

@@ -15,7 +15,8 @@ from infra.local.identity import Principal
 
 
 class Authorizer(Protocol):
-    """Allow or deny each action; called on every connect, publish, subscribe and delivery."""
+    """Allow or deny each action; called on every connect, publish, subscribe and delivery,
+    and on the iot-data API's retained-message reads."""
 
     def can_connect(self, principal: Principal, client_id: str, source_ip: str) -> bool: ...
 
@@ -26,6 +27,14 @@ class Authorizer(Protocol):
     def can_subscribe(self, principal: Principal, client_id: str, topic_filter: str) -> bool: ...
 
     def can_receive(self, principal: Principal, client_id: str, topic: str) -> bool: ...
+
+    def can_get_retained(self, principal: Principal, topic: str) -> bool:
+        """iot-data GetRetainedMessage: ``iot:GetRetainedMessage`` on the topic's ARN."""
+        ...
+
+    def can_list_retained(self, principal: Principal) -> bool:
+        """iot-data ListRetainedMessages: ``iot:ListRetainedMessages`` on ``*``."""
+        ...
 
 
 @dataclass
@@ -51,4 +60,10 @@ class AdminOnlyAuthorizer:
         return self._allowed(principal)
 
     def can_receive(self, principal: Principal, client_id: str, topic: str) -> bool:
+        return self._allowed(principal)
+
+    def can_get_retained(self, principal: Principal, topic: str) -> bool:
+        return self._allowed(principal)
+
+    def can_list_retained(self, principal: Principal) -> bool:
         return self._allowed(principal)

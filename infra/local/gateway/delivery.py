@@ -342,6 +342,19 @@ class Router:
         else:
             self.deliver(session, msg, 1, True)
 
+    def retained_message(self, topic: str) -> Message | None:
+        """The message retained on ``topic`` (iot-data GetRetainedMessage); None if there is
+        none or its MQTT 5 Message Expiry has passed (it is then dropped)."""
+        msg = self.retained.get(topic)
+        if msg is not None and msg.expired():
+            del self.retained[topic]
+            return None
+        return msg
+
+    def retained_messages(self) -> list[Message]:
+        """Every retained message still valid, by topic (iot-data ListRetainedMessages)."""
+        return [m for t in sorted(self.retained) if (m := self.retained_message(t)) is not None]
+
     # ------------------------------------------------------------------ Last Will
 
     def publish_will(self, conn: ClientConnection) -> None:

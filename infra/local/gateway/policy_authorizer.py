@@ -130,3 +130,15 @@ class PolicyAuthorizer:
     def can_receive(self, principal: Principal, client_id: str, topic: str) -> bool:
         arn = topic_arn(self.region, self.account, topic)
         return self._allowed(principal, client_id, "iot:Receive", arn)
+
+    # The retained-message reads of the iot-data API, with AWS's resources for them:
+    # https://docs.aws.amazon.com/iot/latest/developerguide/iot-policy-actions.html
+    # (ListRetainedMessages: "The resource ARN specified for this action must be *").
+    # An HTTP caller has no MQTT client id; iot-data Publish uses "n/a" the same way.
+
+    def can_get_retained(self, principal: Principal, topic: str) -> bool:
+        arn = topic_arn(self.region, self.account, topic)
+        return self._allowed(principal, "n/a", "iot:GetRetainedMessage", arn)
+
+    def can_list_retained(self, principal: Principal) -> bool:
+        return self._allowed(principal, "n/a", "iot:ListRetainedMessages", "*")
