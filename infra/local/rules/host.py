@@ -23,6 +23,7 @@ from infra.local.lambda_runtime import LambdaRuntime
 from infra.local.node_service import socket_url, unix_connector
 from infra.local.rules.access import RuleAccess
 from infra.local.rules.actions import RuleServices
+from infra.local.rules.batching import PutItemBatcher
 from iot_rules.sql import SqlContext
 
 # The session name of ``get_dynamodb()``'s role sessions (the SQL function knows no rule).
@@ -122,12 +123,23 @@ class DirectJsonCaller:
         self.endpoints = endpoints
         self.region = region
         self._sessions: dict[Path, Any] = {}
+        self._puts = PutItemBatcher(
+            lambda operation, body: self._request("dynamodb", operation, body),
+            _is_validation_error,
+        )
 
     # dynalite checks the Authorization header's shape, not its key or signature: the key id
     # here is a placeholder, not a credential (authorization happened in the action).
     PLACEHOLDER_KEY_ID = "RULESENGINE"
 
     async def __call__(self, service: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        if service == "dynamodb" and operation == "PutItem" and body.keys() == _PLAIN_PUT:
+            # Per message as ever (its own outcome), grouped on the way (.batching).
+            await self._puts.put(body["TableName"], body["Item"])
+            return {}
+        return await self._request(service, operation, body)
+
+    async def _request(self, service: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
 
         from infra.local.rules.actions import AwsCallError
@@ -166,9 +178,19 @@ class DirectJsonCaller:
         return data or {}
 
     async def close(self) -> None:
+        await self._puts.close()
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+
+
+_PLAIN_PUT = {"TableName", "Item"}  # a PutItem with no condition or return values
+
+
+def _is_validation_error(exc: BaseException) -> bool:
+    from infra.local.rules.actions import AwsCallError
+
+    return isinstance(exc, AwsCallError) and exc.code == "ValidationException"
 
 
 def rule_services(
