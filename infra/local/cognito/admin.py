@@ -29,9 +29,10 @@ from infra.local.api.signed import (
 from infra.local.identity import LOCAL_ACCOUNT_ID
 
 from .service import LocalCognito
+from .user_pool import CUSTOM_ATTRIBUTES
 
 # User record fields that are attributes (AWS's names), in the order AdminGetUser lists them.
-_ATTRIBUTES = ("sub", "email", "email_verified")
+_ATTRIBUTES = ("sub", "email", "email_verified", *CUSTOM_ATTRIBUTES)
 
 
 def _error(code: str, message: str) -> ServiceError:

@@ -110,6 +110,7 @@ class CognitoAPI:
             "ResendConfirmationCode": lambda b: idp.resend_confirmation_code(
                 b.get("ClientId"), b.get("Username")
             ),
+            "GetUser": lambda b: idp.get_user(b.get("AccessToken")),
             "InitiateAuth": lambda b: idp.initiate_auth(
                 b.get("ClientId"), b.get("AuthFlow"), b.get("AuthParameters") or {}
             ),

@@ -42,7 +42,7 @@ from typing import Any
 from .errors import CognitoError, invalid_parameter, not_authorized, not_found
 from .limits import CognitoLimits
 from .store import Database, append_line
-from .tokens import TokenSigner
+from .tokens import TokenError, TokenSigner
 
 log = logging.getLogger("iotchat.cognito")
 
@@ -52,6 +52,12 @@ TOKEN_LIFETIME = 3600  # ID and access tokens: Cognito's default of one hour
 REFRESH_LIFETIME = 30 * 24 * 3600  # refresh tokens: Cognito's default of 30 days
 _SYMBOLS = "^$*.[]{}()?\"!@#%&/\\,><':;|_~`=+- "
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The pool's custom attributes, as the AWS template declares them (infra/aws/template/
+# cognito.py, HANDLE_SCHEMA): name -> (min, max) length of the string. Immutable: set at sign-up
+# only. In tokens a custom attribute is always a string
+# (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_SchemaAttributeType.html).
+CUSTOM_ATTRIBUTES = {"custom:handle": (3, 32)}
+ACCESS = "access"  # the token_use of an access token
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 # Hashed for an unknown username, so that it costs as long as a wrong password.
 _DUMMY_SALT = secrets.token_bytes(16)
@@ -192,6 +198,7 @@ class UserPool:
         email = attrs.get("email")
         if not isinstance(email, str) or not _EMAIL.match(email):
             raise invalid_parameter("Attributes did not conform to the schema: email is required")
+        custom = _custom_attributes(attrs)
         key = username.lower()  # usernames are case-insensitive, as in new Cognito pools
         self.purge()
         if self.user(key) is not None:
@@ -210,6 +217,7 @@ class UserPool:
             "password": hashed,
             "created": now,
             "code_sends": [],
+            **custom,
         }
         with self.database.transaction() as conn:
             if self._load(conn, key) is not None:
@@ -399,6 +407,22 @@ class UserPool:
         result = self._tokens(user, auth_time=rows[0]["auth_time"])
         return {"ChallengeParameters": {}, "AuthenticationResult": result}
 
+    def get_user(self, access_token: Any) -> dict[str, Any]:
+        """``GetUser``: the signed-in user's own attributes, for their access token
+        (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_GetUser.html)."""
+        if not isinstance(access_token, str):
+            raise invalid_parameter("Missing required parameter AccessToken")
+        try:
+            claims = self.signer.verify(access_token, issuer=self.issuer, token_use=ACCESS)
+        except TokenError as exc:
+            raise not_authorized("Invalid Access Token") from exc
+        if claims.get("client_id") != self.client_id:
+            raise not_authorized("Invalid Access Token")
+        user = self.user(str(claims.get("username", "")))
+        if user is None or user["sub"] != claims.get("sub"):
+            raise not_authorized("User does not exist.")
+        return {"Username": user["username"], "UserAttributes": user_attributes(user)}
+
     def _tokens(self, user: dict[str, Any], auth_time: int) -> dict[str, Any]:
         now = int(time.time())
         common = {
@@ -417,6 +441,7 @@ class UserPool:
                 "cognito:username": user["username"],
                 "email": user["email"],
                 "email_verified": user["email_verified"],
+                **{name: user[name] for name in CUSTOM_ATTRIBUTES if name in user},
                 "event_id": str(uuid.uuid4()),
                 "jti": str(uuid.uuid4()),
             }
@@ -438,6 +463,39 @@ class UserPool:
             "TokenType": "Bearer",
             "IdToken": id_token,
         }
+
+
+def _custom_attributes(attrs: dict[Any, Any]) -> dict[str, str]:
+    """The custom attributes of a sign-up, checked against the schema as Cognito does: an
+    undeclared one is refused, a declared one must be a string within its lengths."""
+    found: dict[str, str] = {}
+    for name, value in attrs.items():
+        if not isinstance(name, str) or not name.startswith("custom:"):
+            continue
+        if name not in CUSTOM_ATTRIBUTES:
+            raise invalid_parameter(
+                "Attributes did not conform to the schema: "
+                f"Type for attribute {{{name}}} could not be determined"
+            )
+        low, high = CUSTOM_ATTRIBUTES[name]
+        if not isinstance(value, str) or not low <= len(value) <= high:
+            raise invalid_parameter(
+                f"Attributes did not conform to the schema: {name}: "
+                f"String must be {low} to {high} characters long"
+            )
+        found[name] = value
+    return found
+
+
+def user_attributes(user: dict[str, Any]) -> list[dict[str, str]]:
+    """A user's attributes as GetUser and AdminGetUser list them (booleans as "true")."""
+    found = []
+    for name in ("sub", "email", "email_verified", *CUSTOM_ATTRIBUTES):
+        value = user.get(name)
+        if value is not None:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            found.append({"Name": name, "Value": text})
+    return found
 
 
 def _import(conn: sqlite3.Connection, document: Any) -> None:
