@@ -10,12 +10,22 @@ a stray copy would have come before the sentinel.
 
 from __future__ import annotations
 
+import json
 import queue
+import time
 from collections import Counter
 
 import awscrt.mqtt5
 import pytest
 
+from infra.local.gateway.codec import SubscriptionOptions
+from infra.local.gateway.session import (
+    Delivery,
+    Message,
+    Session,
+    session_from_record,
+    session_record,
+)
 from infra.local.gateway.shared import ShareKey, parse_shared
 from infra.local.gateway.topics import InvalidTopic
 from tests.infra.local.gateway.test_awsiotsdk import (
@@ -249,3 +259,21 @@ def test_the_group_filter_keeps_the_topic_limits() -> None:
     parse_shared("$share/g/a/b/c/d/e/f/g/h", 256, 7)  # 7 slashes in the filter
     with pytest.raises(InvalidTopic):
         parse_shared("$share/g/a/b/c/d/e/f/g/h/i", 256, 7)
+
+
+def test_a_queued_shared_message_keeps_its_group_across_a_clean_restart() -> None:
+    """A persistent session written at a clean stop and read back still knows which group a
+    queued message came through, so another member can still take it later."""
+    session = Session("member", max_queued=10)
+    session.expiry_interval = 300
+    session.expires_at = time.time() + 300
+    session.subscriptions["$share/g/t"] = SubscriptionOptions(qos=1)
+    session.enqueue(Delivery(Message("t", b"job", 1), 1, False, ShareKey("g", "t")))
+    session.enqueue(Delivery(Message("t", b"plain", 1), 1, False))
+    record = json.loads(json.dumps(session_record(session, time.time())))
+    restored = session_from_record(record, 10, time.time())
+    assert restored is not None
+    assert [(d.message.payload, d.share) for d in restored.pending] == [
+        (b"job", ShareKey("g", "t")),
+        (b"plain", None),
+    ]
