@@ -7,6 +7,7 @@ Its modules, from the wire up:
 - ``connection``: one client connection, whatever the transport, and its batched writes;
 - ``session``: messages in flight and the per-client-id session that outlives a connection;
 - ``topics``: the subscription index (topic validation itself is :mod:`iot_rules.topics`);
+- ``shared``: shared subscriptions (``$share/<ShareName>/<TopicFilter>``) and their groups;
 - ``broker``: the facade, with one handler per packet type, closing and keep-alive;
 - ``connect``: CONNECT (client id, authentication, authorization, will, takeover, CONNACK);
 - ``delivery``: routing, QoS 0/1 delivery, queues, retained messages, wills, sessions;
