@@ -6,8 +6,10 @@ differently, a parameter says so:
 
 - sizes: the gateway enforces AWS's topic limits (256 UTF-8 bytes, 7 slashes, the
   ``$aws/rules/<rule>/`` Basic Ingest prefix not counted); a rule's FROM filter has none;
-- ``#``: for MQTT, ``a/#`` also matches ``a`` (MQTT 3.1.1 4.7.1.2); a rule's ``FROM 'a/#'``
-  does not, it needs at least one more level.
+- ``#``: the MQTT 3.1.1 note (4.7.1.2) lets ``a/#`` match ``a``; AWS does not, neither for
+  a subscription nor for a rule's ``FROM 'a/#'``: it needs at least one more level
+  (https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-differences). The
+  gateway and the rules engine both pass ``hash_matches_parent=False``.
 
 Pure functions only: nothing here knows about connections or rules.
 """
