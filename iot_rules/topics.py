@@ -9,7 +9,8 @@ differently, a parameter says so:
 - ``#``: the MQTT 3.1.1 note (4.7.1.2) lets ``a/#`` match ``a``; AWS does not, neither for
   a subscription nor for a rule's ``FROM 'a/#'``: it needs at least one more level
   (https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-differences). The
-  gateway and the rules engine both pass ``hash_matches_parent=False``.
+  rules engine passes ``hash_matches_parent=False``; the gateway's subscription index matches
+  the same way (its tests compare it with ``hash_matches_parent=False``).
 
 Pure functions only: nothing here knows about connections or rules.
 """
