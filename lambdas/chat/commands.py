@@ -16,8 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import keys
+from .budgets import Budgets
+from .doors import require_door
 from .edits import Edits, revised
 from .groups import Groups
+from .online import OnlineState
 from .people import Directory, People, TokenCheck
 from .protocol import (
     CLIENT_ID,
@@ -36,6 +39,7 @@ from .protocol import (
     room_events_topic,
 )
 from .publisher import Publisher
+from .sessions import person_of
 from .store import ChatStore, wire_message
 
 log = logging.getLogger("iotchat.commands")
@@ -54,12 +58,14 @@ def decode_request(payload_b64: Any) -> dict[str, Any]:
     return request
 
 
-def presence(room: str, client_id: str, status: str, ts: int, **extra: Any) -> dict[str, Any]:
+def presence(room: str, person: str, status: str, ts: int, **extra: Any) -> dict[str, Any]:
+    """A person's presence in a room (``clientId`` repeats ``person`` for older clients)."""
     body = {
         "v": VERSION,
         "type": "presence",
         "room": room,
-        "clientId": client_id,
+        "person": person,
+        "clientId": person,
         "status": status,
         "ts": ts,
     }
@@ -81,6 +87,11 @@ class Commands:
         self.people = People(store, publisher, tokens)
         self.groups = Groups(store, publisher, new_group_id)
         self.edits = Edits(store, publisher)
+        self.online = OnlineState(store.db, store.state_table)
+        self.budgets = Budgets(store.db, store.state_table)
+        # Where answers and errors for the request being handled go: the asking session's
+        # replies topic, chat/in/<its client id> (docs/protocol.md, "People and sessions").
+        self.reply_to = ""
         self.handlers: dict[str, Callable[[dict[str, Any], str, int], None]] = {
             "message": self.message,
             "join": self.join,
@@ -88,8 +99,8 @@ class Commands:
             "history": self.history,
             "who": self.who,
             "hello": self.hello,
-            "name": lambda r, s, t: self.people.name(r, s, t, inbox(s)),
-            "whois": lambda r, s, t: self.people.whois(r, s, t, inbox(s)),
+            "name": lambda r, s, t: self.people.name(r, s, t, self.reply_to),
+            "whois": lambda r, s, t: self.people.whois(r, s, t, self.reply_to),
             "edit": self.edits.edit,
             "delete": self.edits.delete,
             "create": self.groups.create,
@@ -101,13 +112,19 @@ class Commands:
         }
 
     def handle(self, event: dict[str, Any]) -> None:
-        """One rule event: ``{"payload": <base64>, "sender": <client id>, "ts": <ms>}``."""
-        sender = event.get("sender")
+        """One rule event: ``{"payload": <base64>, "sender": <client id>, "ts": <ms>}``, and
+        ``"door": "private"`` when it came through ``chat/private`` (rule ``chat_private``).
+
+        The handlers see the person (``sessions.person_of`` the client id); what answers the
+        request goes to the asking session only (``self.reply_to``)."""
+        session = event.get("sender")
         ts = event.get("ts")
-        if not isinstance(sender, str) or not CLIENT_ID.match(sender) or not isinstance(ts, int):
+        if not isinstance(session, str) or not CLIENT_ID.match(session) or not isinstance(ts, int):
             # Not from the chat's rule (or from iot-data, whose clientid() is "n/a"): no inbox.
             log.warning("ignoring an event without a client sender: %r", sorted(event))
             return
+        sender = person_of(session)
+        self.reply_to = inbox(session)
         request: dict[str, Any] = {}
         try:
             request = decode_request(event.get("payload"))
@@ -116,14 +133,16 @@ class Commands:
                 raise ProtocolError(
                     "UNKNOWN_TYPE", f"unknown type {request['type'][:40]!r}", ref_of(request)
                 )
+            require_door(request, event.get("door"))
+            self.budgets.spend(sender, request, ts)
             handler(request, sender, ts)
         except ProtocolError as problem:
-            self.publisher.publish(inbox(sender), problem.envelope())
+            self.publisher.publish(self.reply_to, problem.envelope())
         except Exception:
             # Tell the sender, then fail so the invocation is retried (and recorded if it
             # keeps failing); every step above is safe to repeat.
             self.publisher.publish(
-                inbox(sender),
+                self.reply_to,
                 error("INTERNAL", "the request failed; it will be retried", ref_of(request)),
             )
             raise
@@ -192,7 +211,7 @@ class Commands:
         # first, then reads memberships, so however the two interleave one of them sees the
         # other's write and the member is never left offline while connected.
         self.store.join(room, sender, None, False, ts)
-        if self.store.is_connected(sender) and self.store.set_online(room, sender, True):
+        if self.online.is_online(sender):
             profile = self.directory.profile(sender)
             self.publisher.publish(
                 room_events_topic(room),
@@ -206,7 +225,7 @@ class Commands:
                     guest=profile["guest"],
                 ),
             )
-        self._send_history(sender, "room", room, keys.room_conv(room), None, page_limit({}))
+        self._send_history("room", room, keys.room_conv(room), None, page_limit({}))
 
     def leave(self, request: dict[str, Any], sender: str, ts: int) -> None:
         if "group" in request and "room" not in request:
@@ -220,14 +239,18 @@ class Commands:
 
     def who(self, request: dict[str, Any], sender: str, ts: int) -> None:
         room = require_room(request)
-        online, more = self.store.online_members(room)
+        if self.store.room_member(room, sender) is None:
+            raise ProtocolError(
+                "NOT_A_MEMBER", "who answers only for rooms you have joined", ref_of(request)
+            )
+        online, more = self.online.online_members(room)
         profiles = self.directory.profiles(entry["clientId"] for entry in online)
         for entry in online:
             entry.update(profiles[entry["clientId"]])
         body: dict[str, Any] = {"v": VERSION, "type": "who", "room": room, "online": online}
         if more:
             body["more"] = True
-        self.publisher.publish(inbox(sender), body)
+        self.publisher.publish(self.reply_to, body)
 
     def history(self, request: dict[str, Any], sender: str, ts: int) -> None:
         ref = ref_of(request)
@@ -242,19 +265,18 @@ class Commands:
             cursor = keys.Cursor.decode(request["cursor"], ref)
         if targets == ["room"]:
             room = require_room(request)
-            self._send_history(sender, "room", room, keys.room_conv(room), cursor, limit)
+            self._send_history("room", room, keys.room_conv(room), cursor, limit)
         elif targets == ["with"]:
             other = self.directory.resolve(request["with"], ref, "with")
             conv = keys.direct_conv(sender, other)
-            self._send_history(sender, "with", other, conv, cursor, limit)
+            self._send_history("with", other, conv, cursor, limit)
         else:
             group = require_group(request)
             self._require_group_member(group, sender, ref)
-            self._send_history(sender, "group", group, keys.group_conv(group), cursor, limit)
+            self._send_history("group", group, keys.group_conv(group), cursor, limit)
 
     def _send_history(
         self,
-        client_id: str,
         field: str,
         value: str,
         conv: str,
@@ -269,7 +291,7 @@ class Commands:
             author = profiles[message["sender"]]
             message.update(handle=author["handle"], name=author["name"], guest=author["guest"])
         self.publisher.publish(
-            inbox(client_id),
+            self.reply_to,
             {
                 "v": VERSION,
                 "type": "history",
@@ -283,7 +305,7 @@ class Commands:
 
     def hello(self, request: dict[str, Any], sender: str, ts: int) -> None:
         """The person's profile, then any invitations still waiting for an answer."""
-        self.people.hello(request, sender, ts, inbox(sender))
+        self.people.hello(request, sender, ts, self.reply_to)
         for invitation in self.groups.pending(sender):
             self.publisher.publish(
                 inbox(sender),

@@ -45,6 +45,6 @@ def is_identity_id(value: str) -> bool:
 def session_client_id(identity_id: str, session_part: str) -> str:
     """The client id a session of ``identity_id`` connects with."""
     client_id = f"{identity_id}{SEPARATOR}{session_part}"
-    if person_of(client_id) != identity_id:
+    if not re.fullmatch(SESSION_PART, session_part) or person_of(client_id) != identity_id:
         raise ValueError("not an identity id and a session part of A-Z a-z 0-9 _ - (1-64)")
     return client_id

@@ -15,6 +15,8 @@ from moto import mock_aws
 from lambdas.chat import keys
 from lambdas.chat.activity import aggregate, handle_batch
 from lambdas.chat.commands import Commands
+from lambdas.chat.doors import PRIVATE
+from lambdas.chat.online import OnlineState
 from lambdas.chat.presence import handle_lifecycle
 from lambdas.chat.protocol import (
     MAX_ROOMS_PER_CLIENT,
@@ -51,8 +53,10 @@ def commands(store: ChatStore, published: RecordingPublisher) -> Commands:
 
 
 def send(commands: Commands, sender: str, ts: int, **request: Any) -> None:
+    """A request from a signed-in person: private ones come through chat/private's rule
+    (tests/lambdas/test_sessions.py holds guests to the door)."""
     payload = base64.b64encode(json.dumps(request).encode()).decode()
-    commands.handle({"payload": payload, "sender": sender, "ts": ts})
+    commands.handle({"payload": payload, "sender": sender, "ts": ts, "door": PRIVATE})
 
 
 def message(sender: str, ts: int, i: int, text: str = "hi") -> dict[str, Any]:
@@ -144,18 +148,21 @@ def test_presence_survives_duplicates_reordering_and_takeover(
     assert handle_lifecycle(store, published, lifecycle("connected", 1, 100)) == 1
     assert handle_lifecycle(store, published, lifecycle("connected", 1, 100)) == 0  # duplicate
     assert [m["status"] for m in published.to(room)] == ["online"]
-    assert published.to(room)[0]["name"] == "Ada"
-    # Takeover: the new connection's connect arrives before the old one's disconnect.
-    assert handle_lifecycle(store, published, lifecycle("connected", 2, 300)) == 1
+    # Names come from the person's profile (a guest's generated one here), never a claim.
+    assert published.to(room)[0]["handle"].startswith("guest-")
+    online = OnlineState(store.db, store.state_table)
+    # Takeover: the new connection's connect arrives before the old one's disconnect; the
+    # person was online and stays so, which is no news.
+    assert handle_lifecycle(store, published, lifecycle("connected", 2, 300)) == 0
     assert handle_lifecycle(store, published, lifecycle("disconnected", 1, 290)) == 0
-    assert store.is_connected(A)
+    assert online.is_online(A)
     # A disconnect that overtook its own connect: the late connect changes nothing.
     assert handle_lifecycle(store, published, lifecycle("disconnected", 3, 500)) == 1
     assert handle_lifecycle(store, published, lifecycle("connected", 3, 450)) == 0
-    assert not store.is_connected(A)
-    assert [m["status"] for m in published.to(room)] == ["online", "online", "offline"]
+    assert not online.is_online(A)
+    assert [m["status"] for m in published.to(room)] == ["online", "offline"]
     assert published.to(room)[-1]["reason"] == "disconnected"
-    assert store.online_members("lobby") == ([], False)
+    assert online.online_members("lobby") == ([], False)
 
 
 def test_presence_ignores_what_is_not_a_connection_event(
@@ -183,12 +190,16 @@ def test_join_sends_history_and_announces_only_connected_clients(
     assert history["type"] == "history" and history["room"] == "lobby"
     assert [m["id"] for m in history["messages"]] == ["m1"] and history["cursor"] is None
     assert published.to("chat/events/lobby") == []  # not connected: no presence
-    store.record_connection(B, connected=True, version=0, ts=1, session_id="s")
+    OnlineState(store.db, store.state_table).record(B, B, connected=True, version=0, ts=1)
     send(commands, B, 1_700_000_000_200, type="join", room="lobby")
     (online,) = published.to("chat/events/lobby")
     assert online["clientId"] == B and online["status"] == "online"
     send(commands, C, 1_700_000_000_300, type="who", room="lobby")
-    (who,) = published.to(f"chat/in/{C}")
+    (refused,) = published.to(f"chat/in/{C}")  # who answers members only
+    assert refused["code"] == "NOT_A_MEMBER"
+    send(commands, C, 1_700_000_000_400, type="join", room="lobby")
+    send(commands, C, 1_700_000_000_500, type="who", room="lobby")
+    who = published.to(f"chat/in/{C}")[-1]
     # Each entry is the person's profile (a guest's generated handle here), never a claim.
     assert [(e["clientId"], e["person"], e["guest"]) for e in who["online"]] == [(B, B, True)]
     assert who["online"][0]["handle"].startswith("guest-")
@@ -357,7 +368,8 @@ def test_a_takeover_never_flickers_offline(store: ChatStore, published: Recordin
     )
     handle_lifecycle(store, published, lifecycle("connected", 2, 201))
     assert {m["status"] for m in published.to("chat/events/lobby")} == {"online"}
-    assert store.online_members("lobby") == ([{"clientId": A}], False)
+    online = OnlineState(store.db, store.state_table).online_members("lobby")
+    assert online == ([{"person": A, "clientId": A}], False)
 
 
 # ---------------------------------------------------------------------------------- lone surrogates
@@ -369,7 +381,8 @@ LONE = ["hi \ud800", "\udc00", "\U0001f600\udfff", "\ude00\ud83d"]
 
 
 def send_raw(handler: Commands, sender: str, ts: int, payload: bytes) -> None:
-    handler.handle({"payload": base64.b64encode(payload).decode(), "sender": sender, "ts": ts})
+    event = {"payload": base64.b64encode(payload).decode(), "sender": sender, "ts": ts}
+    handler.handle({**event, "door": PRIVATE})
 
 
 def test_java_length_and_the_text_check() -> None:
