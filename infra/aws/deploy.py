@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .concurrency import ConcurrencyRefused, check_reservations
 from .package import LambdaPackage, build_package
-from .template import build_template, check_stack_name, template_json
+from .template import build_template, check_stack_name, reserved_concurrency, template_json
 from .web import empty_bucket, upload_web
 
 Echo = Callable[[str], None]
@@ -172,7 +173,7 @@ class Deployment:
     poll_seconds: float = 5.0
     sleep: Callable[[float], None] = time.sleep
     package: Callable[[], LambdaPackage] = build_package
-    template: Callable[[str], dict[str, Any]] = build_template
+    template: Callable[..., dict[str, Any]] = build_template
     region: str = field(init=False)
     cfn: Any = field(init=False, repr=False)
     s3: Any = field(init=False, repr=False)
@@ -207,9 +208,19 @@ class Deployment:
 
     # ------------------------------------------------------------------ deploy
 
-    def deploy(self, *, stream: bool | None, yes: bool, stack_file: Path) -> dict[str, Any]:
-        """``stream`` None keeps the stack's current setting (off for a new stack)."""
+    def deploy(
+        self,
+        *,
+        stream: bool | None,
+        yes: bool,
+        stack_file: Path,
+        reserve_concurrency: bool = False,
+    ) -> dict[str, Any]:
+        """``stream`` None keeps the stack's current setting (off for a new stack).
+        ``reserve_concurrency`` reserves the manifest's units, after checking the account can
+        spare them; without it the functions reserve nothing."""
         check_stack_file_target(stack_file, self.stack)
+        template = self._template(reserve_concurrency)
         if stream is None:
             current = self.describe() or {}
             params = {p["ParameterKey"]: p["ParameterValue"] for p in current.get("Parameters", [])}
@@ -223,7 +234,7 @@ class Deployment:
         code = self.package()
         self._put_once(bucket, code.key, code.data)
         self.echo(f"Lambda code: {len(code.files)} files, s3://{bucket}/{code.key}")
-        body = template_json(self.template(self.stack)).encode()
+        body = template_json(template).encode()
         template_key = f"templates/{self.stack}-{_sha(body)}.json"
         self._put_once(bucket, template_key, body)
         url = f"https://{bucket}.s3.{self.region}.amazonaws.com/{template_key}"
@@ -244,6 +255,18 @@ class Deployment:
         self.echo(f"stack file: {stack_file}" + ("" if applied else " (stack unchanged)"))
         self.echo(f"web app: {outputs['WebUrl']}")
         return content
+
+    def _template(self, reserve_concurrency: bool) -> dict[str, Any]:
+        if not reserve_concurrency:
+            return self.template(self.stack)
+        template = self.template(self.stack, reserve_concurrency=True)
+        try:
+            self.echo(
+                check_reservations(self.session.client("lambda"), reserved_concurrency(template))
+            )
+        except ConcurrencyRefused as refused:
+            raise DeployError(str(refused)) from None
+        return template
 
     def _ensure_artifact_bucket(self, bucket: str, account: str) -> None:
         try:
@@ -317,7 +340,8 @@ class Deployment:
             ChangeSetType=kind,
             TemplateURL=url,
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=["CAPABILITY_NAMED_IAM"],
+            # The roles have generated names (template/iam.py): CAPABILITY_IAM suffices.
+            Capabilities=["CAPABILITY_IAM"],
             Tags=[{"Key": "iotchat:stack", "Value": self.stack}],
         )
         change_set = self._wait_change_set(created["Id"])

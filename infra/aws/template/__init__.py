@@ -24,7 +24,7 @@ from .base import TemplateError, check_stack_name, rule_name
 from .cloudfront import web_csp
 from .cognito import SIGN_IN_HANDLER
 from .iam import NOT_DEPLOYED
-from .stack import build_template, template_json
+from .stack import build_template, reserved_concurrency, template_json
 
 __all__ = [
     "NOT_DEPLOYED",
@@ -32,6 +32,7 @@ __all__ = [
     "TemplateError",
     "build_template",
     "check_stack_name",
+    "reserved_concurrency",
     "rule_name",
     "template_json",
     "web_csp",

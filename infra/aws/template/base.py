@@ -99,8 +99,13 @@ class Template:
     folders declare (templated name ``{stack}-x`` -> logical id), so that a rule's references
     become ``DependsOn`` and a missing one is an error."""
 
-    def __init__(self, stack: str, manifest_path: Path, rules_dir: Path) -> None:
+    def __init__(
+        self, stack: str, manifest_path: Path, rules_dir: Path, *, reserve_concurrency: bool = False
+    ) -> None:
         self.stack = check_stack_name(stack)
+        # Off by default: a reservation fails the whole stack on an account whose unreserved
+        # concurrency cannot spare it (infra/aws/concurrency.py checks before deploying).
+        self.reserve_concurrency = reserve_concurrency
         self.manifest_path = manifest_path
         self.rules_dir = rules_dir
         self.resources: dict[str, dict[str, Any]] = {}

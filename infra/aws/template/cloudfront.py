@@ -9,6 +9,12 @@ from client.webapp import content_security_policy
 from .base import Template, checkov_skip, policy_document
 from .suppressions import BUCKET_LOGGING, CDN_LOGGING, CDN_TLS, CDN_WAF
 
+# CloudFront is global: origin access control and response headers policy names are unique in
+# the account, not per region (CreateOriginAccessControl and CreateResponseHeadersPolicy fail
+# with ...AlreadyExists, https://docs.aws.amazon.com/cloudfront/latest/APIReference/
+# API_CreateOriginAccessControl.html), so the name carries the region as well as the stack.
+GLOBAL_NAME = "${AWS::StackName}-${AWS::Region}-web"
+
 # Managed CloudFront policies (ids are fixed by AWS).
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
@@ -59,7 +65,7 @@ def add_web(t: Template) -> None:
             "Type": "AWS::CloudFront::OriginAccessControl",
             "Properties": {
                 "OriginAccessControlConfig": {
-                    "Name": {"Fn::Sub": "${AWS::StackName}-web"},
+                    "Name": {"Fn::Sub": GLOBAL_NAME},
                     "Description": "CloudFront reads the private web bucket",
                     "OriginAccessControlOriginType": "s3",
                     "SigningBehavior": "always",
@@ -74,7 +80,7 @@ def add_web(t: Template) -> None:
             "Type": "AWS::CloudFront::ResponseHeadersPolicy",
             "Properties": {
                 "ResponseHeadersPolicyConfig": {
-                    "Name": {"Fn::Sub": "${AWS::StackName}-web"},
+                    "Name": {"Fn::Sub": GLOBAL_NAME},
                     "SecurityHeadersConfig": {
                         "ContentSecurityPolicy": {
                             "ContentSecurityPolicy": {"Fn::Sub": web_csp()},

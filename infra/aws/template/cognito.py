@@ -9,6 +9,23 @@ from .functions import lambda_function
 from .suppressions import GUEST_ACCESS, SIGN_IN_ANY, SIGN_IN_DLQ, SIGN_IN_PERMISSIONS
 
 SIGN_IN_HANDLER = "infra.aws.sign_in.handler"
+# Units reserved for the sign-in step with ``--reserve-concurrency`` (a cap on what a flood of
+# sign-ins may take from the account); none by default.
+SIGN_IN_CONCURRENCY = 2
+
+
+# The chat handle (lambdas/chat/people.py): a string custom attribute, set at sign-up only
+# (immutable), 3-32 characters; the local pool declares the same
+# (infra/local/cognito/user_pool.py, CUSTOM_ATTRIBUTES). Cognito cannot require a custom
+# attribute nor keep it unique, so the chat claims each handle once in its state table.
+# https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_SchemaAttributeType.html
+HANDLE_SCHEMA = {
+    "Name": "handle",
+    "AttributeDataType": "String",
+    "Mutable": False,
+    "Required": False,
+    "StringAttributeConstraints": {"MinLength": "3", "MaxLength": "32"},
+}
 
 
 def add_cognito(t: Template) -> None:
@@ -22,6 +39,7 @@ def add_cognito(t: Template) -> None:
             "Properties": {
                 "UserPoolName": {"Fn::Sub": "${AWS::StackName}-users"},
                 "UsernameAttributes": ["email"],
+                "Schema": [HANDLE_SCHEMA],
                 "AutoVerifiedAttributes": ["email"],
                 "UserAttributeUpdateSettings": {
                     "AttributesRequireVerificationBeforeUpdate": ["email"]
@@ -113,7 +131,6 @@ def add_sign_in(t: Template) -> None:
             "Type": "AWS::IAM::Role",
             "Metadata": checkov_skip(SIGN_IN_ANY, SIGN_IN_PERMISSIONS),
             "Properties": {
-                "RoleName": {"Fn::Sub": "${AWS::StackName}-sign-in"},
                 "Description": "iotchat: the sign-in step (infra/aws/sign_in.py)",
                 "AssumeRolePolicyDocument": service_trust("lambda.amazonaws.com"),
                 "Policies": [
@@ -164,7 +181,7 @@ def add_sign_in(t: Template) -> None:
         },
         timeout=10,
         memory=128,
-        concurrency=2,
+        concurrency=SIGN_IN_CONCURRENCY if t.reserve_concurrency else None,
         dead_letters=False,
         skips=(SIGN_IN_DLQ,),
     )

@@ -20,7 +20,15 @@ from .base import (
     short_name,
     sub,
 )
-from .suppressions import DYNAMO_CMK, ENV_KMS, LOG_KMS, NO_VPC, QUEUE_CMK, STREAM_DLQ
+from .suppressions import (
+    DYNAMO_CMK,
+    ENV_KMS,
+    LOG_KMS,
+    NO_RESERVATION,
+    NO_VPC,
+    QUEUE_CMK,
+    STREAM_DLQ,
+)
 
 LAMBDA_RUNTIME = "python3.12"
 # The messages table's TTL attribute: the store rule and the commands Lambda write it.
@@ -101,6 +109,9 @@ def _function(t: Template, spec: dict[str, Any]) -> None:
     short = short_name(name, "functions")
     environment = dict(render_cloudformation(spec.get("environment", {})))
     environment["IOT_DATA_ENDPOINT"] = {"Ref": "IotDataEndpoint"}
+    # The commands Lambda checks sign-in tokens with the identity pool (lambdas/handlers.py).
+    environment["IDENTITY_POOL_ID"] = {"Ref": "IdentityPool"}
+    environment["USER_POOL_PROVIDER"] = {"Fn::GetAtt": ["UserPool", "ProviderName"]}
     consumer = _is_stream_consumer(t, name)
     function_id = lambda_function(
         t,
@@ -110,7 +121,7 @@ def _function(t: Template, spec: dict[str, Any]) -> None:
         environment=environment,
         timeout=spec.get("timeout", 3),
         memory=spec.get("memorySize", 128),
-        concurrency=spec.get("reservedConcurrency"),
+        concurrency=spec.get("reservedConcurrency") if t.reserve_concurrency else None,
         dead_letters=not consumer,
         skips=(STREAM_DLQ,) if consumer else (),
     )
@@ -166,6 +177,8 @@ def lambda_function(
     if concurrency is not None:
         props["ReservedConcurrentExecutions"] = concurrency
     checks = [NO_VPC, ENV_KMS, *skips]
+    if concurrency is None:
+        checks.append(NO_RESERVATION)
     if dead_letters:
         props["DeadLetterConfig"] = {"TargetArn": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}
     t.add(

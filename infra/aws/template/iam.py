@@ -6,8 +6,10 @@ policies (who may assume each role) are AWS's own and live here.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from iot_rules.loader import RuleDefinition
 from policies.documents import load_document, policy_names
 from policies.render import render_cloudformation
 
@@ -49,13 +51,17 @@ def add_roles(t: Template) -> None:
     for name in policy_names("iam"):
         if name in NOT_DEPLOYED:
             continue
-        trust = _trust(t.stack, name)
+        trust = _trust(t, name)
         role_id = t.add(
             logical_id(name, "role") if not name.endswith("-role") else logical_id(name),
             {
                 "Type": "AWS::IAM::Role",
+                # No RoleName: role names are unique per account, not per region, so a fixed
+                # name fails the same stack name in a second region; CloudFormation generates
+                # one ("If you don't specify a name, AWS CloudFormation generates a unique
+                # physical ID", https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/
+                # aws-resource-iam-role.html). Rules take the ARN by GetAtt (rules.py).
                 "Properties": {
-                    "RoleName": sub(f"{{stack}}-{name}"),
                     "Description": f"iotchat: policies/iam/{name}.json",
                     "AssumeRolePolicyDocument": trust,
                     "Policies": [
@@ -70,7 +76,18 @@ def add_roles(t: Template) -> None:
         t.roles[f"{{stack}}-{name}"] = role_id
 
 
-def _trust(stack: str, name: str) -> dict[str, Any]:
+def rules_using_role(t: Template, role: str) -> list[str]:
+    """The stems of the rule files whose actions or errorAction assume ``{stack}-<role>``."""
+    stems = []
+    for path in sorted(t.rules_dir.glob("*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        definition = RuleDefinition(path.stem, raw)
+        if any(r.kind == "role" and r.name == f"{{stack}}-{role}" for r in definition.references()):
+            stems.append(path.stem)
+    return stems
+
+
+def _trust(t: Template, name: str) -> dict[str, Any]:
     if name in ("guest-role", "user-role"):
         amr = "authenticated" if name == "user-role" else "unauthenticated"
         return trust_policy(
@@ -84,15 +101,22 @@ def _trust(stack: str, name: str) -> dict[str, Any]:
     if name == "backend-lambda":
         return service_trust("lambda.amazonaws.com")
     if name.startswith("rule-"):
-        source_arn = {
-            "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:rule/"
-            + rule_name(stack, "*")
-        }
+        # The exact ARNs of the rules that use the role: a prefix (rule/chat_*) would also
+        # trust the rules of a stack whose name extends this one's (chat-dev: chat_dev_*).
+        source_arns = [
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:rule/"
+                + rule_name(t.stack, stem)
+            }
+            for stem in rules_using_role(t, name)
+        ]
+        if not source_arns:
+            raise TemplateError(f"policies/iam/{name}.json: no rule uses this role")
         return service_trust(
             "iot.amazonaws.com",
             {
                 "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
-                "ArnLike": {"aws:SourceArn": source_arn},
+                "ArnEquals": {"aws:SourceArn": source_arns},
             },
         )
     raise TemplateError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iot_rules.loader import RuleDefinition, load_rules
+from iot_rules.loader import RuleDefinition, action_references, load_rules
 from policies.render import render_cloudformation
 
 from .base import Template, TemplateError, logical_id, pascal_keys, rule_name
@@ -22,6 +22,7 @@ def add_rules(t: Template) -> None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         stem = path.stem
         depends, condition = _rule_references(t, raw, stem, invoked)
+        raw = _roles_by_getatt(t, raw)
         rule_id = logical_id("rule", stem)
         resource: dict[str, Any] = {
             "Type": "AWS::IoT::TopicRule",
@@ -65,7 +66,28 @@ def _rule_references(
         declared, missing = t.declared[ref.kind]
         if ref.name not in declared:
             raise TemplateError(f"rule {stem}: {ref.kind} {ref.name} {missing}")
-        depends.add(declared[ref.name])
+        if ref.kind != "role":  # a role is referenced by GetAtt, which orders it already
+            depends.add(declared[ref.name])
         if ref.kind == "function":
             invoked.setdefault(ref.name, []).append((logical_id("rule", stem), condition))
     return depends, condition
+
+
+def _roles_by_getatt(t: Template, raw: dict[str, Any]) -> dict[str, Any]:
+    """The rule with each action's ``roleArn`` as ``Fn::GetAtt`` of the stack's role: the roles
+    have names CloudFormation generates (iam.py), so no ARN can be written down."""
+
+    def action(one: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for kind, params in one.items():
+            if isinstance(params, dict) and isinstance(params.get("roleArn"), str):
+                (ref,) = [r for r in action_references({kind: params}) if r.kind == "role"]
+                params = {**params, "roleArn": {"Fn::GetAtt": [t.roles[ref.name], "Arn"]}}
+            out[kind] = params
+        return out
+
+    copy = dict(raw)
+    copy["actions"] = [action(a) for a in raw.get("actions", [])]
+    if raw.get("errorAction"):
+        copy["errorAction"] = action(raw["errorAction"])
+    return copy

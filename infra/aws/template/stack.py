@@ -79,9 +79,25 @@ def build_template(
     *,
     manifest_path: Path = MANIFEST_PATH,
     rules_dir: Path = RULES_DIR,
+    reserve_concurrency: bool = False,
 ) -> dict[str, Any]:
-    """The whole stack for ``stack``, as a JSON-serialisable template."""
-    return _build(Template(stack, manifest_path, rules_dir))
+    """The whole stack for ``stack``, as a JSON-serialisable template; functions reserve
+    concurrency (the manifest's ``reservedConcurrency``) only with ``reserve_concurrency``."""
+    return _build(
+        Template(stack, manifest_path, rules_dir, reserve_concurrency=reserve_concurrency)
+    )
+
+
+def reserved_concurrency(template: dict[str, Any]) -> dict[str, int]:
+    """Function name -> the units its resource reserves, for the stack the template is for."""
+    stack = template["Metadata"]["iotchat"]["stackName"]
+    reserved = {}
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::Function" and "ReservedConcurrentExecutions" in props:
+            name = props["FunctionName"]["Fn::Sub"].replace("${AWS::StackName}", stack)
+            reserved[name] = int(props["ReservedConcurrentExecutions"])
+    return reserved
 
 
 def template_json(template: dict[str, Any]) -> str:

@@ -75,3 +75,9 @@ QUEUE_CMK = (
     "CKV_AWS_27",
     "The queue uses SQS managed server-side encryption; a KMS key adds cost and nothing else.",
 )
+NO_RESERVATION = (
+    "CKV_AWS_115",
+    "No reserved concurrency by default: Lambda keeps 100 units unreserved, so a reservation "
+    "fails the stack on a new or low-quota account; deploy --reserve-concurrency reserves the "
+    "manifest's units after checking the account's unreserved concurrency.",
+)

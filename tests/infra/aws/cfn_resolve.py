@@ -14,7 +14,12 @@ _VARIABLE = re.compile(r"\$\{(!?)([^}]*)\}")
 
 
 def values(stack: str, region: str = "eu-west-1", account: str = "123456789012") -> dict:
-    return {"AWS::StackName": stack, "AWS::Region": region, "AWS::AccountId": account}
+    return {
+        "AWS::StackName": stack,
+        "AWS::Region": region,
+        "AWS::AccountId": account,
+        "AWS::Partition": "aws",
+    }
 
 
 def resolve(node: Any, names: dict[str, str]) -> Any:

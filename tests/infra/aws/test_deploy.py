@@ -87,7 +87,9 @@ def deployment(session: Any, stack: str, lines: list[str], **kwargs: Any) -> Dep
         "UserPolicyName": f"{stack}-user",
         "DevicePolicyName": f"{stack}-device",
     }
-    kwargs.setdefault("template", lambda name: moto_subset(build_template(name), literal))
+    kwargs.setdefault(
+        "template", lambda name, **options: moto_subset(build_template(name, **options), literal)
+    )
     return Deployment(
         session, stack, echo=lines.append, poll_seconds=0, sleep=lambda _: None, **kwargs
     )

@@ -41,15 +41,41 @@ def local(stack: str) -> dict[str, str]:
     return {"region": REGION, "account": ACCOUNT, "stack": stack}
 
 
+def role_files(tpl: dict[str, Any]) -> dict[str, str]:
+    """Role logical id -> the policies/iam file it is built from (its Description says)."""
+    prefix = "iotchat: policies/iam/"
+    return {
+        role_id: res["Properties"]["Description"].removeprefix(prefix).removesuffix(".json")
+        for role_id, res in of_type(tpl, "AWS::IAM::Role").items()
+        if res["Properties"]["Description"].startswith(prefix)
+    }
+
+
+def local_role_arns(node: Any, stack: str, roles: dict[str, str]) -> Any:
+    """``Fn::GetAtt`` of a role's Arn -> the ARN the local stack gives the same role."""
+    if isinstance(node, list):
+        return [local_role_arns(item, stack, roles) for item in node]
+    if isinstance(node, dict):
+        target = node.get("Fn::GetAtt")
+        if set(node) == {"Fn::GetAtt"} and target[0] in roles and target[1] == "Arn":
+            return f"arn:aws:iam::{ACCOUNT}:role/{stack}-{roles[target[0]]}"
+        return {key: local_role_arns(value, stack, roles) for key, value in node.items()}
+    return node
+
+
 # ------------------------------------------------------------------ same as the local stack
 
 
 @pytest.mark.parametrize("stack", ["chat-a", "iotchat"])
 def test_topic_rules_are_the_local_rules(stack: str) -> None:
     rules = {rule_name(stack, r.name): r.payload for r in load_rules(names=local(stack))}
+    tpl = resolved(stack)
+    roles = role_files(tpl)
     deployed = {
-        res["Properties"]["RuleName"]: camel_keys(res["Properties"]["TopicRulePayload"])
-        for res in of_type(resolved(stack), "AWS::IoT::TopicRule").values()
+        res["Properties"]["RuleName"]: camel_keys(
+            local_role_arns(res["Properties"]["TopicRulePayload"], stack, roles)
+        )
+        for res in of_type(tpl, "AWS::IoT::TopicRule").values()
     }
     assert set(deployed) == set(rules)
     for name, payload in rules.items():
@@ -73,17 +99,15 @@ def test_iot_policies_are_the_local_documents() -> None:
 
 
 def test_iam_roles_carry_the_local_documents() -> None:
+    tpl = resolved()
     roles = {
-        res["Properties"]["RoleName"]: res["Properties"]
-        for res in of_type(resolved(), "AWS::IAM::Role").values()
+        name: tpl["Resources"][role_id]["Properties"] for role_id, name in role_files(tpl).items()
     }
     for name in policy_names("iam"):
         if name in NOT_DEPLOYED:
-            assert f"chat-a-{name}" not in roles
+            assert name not in roles
             continue
-        attached = {
-            p["PolicyName"]: p["PolicyDocument"] for p in roles[f"chat-a-{name}"]["Policies"]
-        }
+        attached = {p["PolicyName"]: p["PolicyDocument"] for p in roles[name]["Policies"]}
         assert attached[name] == render(load_document("iam", name), **local("chat-a")), name
 
 
@@ -99,7 +123,8 @@ def test_functions_tables_and_mappings_are_the_manifest() -> None:
         assert props["Handler"] == spec.handler
         assert props["Timeout"] == spec.timeout
         assert props["MemorySize"] == spec.memory_size
-        assert props.get("ReservedConcurrentExecutions") == spec.reserved_concurrency
+        # Nothing is reserved unless deploy is asked to (test_concurrency.py).
+        assert "ReservedConcurrentExecutions" not in props
         env = dict(props["Environment"]["Variables"])
         assert env.pop("IOT_DATA_ENDPOINT") == {"Ref": "IotDataEndpoint"}
         assert env == dict(spec.environment)
@@ -163,12 +188,25 @@ def test_every_rule_may_invoke_the_functions_it_names() -> None:
     assert needed and granted == needed
 
 
-def test_rule_roles_are_trusted_by_iot_only_for_this_stacks_rules() -> None:
-    roles = of_type(resolved(), "AWS::IAM::Role")
-    for name in ("RuleRepublishRole", "RuleDynamodbRole", "RuleKinesisRole"):
-        (statement,) = roles[name]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+def test_rule_roles_are_trusted_by_iot_only_for_the_rules_that_use_them() -> None:
+    tpl = resolved()
+    roles = of_type(tpl, "AWS::IAM::Role")
+    users: dict[str, set[str]] = {}
+    for rule in of_type(tpl, "AWS::IoT::TopicRule").values():
+        payload = rule["Properties"]["TopicRulePayload"]
+        for action in [*payload["Actions"], payload["ErrorAction"]]:
+            for params in action.values():
+                if "RoleArn" in params:
+                    role_id = params["RoleArn"]["Fn::GetAtt"][0]
+                    users.setdefault(role_id, set()).add(rule["Properties"]["RuleName"])
+    assert set(users) == {"RuleRepublishRole", "RuleDynamodbRole", "RuleKinesisRole"}
+    for role_id, rules in users.items():
+        (statement,) = roles[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": "iot.amazonaws.com"}
-        assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":rule/chat_a_*")
+        trusted = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        # exact ARNs, no prefix that another stack's rules (chat_a_b_...) could match
+        assert trusted == [f"arn:aws:iot:{REGION}:{ACCOUNT}:rule/{name}" for name in sorted(rules)]
+        assert "ArnLike" not in statement["Condition"]
 
 
 def test_identity_pool_roles_are_bound_to_this_pool() -> None:
@@ -272,7 +310,9 @@ def physical_names(stack: str) -> set[tuple[str, str]]:
             continue
         value: Any = res["Properties"]
         for part in path.split("."):
-            value = value[part]
+            value = value.get(part)
+        if value is None and res["Type"] == "AWS::IAM::Role":
+            continue  # CloudFormation generates role names (they are account-global)
         assert isinstance(value, str), (res["Type"], value)
         assert stack in value or stack.replace("-", "_") in value, value
         names.add((res["Type"], value))
@@ -281,14 +321,14 @@ def physical_names(stack: str) -> set[tuple[str, str]]:
 
 def test_two_stacks_share_no_physical_name() -> None:
     a, b = physical_names("chat-a"), physical_names("chat-b")
-    assert len(a) == len(b) > 30
+    assert len(a) == len(b) > 25
     assert not a & b
     # Within one stack, no two resources of a type share a name either.
     tpl = resolved("chat-a")
     per_type = [
         (res["Type"], str(res["Properties"].get(NAME_PROPERTIES[res["Type"]].split(".")[0])))
         for res in tpl["Resources"].values()
-        if res["Type"] in NAME_PROPERTIES
+        if res["Type"] in NAME_PROPERTIES and res["Type"] != "AWS::IAM::Role"
     ]
     assert len(per_type) == len(set(per_type))
 
