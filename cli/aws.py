@@ -122,6 +122,14 @@ def deploy(
         ),
     ] = None,
     stack_file: AwsStackFileOption = None,
+    reserve_concurrency: Annotated[
+        bool,
+        typer.Option(
+            "--reserve-concurrency",
+            help="Reserve the manifest's Lambda concurrency (checked against the account's "
+            "unreserved concurrency first); default: reserve none.",
+        ),
+    ] = False,
 ) -> None:
     """Create or update the stack on AWS through a change set, upload the web app, write the
     stack file."""
@@ -130,7 +138,9 @@ def deploy(
         stack,
         region,
         stack_file,
-        lambda deployment, path: deployment.deploy(stream=stream, yes=yes, stack_file=path),
+        lambda deployment, path: deployment.deploy(
+            stream=stream, yes=yes, stack_file=path, reserve_concurrency=reserve_concurrency
+        ),
     )
 
 
