@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from lambdas.chat.sessions import person_of, session_client_id
 from tests.support.cognito import guest_credentials, signed_in_credentials
 from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
@@ -35,8 +36,9 @@ def room_topic(room: str) -> str:
 
 
 class ChatClient(RecordingClient):
-    """One MQTT connection of one identity, subscribed to its inbox, recording what arrives,
-    with the chat protocol's requests (join, history, who) on top.
+    """One MQTT connection (a session) of one identity, subscribed to its session's replies
+    and its person's inbox, recording what arrives, with the chat protocol's requests (join,
+    history, who) on top.
 
     The wait helpers evaluate their predicate under the lock that the network thread records
     under; a missed deadline fails the test.
@@ -50,6 +52,19 @@ class ChatClient(RecordingClient):
         super().__init__(stack.info, client_id, creds)
         self.stack = stack
         self.name = name
+        self.person = person_of(client_id)
+
+    def connect(self, timeout: float | None = None) -> ChatClient:
+        """CONNECT and subscribe to the session's replies, then to the person's inbox."""
+        super().connect(timeout)
+        if self.person != self.client_id and self.subscribe(inbox(self.person)) != [1]:
+            raise self.refusal(f"{self.client_id}: SUBSCRIBE to the person's inbox refused")
+        return self
+
+    @property
+    def person_inbox(self) -> list[Message]:
+        """What arrived on the person's inbox, shared by all their sessions."""
+        return self.on(inbox(self.person))
 
     # ------------------------------------------------------------------ waiting
 
@@ -128,6 +143,10 @@ class ChatClient(RecordingClient):
     def send(self, kind: str, **fields: Any) -> None:
         self.publish({"v": 1, "type": kind, **fields})
 
+    def send_private(self, kind: str, **fields: Any) -> None:
+        """A direct or group command, through the signed-in door (docs/protocol.md)."""
+        self.publish({"v": 1, "type": kind, **fields}, topic="chat/private")
+
     def request(self, kind: str, reply: str, key: str, value: str, **fields: Any) -> Message:
         """Send a command and return the next ``reply`` message about ``key`` = ``value`` on the
         inbox (replies carry no request id, so one request at a time per client)."""
@@ -151,9 +170,9 @@ class ChatClient(RecordingClient):
         return self.request("history", "history", key, value, **{key: value, **fields})
 
     def who(self, room: str) -> set[str]:
-        """The client ids the backend says are online in ``room``."""
+        """The people the backend says are online in ``room`` (one the asker has joined)."""
         answer = self.request("who", "who", "room", room, room=room)
-        return {entry["clientId"] for entry in answer["online"]}
+        return {entry["person"] for entry in answer["online"]}
 
     def disconnect(self) -> None:
         """A clean MQTT DISCONNECT."""
@@ -182,8 +201,9 @@ def wait_connection_recorded(client: ChatClient, timeout: float = TIMEOUT) -> No
     """
 
     def recorded() -> bool:
-        item = state_item(client.stack, f"client#{client.client_id}", "presence")
-        return bool(item and item.get("connected", {}).get("BOOL"))
+        item = state_item(client.stack, f"client#{client.person}", "presence")
+        session = (item or {}).get("sessions", {}).get("M", {}).get(client.client_id, {})
+        return bool(session.get("M", {}).get("c", {}).get("BOOL"))
 
     wait_for(recorded, timeout, interval=0.02)
 
@@ -201,12 +221,15 @@ class People:
         *,
         signed_in: bool = False,
         identity: tuple[str, dict[str, Any]] | None = None,
+        session: str | None = None,
     ) -> ChatClient:
-        """A new connected client: a new identity unless ``identity`` reuses one."""
+        """A new connected client: a new identity unless ``identity`` reuses one; with
+        ``session``, it connects as that session of the identity (else as the bare id)."""
         stack = self.stack
-        client_id, creds = identity or (
+        identity_id, creds = identity or (
             signed_in_credentials(stack) if signed_in else guest_credentials(stack)
         )
+        client_id = session_client_id(identity_id, session) if session else identity_id
         client = ChatClient(stack, client_id, creds, name)
         self.clients.append(client)
         return client.connect()
