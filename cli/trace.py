@@ -9,47 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
 
-# How many traces' "shown or not" decisions are remembered while following.
-REMEMBERED_TRACES = 10_000
 POLL_INTERVAL = 0.1
-
-
-class TraceFilter:
-    """Which traces to show: those with a message on a topic matching ``topic`` (an MQTT
-    filter) and from client ``client``; a trace is shown from its first matching message on."""
-
-    def __init__(self, topic: str | None = None, client: str | None = None) -> None:
-        self.topic = topic
-        self.client = client
-        self._decided: OrderedDict[str, bool] = OrderedDict()
-
-    def wants(self, entry: dict[str, Any]) -> bool:
-        if self.topic is None and self.client is None:
-            return True
-        trace = str(entry.get("traceId", ""))
-        if self._decided.get(trace):
-            return True
-        if entry.get("eventType") != "Publish-In" or not self._matches(entry):
-            return False
-        self._decided[trace] = True
-        if len(self._decided) > REMEMBERED_TRACES:
-            self._decided.popitem(last=False)
-        return True
-
-    def _matches(self, entry: dict[str, Any]) -> bool:
-        from iot_rules.topics import filter_matches
-
-        if self.client is not None and entry.get("clientId") != self.client:
-            return False
-        topic = str(entry.get("topicName", ""))
-        return self.topic is None or filter_matches(self.topic, topic)
 
 
 def describe(entry: dict[str, Any]) -> str:
@@ -168,7 +134,7 @@ def trace(
     ),
 ) -> None:
     """Follow every message through the gateway, rules, actions and Lambdas (Ctrl-C stops)."""
-    from infra.local.trace import TRACE_FILE
+    from infra.local.trace import TRACE_FILE, TraceFilter
 
     path = state_dir / TRACE_FILE
     if trace_id is not None:

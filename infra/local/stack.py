@@ -58,6 +58,7 @@ from .lambda_runtime.credentials import RoleCredentials
 from .lambda_runtime.event_sources import EventSourceMappings, session_clients
 from .logs import LocalLogs, LogsAPI
 from .logs import service as logs_service
+from .overview import stack_overview
 from .port_owner import check_ports
 from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
@@ -67,6 +68,7 @@ from .state_lock import StateDirLock
 from .sts import service as sts_service
 from .trace import FLUSH_INTERVAL, TRACE_FILE, TraceLog, publish_tap
 from .web import WebServer, config_from_stack
+from .web.developer import DeveloperPage, admin_check
 from .web.server import web_limits
 
 log = logging.getLogger("iotchat.stack")
@@ -228,6 +230,11 @@ class LocalStack:
         }
 
     @property
+    def declared_tables(self) -> list[str]:
+        """The manifest's DynamoDB tables (known once the backend has started)."""
+        return list(self._declared[0])
+
+    @property
     def stack_file(self) -> Path:
         return self.state_dir / STACK_FILE_NAME
 
@@ -341,6 +348,11 @@ class LocalStack:
                     lambda: config_from_stack(self.describe()),
                     allowed_hosts=opts.allowed_hosts,
                     limits=web_limits(opts.http_limits),
+                    developer=DeveloperPage(
+                        lambda: stack_overview(self),
+                        self.trace,
+                        admin_check(ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY),
+                    ),
                 )
                 self.web_port = await self.web.start(opts.host, opts.web_port)
         finally:

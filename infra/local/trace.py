@@ -28,12 +28,13 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from infra.local.state_files import append_private
+from iot_rules.topics import filter_matches
 
 if TYPE_CHECKING:
     from infra.local.gateway.delivery import PublishEvent
@@ -50,6 +51,8 @@ PREVIEW_CHARS = 200
 # Entries are written at least this often (seconds), and at once past this many.
 FLUSH_INTERVAL = 0.2
 FLUSH_EVERY = 256
+# How many traces' "shown or not" decisions a TraceFilter remembers.
+REMEMBERED_TRACES = 10_000
 
 current_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "iotchat_trace", default=None
@@ -175,6 +178,35 @@ class TraceLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+class TraceFilter:
+    """Which traces to show: those with a message on a topic matching ``topic`` (an MQTT
+    filter) and from client ``client``; a trace is shown from its first matching message on."""
+
+    def __init__(self, topic: str | None = None, client: str | None = None) -> None:
+        self.topic = topic
+        self.client = client
+        self._decided: OrderedDict[str, bool] = OrderedDict()
+
+    def wants(self, entry: dict[str, Any]) -> bool:
+        if self.topic is None and self.client is None:
+            return True
+        trace = str(entry.get("traceId", ""))
+        if self._decided.get(trace):
+            return True
+        if entry.get("eventType") != "Publish-In" or not self._matches(entry):
+            return False
+        self._decided[trace] = True
+        if len(self._decided) > REMEMBERED_TRACES:
+            self._decided.popitem(last=False)
+        return True
+
+    def _matches(self, entry: dict[str, Any]) -> bool:
+        if self.client is not None and entry.get("clientId") != self.client:
+            return False
+        topic = str(entry.get("topicName", ""))
+        return self.topic is None or filter_matches(self.topic, topic)
 
 
 def publish_tap(trace_log: TraceLog) -> Callable[[PublishEvent], None]:

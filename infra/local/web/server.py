@@ -27,6 +27,7 @@ from aiohttp import web
 from client.webapp import CONTENT_TYPES, WEB_ROOT, content_security_policy, served_files
 from infra.local.hosts import HostAllowList
 from infra.local.http import AppServer, HttpLimits
+from infra.local.web.developer import DeveloperPage
 
 log = logging.getLogger("iotchat.web")
 
@@ -55,13 +56,17 @@ class WebServer:
         root: Path = WEB_ROOT,
         allowed_hosts: tuple[str, ...] = (),
         limits: HttpLimits | None = None,
+        developer: DeveloperPage | None = None,
     ) -> None:
+        """``developer``: the developer page under ``/_iotchat/`` (docs/tracing.md)."""
         self.config = config
         self.root = root.resolve()
         self.files: dict[str, Path] = {}
         self.port: int | None = None
         self.app = web.Application(middlewares=[self._security_headers])
         self.app.router.add_get("/config.json", self._config)
+        if developer is not None:
+            developer.add_routes(self.app)
         self.app.router.add_get("/{path:.*}", self._file)
         self._server = AppServer(
             self.app, HostAllowList(allowed_hosts), web_limits(limits or HttpLimits()), "web"
