@@ -15,6 +15,7 @@ import queue
 import time
 from collections import Counter
 
+import awscrt.mqtt
 import awscrt.mqtt5
 import pytest
 
@@ -32,7 +33,9 @@ from tests.infra.local.gateway.test_awsiotsdk import (
     TIMEOUT,
     Mqtt5Events,
     admin_provider,
+    mqtt3,
     running,
+    wss_mqtt3,
     wss_mqtt5,
 )
 from tests.support.paho import (
@@ -277,3 +280,33 @@ def test_a_queued_shared_message_keeps_its_group_across_a_clean_restart() -> Non
         (b"job", ShareKey("g", "t")),
         (b"plain", None),
     ]
+
+
+def test_awsiotsdk_mqtt3_connections_share_a_subscription(
+    gateway: GatewayHandle, clients: ClientFactory
+) -> None:
+    """Two AWS IoT Device SDK MQTT 3.1.1 connections over SigV4 WebSocket in one group; each
+    collects what it receives with its connection-wide ``on_message`` callback."""
+    topic = unique("sdk3-share") + "/work"
+    received: queue.Queue[bytes] = queue.Queue()
+    connections = [wss_mqtt3(gateway, unique("sdk3"), admin_provider()) for _ in range(2)]
+    for connection in connections:
+        connection.on_message(lambda topic, payload, **_: received.put(payload))
+    with mqtt3(connections[0]) as first, mqtt3(connections[1]) as second:
+        for connection in (first, second):
+            subscribed, _ = connection.subscribe(
+                f"$share/sdk3/{topic}", awscrt.mqtt.QoS.AT_LEAST_ONCE, None
+            )
+            assert subscribed.result(TIMEOUT)["qos"] == awscrt.mqtt.QoS.AT_LEAST_ONCE
+        publisher = clients.connected(gateway, TCP_V5)
+        sent = _publish_all(publisher, topic, 20)
+        got = [received.get(timeout=TIMEOUT) for _ in sent]
+        assert Counter(got) == Counter(sent)
+        # Nothing more is on its way: a sentinel on a plain subscription comes next.
+        for connection in (first, second):
+            subscribed, _ = connection.subscribe(
+                f"{topic}/end", awscrt.mqtt.QoS.AT_LEAST_ONCE, None
+            )
+            subscribed.result(TIMEOUT)
+        assert publisher.publish(f"{topic}/end", b"end", qos=1) == 0
+        assert [received.get(timeout=TIMEOUT) for _ in range(2)] == [b"end", b"end"]
