@@ -387,6 +387,8 @@ class SignedServices:
         denied = 400 if service.protocol == "json" else 403
         if declared_too_large(request, service.max_request_bytes):
             raise _too_large(service)
+        if service.protocol == "json":  # a target no model names: nothing to authorize
+            self._target(service, request)
         if "Authorization" not in request.headers:
             raise ServiceError(denied, *_MISSING_TOKEN)
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -428,6 +430,14 @@ class SignedServices:
             result = await result
         return success_response(service, operation, result)
 
+    @staticmethod
+    def _target(service: SignedService, request: web.Request) -> str:
+        """The operation ``X-Amz-Target`` names, if the service's model has it."""
+        operation = request.headers.get("X-Amz-Target", "")[len(service.target_prefix) :]
+        if operation not in service.model.operation_names:
+            raise ServiceError(400, "UnknownOperationException", f"unknown operation {operation}")
+        return operation
+
     def _operation(
         self,
         service: SignedService,
@@ -439,12 +449,7 @@ class SignedServices:
         """The operation the request names and its input, by the service's protocol."""
         model = service.model
         if service.protocol == "json":
-            operation = request.headers.get("X-Amz-Target", "")[len(service.target_prefix) :]
-            if operation not in model.operation_names:
-                raise ServiceError(
-                    400, "UnknownOperationException", f"unknown operation {operation}"
-                )
-            return operation, _json_body(body) if body else {}
+            return self._target(service, request), _json_body(body) if body else {}
         if service.protocol == "query":
             fields = dict(query)
             fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
