@@ -25,7 +25,7 @@ Closure = Callable[[Env], Any]
 _NOCONST = object()
 _KEYWORDS = frozenset(
     {"SET", "SELECT", "VALUE", "FROM", "WHERE", "AS", "AND", "OR", "NOT", "CASE", "WHEN",
-     "THEN", "ELSE", "END", "CAST"}
+     "THEN", "ELSE", "END", "CAST", "IN", "CONTAINS"}
 )  # fmt: skip
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "\\": "\\", "'": "'",
             '"': '"', "/": "/"}  # fmt: skip
@@ -312,6 +312,17 @@ class _Compiler:
 
         return self._fold(cmp, [lc, rc])
 
+    def c_in_op(self, node: Tree) -> tuple[Closure, Any]:
+        return self._membership(node, T.in_array)
+
+    def c_contains_op(self, node: Tree) -> tuple[Closure, Any]:
+        return self._membership(node, T.contains)
+
+    def _membership(self, node: Tree, test: Callable[[Any, Any], Any]) -> tuple[Closure, Any]:
+        """``a IN b`` and ``a CONTAINS b``: Boolean, or Undefined for operands they do not take."""
+        (left, lc), (right, rc) = (self.compile(c) for c in node.children if isinstance(c, Tree))
+        return self._fold(lambda env: test(left(env), right(env)), [lc, rc])
+
     # -- compound expressions -----------------------------------------------------------------
 
     def c_case_expr(self, node: Tree) -> tuple[Closure, Any]:
@@ -501,7 +512,8 @@ class _Compiler:
             (c for c in node.children if isinstance(c, Tree) and c.data == "where_clause"), None
         )
         project = self.select(select_node)
-        source = self.expr(source_node)
+        # FROM * queries the whole payload, as SELECT * returns it
+        source = _root if source_node.data == "star_source" else self.expr(source_node)
         where = self.where(where_node)
 
         def one(env: Env, item: Any) -> Any:
@@ -536,6 +548,8 @@ class _Compiler:
         """A projector env -> SELECT output (dict, or any value for SELECT VALUE)."""
         if node.data == "select_value":
             return self.expr(next(c for c in node.children if isinstance(c, Tree)))
+        if node.data == "select_value_star":
+            return _root
         items: list[_Item] = []
         for item in node.children:
             if isinstance(item, Token):
@@ -707,7 +721,7 @@ class Statement:
         self._project = comp.select(select_node)
         self._where = comp.where(where_node)
         self._sets = tuple(sets)
-        self._star_only = (
+        self._star_only = select_node.data == "select_value_star" or (
             select_node.data == "select_items"
             and sum(1 for c in select_node.children if isinstance(c, Tree)) == 1
             and any(isinstance(c, Tree) and c.data == "star_item" for c in select_node.children)
@@ -739,7 +753,12 @@ class Statement:
         if root is UNDEFINED and self._star_only:
             return Result(value=None, raw=bytes(msg.payload))
         value = self._project(env)
-        return Result(value=None if value is UNDEFINED else value)
+        if value is UNDEFINED:
+            # only SELECT VALUE gets here: "Undefined is converted to an empty string when
+            # serialized by itself" (https://docs.aws.amazon.com/iot/latest/developerguide/
+            # iot-sql-data-types.html)
+            return Result(value=None, raw=b"")
+        return Result(value=value)
 
 
 def compile_sql(sql: str, version: str | None = None) -> Statement:

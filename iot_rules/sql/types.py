@@ -322,6 +322,29 @@ def not_equals(a: Any, b: Any) -> Any:
     return not _eq(a, b)
 
 
+# What IN looks for and CONTAINS looks for in an Array: "Int/Decimal/String/Array/Object"
+# (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-operators.html#iot-sql-operators-in).
+_SEARCHABLE = (int, Decimal, str, list, dict)
+
+
+def in_array(a: Any, b: Any) -> Any:
+    """``a IN b``: whether the Array ``b`` holds an element equal to ``a`` (``=``'s equality);
+    Undefined unless ``b`` is an Array and ``a`` a number, String, Array or Object."""
+    if type(b) is not list or type(a) not in _SEARCHABLE:
+        return UNDEFINED
+    return any(_eq(a, item) for item in b)
+
+
+def contains(a: Any, b: Any) -> Any:
+    """``a CONTAINS b``: a substring of a String, or an element of an Array; else Undefined
+    (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-operators.html)."""
+    if type(a) is str and type(b) is str:
+        return b in a
+    if type(a) is list and type(b) in _SEARCHABLE:
+        return any(_eq(b, item) for item in a)
+    return UNDEFINED
+
+
 def compare(a: Any, b: Any) -> Any:
     """-1/0/1 after converting both sides to numbers; Undefined if either cannot be."""
     x = to_number(a)

@@ -511,3 +511,52 @@ def test_lone_surrogates_stay_escaped_in_the_output() -> None:
     result = compile_sql("SELECT * FROM 't'").evaluate(SqlMessage("t", raw))
     assert result is not None
     assert result.to_bytes() == b'{"a":"x\\ud800y","n":1.50}'
+
+
+# --- nested queries over the payload, SELECT VALUE *, IN and CONTAINS ---------------------
+
+SENSORS = {
+    "e": [
+        {"n": "temperature", "v": 22.5},
+        {"n": "light", "v": 135},
+        {"n": "acidity", "v": 7},
+    ]
+}
+
+
+def test_a_nested_query_may_select_from_the_whole_payload() -> None:
+    """``FROM *`` queries the payload as ``SELECT *`` returns it: an Object gives one result."""
+    stmt = compile_sql("SELECT (SELECT VALUE get(e, 1).n FROM *) AS x FROM 't'", V2)
+    assert selected(stmt, msg(SENSORS)).value == {"x": "light"}
+    over_array = compile_sql("SELECT (SELECT VALUE v FROM * WHERE v > 100) AS big FROM 't'", V2)
+    assert selected(over_array, msg(SENSORS["e"])).value == {"big": [135]}
+    with pytest.raises(SqlError):  # `*.e` is no path: `*` is a whole source, not a field
+        compile_sql("SELECT (SELECT VALUE n FROM *.e) AS x FROM 't'", V2)
+    inner = compile_sql(
+        "SELECT * FROM 't' WHERE (SELECT VALUE n FROM e WHERE v > 100) = ['light']", V2
+    )
+    assert inner.evaluate(msg(SENSORS)) is not None
+    assert inner.evaluate(msg({"e": [{"n": "light", "v": 1}]})) is None
+    with pytest.raises(SqlError, match="2016-03-23"):
+        compile_sql("SELECT (SELECT VALUE n FROM *) AS x FROM 't'", "2015-10-08")
+
+
+def test_select_value_star_is_the_payload_itself() -> None:
+    stmt = compile_sql("SELECT VALUE * FROM 't'", V2)
+    assert selected(stmt, msg(SENSORS)).value == SENSORS
+    assert selected(stmt, msg([1, 2])).value == [1, 2]
+    raw = selected(stmt, msg(b"\x00not json"))
+    assert raw.raw == b"\x00not json" and raw.to_bytes() == b"\x00not json"
+
+
+def test_in_and_contains_are_keywords_only_as_whole_words() -> None:
+    stmt = compile_sql(
+        "SELECT inside, index, contained FROM 't' WHERE index IN [1, 2] AND name CONTAINS 'da'",
+        V2,
+    )
+    out = selected(stmt, msg({"inside": 1, "index": 2, "contained": 3, "name": "Ada"}))
+    assert out.value == {"inside": 1, "index": 2, "contained": 3}
+    assert stmt.evaluate(msg({"index": 3, "name": "Ada"})) is None
+    assert stmt.evaluate(msg({"index": 1, "name": "Bob"})) is None
+    # Undefined operands make the WHERE Undefined, so the rule does not match
+    assert stmt.evaluate(msg({"name": "Ada"})) is None
