@@ -358,9 +358,27 @@ class SignedServices:
         """Serve ``request`` if its credential scope names one of these services, else None."""
         name = scope_service(request.headers)
         service = self._by_signing_name.get(name or "")
+        if service is None and name is None:
+            service = self._unsigned_owner(request)
         if service is None or service.protocol == "json":
             return None
         return await self.handle(service, request)
+
+    def _unsigned_owner(self, request: web.Request) -> SignedService | None:
+        """For a request with no signature: the one service whose model has its path (it is
+        then refused in that service's shape), else None."""
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        owners = [
+            service
+            for service in self._by_signing_name.values()
+            if (service.protocol == "query" and raw_path == "/")
+            or (
+                service.protocol == "rest-json"
+                and service.routes.match(request.method, raw_path, query) is not None
+            )
+        ]
+        return owners[0] if len(owners) == 1 else None
 
     def handler(
         self, service: SignedService
