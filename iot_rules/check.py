@@ -68,6 +68,29 @@ def check_rule_file(
     return problems
 
 
+# Words a bare field name could collide with in AWS's parser: IoT SQL's own keywords and cast
+# type names (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-reference.html,
+# https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html#iot-sql-function-cast)
+# and ANSI SQL reserved words. AWS publishes no reserved-word list, so whether AWS accepts such
+# a field name is unverified; the local grammar accepts all but its own keywords.
+SQL_WORDS = frozenset(
+    {
+        *("select", "from", "where", "as", "and", "or", "not", "case", "when", "then", "else"),
+        *("end", "value", "set", "in", "contains", "cast", "true", "false", "null"),
+        *("string", "nvarchar", "text", "ntext", "varchar", "int", "integer", "double"),
+        *("decimal", "bool", "boolean"),
+        *("all", "any", "between", "by", "create", "delete", "distinct", "drop", "exists"),
+        *("group", "having", "insert", "into", "is", "join", "like", "limit", "order"),
+        *("table", "to", "union", "update", "user", "values", "with", "timestamp", "date"),
+    }
+)
+
+
+def sql_word_fields(sql: str, version: str | None = None) -> set[str]:
+    """The payload fields a statement names bare that are also SQL words (case-insensitive)."""
+    return {name for name in compile_sql(sql, version).fields_used if name.lower() in SQL_WORDS}
+
+
 def _template_strings(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         if "${" in value:

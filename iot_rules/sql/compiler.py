@@ -80,6 +80,7 @@ class _Compiler:
         self.version = version
         self.text = text
         self.functions: set[str] = set()
+        self.fields: set[str] = set()  # payload keys named bare (`text`, the `a` of `a.b`)
         self.lambda_arns: list[str] = []
         self.tables: list[str] = []
         self.dynamodb_calls = 0
@@ -143,6 +144,7 @@ class _Compiler:
 
     def c_field(self, node: Tree) -> tuple[Closure, Any]:
         name = _text(node)
+        self.fields.add(name)
 
         def field(env: Env) -> Any:
             root = env.root
@@ -167,6 +169,7 @@ class _Compiler:
             inner = inner.children[0]
         if isinstance(inner, Tree) and inner.data == "field":
             keys = tuple([_text(inner), *reversed(path)])
+            self.fields.add(keys[0])
 
             def walk(env: Env) -> Any:
                 cur = env.root
@@ -728,6 +731,7 @@ class Statement:
         )
         self._v2 = self.sql_version == V2
         self.functions_used = frozenset(comp.functions)
+        self.fields_used = frozenset(comp.fields)
         self.lambda_arns = tuple(dict.fromkeys(comp.lambda_arns))
         self.tables = tuple(dict.fromkeys(comp.tables))
 
