@@ -31,6 +31,7 @@ from .suppressions import (
 )
 
 LAMBDA_RUNTIME = "python3.12"
+COMMANDS_HANDLER = "lambdas.handlers.commands"
 # The messages table's TTL attribute: the store rule and the commands Lambda write it.
 TTL_ATTRIBUTES = {"{stack}-messages": "expiresAt"}
 
@@ -109,9 +110,10 @@ def _function(t: Template, spec: dict[str, Any]) -> None:
     short = short_name(name, "functions")
     environment = dict(render_cloudformation(spec.get("environment", {})))
     environment["IOT_DATA_ENDPOINT"] = {"Ref": "IotDataEndpoint"}
-    # The commands Lambda checks sign-in tokens with the identity pool (lambdas/handlers.py).
-    environment["IDENTITY_POOL_ID"] = {"Ref": "IdentityPool"}
-    environment["USER_POOL_PROVIDER"] = {"Fn::GetAtt": ["UserPool", "ProviderName"]}
+    if spec["handler"] == COMMANDS_HANDLER:
+        # It checks sign-in tokens with the identity pool (hello: lambdas/chat/people.py).
+        environment["IDENTITY_POOL_ID"] = {"Ref": "IdentityPool"}
+        environment["USER_POOL_PROVIDER"] = {"Fn::GetAtt": ["UserPool", "ProviderName"]}
     consumer = _is_stream_consumer(t, name)
     function_id = lambda_function(
         t,

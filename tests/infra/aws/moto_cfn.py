@@ -3,8 +3,9 @@
 moto creates S3 buckets, IAM roles, Lambda functions, tables, queues, log groups and IoT
 policies from a template, but not Cognito pools, CloudFront or topic rules. ``moto_subset``
 keeps the resources moto can create and replaces the outputs that name the others with the
-literal values given, so a test can run the whole deploy path (upload, change set, execute,
-outputs, web upload, stack file) against moto. IoT policies are left out too: moto's ``Ref``
+literal values given (a function's environment variable that names one gets a literal too), so
+a test can run the whole deploy path (upload, change set, execute, outputs, web upload, stack
+file) against moto. IoT policies are left out too: moto's ``Ref``
 to one is the Python object's repr, and deleting the stack then fails inside moto.
 """
 
@@ -43,6 +44,14 @@ def moto_subset(template: dict[str, Any], literal_outputs: dict[str, str]) -> di
         for name, res in resources.items()
         if resource_class_from_type(res["Type"]) and res["Type"] != "AWS::IoT::Policy"
     }
+    # A function's environment may name a resource moto cannot create (the commands Lambda's
+    # identity pool): the function stays, with a literal in that variable.
+    for name in keep:
+        if resources[name]["Type"] == "AWS::Lambda::Function":
+            variables = resources[name]["Properties"].get("Environment", {}).get("Variables", {})
+            for key, value in variables.items():
+                if (_refs(value) & set(resources)) - keep:
+                    variables[key] = f"{key.lower()}-not-in-moto"
     changed = True
     while changed:
         changed = False

@@ -127,6 +127,10 @@ def test_functions_tables_and_mappings_are_the_manifest() -> None:
         assert "ReservedConcurrentExecutions" not in props
         env = dict(props["Environment"]["Variables"])
         assert env.pop("IOT_DATA_ENDPOINT") == {"Ref": "IotDataEndpoint"}
+        if spec.handler == "lambdas.handlers.commands":
+            # It checks sign-in tokens with the identity pool (lambdas/chat/people.py).
+            assert env.pop("IDENTITY_POOL_ID") == {"Ref": "IdentityPool"}
+            assert env.pop("USER_POOL_PROVIDER") == {"Fn::GetAtt": ["UserPool", "ProviderName"]}
         assert env == dict(spec.environment)
     tables = {
         res["Properties"]["TableName"]: res["Properties"]
