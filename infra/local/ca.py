@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from infra.local.state_files import directory_lock, write_atomic
@@ -163,7 +163,7 @@ class LocalCA:
 
     def _issue(
         self,
-        key: ec.EllipticCurvePrivateKey,
+        public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
         common_name: str,
         validity: datetime.timedelta,
         usage: x509.ObjectIdentifier,
@@ -172,7 +172,6 @@ class LocalCA:
     ) -> x509.Certificate:
         now = _now()
         not_after = min(now + validity, self.certificate.not_valid_after_utc)
-        public = key.public_key()
         ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         builder = (
             x509.CertificateBuilder()
@@ -223,7 +222,12 @@ class LocalCA:
             key = ec.generate_private_key(ec.SECP256R1())
             common_name = names[0] if names else str(addresses[0])
             cert = self._issue(
-                key, common_name, SERVER_VALIDITY, ExtendedKeyUsageOID.SERVER_AUTH, True, san
+                key.public_key(),
+                common_name,
+                SERVER_VALIDITY,
+                ExtendedKeyUsageOID.SERVER_AUTH,
+                True,
+                san,
             )
             return self._store(cert, key, cert_path, key_path)
 
@@ -263,10 +267,32 @@ class LocalCA:
         directory = Path(directory) if directory is not None else self.directory / "certs"
         key = ec.generate_private_key(ec.SECP256R1())
         cert = self._issue(
-            key, common_name, CLIENT_VALIDITY, ExtendedKeyUsageOID.CLIENT_AUTH, False
+            key.public_key(), common_name, CLIENT_VALIDITY, ExtendedKeyUsageOID.CLIENT_AUTH, False
         )
         cert_id = certificate_id(cert.public_bytes(serialization.Encoding.DER))
         return self._store(cert, key, directory / f"{cert_id}.pem", directory / f"{cert_id}.key")
+
+    def sign_request(self, csr_pem: bytes, common_name: str) -> str:
+        """A device certificate (PEM) for the key of a certificate signing request, as AWS IoT's
+        ``CreateCertificateFromCsr``; ValueError for a CSR that is malformed or not signed by
+        its own key."""
+        csr = x509.load_pem_x509_csr(csr_pem)
+        if not csr.is_signature_valid:
+            raise ValueError("the CSR is not signed by its own key")
+        public = csr.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValueError("the CSR's key is neither EC nor RSA")
+        cert = self._issue(
+            public, common_name, CLIENT_VALIDITY, ExtendedKeyUsageOID.CLIENT_AUTH, False
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def issued(self, certificate_pem: bytes) -> bool:
+        """True when this CA signed the certificate (what ``RegisterCertificate`` accepts)."""
+        try:
+            return self._issued_by_me(x509.load_pem_x509_certificate(certificate_pem))
+        except ValueError:
+            return False
 
     @staticmethod
     def _store(
