@@ -25,6 +25,8 @@ REGISTRY_OPERATIONS = (
     "ListThings",
     "DeleteThing",
     "CreateKeysAndCertificate",
+    "CreateCertificateFromCsr",
+    "RegisterCertificate",
     "DescribeCertificate",
     "ListCertificates",
     "UpdateCertificate",

@@ -19,6 +19,7 @@ _STATUS = {
     "LimitExceededException": 410,
     "SqlParseException": 400,
     "ConflictingResourceUpdateException": 409,
+    "CertificateValidationException": 400,
 }
 
 

@@ -31,7 +31,7 @@ from infra.local.registry.service import ACTIVE, INACTIVE
 from policies.documents import load_document
 from policies.render import render
 
-from .errors import invalid, not_found
+from .errors import invalid, iot_error, not_found
 from .topic_rules import TopicRules, topic_pattern
 
 # The Common Name AWS IoT's CreateKeysAndCertificate gives the certificates it issues.
@@ -126,6 +126,34 @@ class IotControlPlane:
             "certificatePem": record.certificate_pem,
             "keyPair": {"PublicKey": public_pem.decode(), "PrivateKey": key_pem.decode()},
         }
+
+    def create_certificate_from_csr(self, params: Params) -> dict[str, Any]:
+        """The local CA signs the CSR's key; the key never leaves the device."""
+        try:
+            pem = self.ca.sign_request(
+                str(params.get("certificateSigningRequest", "")).encode(), ISSUED_COMMON_NAME
+            )
+        except ValueError as exc:
+            raise invalid(f"invalid certificateSigningRequest: {exc}") from None
+        status = ACTIVE if params.get("setAsActive") else INACTIVE
+        record = self.registry.register_certificate(pem, status)
+        return {
+            "certificateArn": record.certificate_arn,
+            "certificateId": record.certificate_id,
+            "certificatePem": record.certificate_pem,
+        }
+
+    def register_certificate(self, params: Params) -> dict[str, Any]:
+        """Register a certificate the local CA signed (the only CA the mutual-TLS listener
+        trusts, as a CA registered with AWS IoT is for ``RegisterCertificate``)."""
+        pem = str(params.get("certificatePem", ""))
+        if not self.ca.issued(pem.encode()):
+            raise iot_error(
+                "CertificateValidationException", "the certificate is not signed by the local CA"
+            )
+        status = params.get("status") or (ACTIVE if params.get("setAsActive") else INACTIVE)
+        record = self.registry.register_certificate(pem, status)
+        return {"certificateArn": record.certificate_arn, "certificateId": record.certificate_id}
 
     def describe_certificate(self, params: Params) -> dict[str, Any]:
         record = self.registry.describe_certificate(params.get("certificateId", ""))
