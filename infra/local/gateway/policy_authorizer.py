@@ -40,17 +40,20 @@ class PolicyAuthorizer:
         roles: Roles | None = None,
         attached_policies: Callable[[str], Sequence[str]] = lambda target: (),
         connection_attributes: Callable[[Principal, str], dict[str, str]] | None = None,
+        created_policy: Callable[[str], Policy | None] = lambda name: None,
     ) -> None:
         """``attached_policies(target)`` lists IoT policy names attached to an identity id or
         a certificate ARN; ``connection_attributes(principal, client_id)`` gives the thing
-        variables (``iot:Connection.Thing.*``) of a device connection. With ``roles`` (the
-        stack's role table), its region, account and stack name are the ones used."""
+        variables (``iot:Connection.Thing.*``) of a device connection; ``created_policy(name)``
+        an IoT policy made with ``CreatePolicy`` (the project's are loaded here). With
+        ``roles`` (the stack's role table), its region, account and stack name are used."""
         self.roles = roles or Roles(region=region, account=account, stack=stack)
         region, account, stack = self.roles.region, self.roles.account, self.roles.stack
         self.region = region
         self.account = account
         self._attached = attached_policies
         self._connection_attributes = connection_attributes
+        self._created_policy = created_policy
         self._iot = {
             policy_name: load_policy("iot", file, region=region, account=account, stack=stack)
             for policy_name, file in IOT_POLICY_FILES.items()
@@ -68,7 +71,10 @@ class PolicyAuthorizer:
         return f"arn:aws:iot:{self.region}:{self.account}:cert/{certificate_id}"
 
     def _attached_iot(self, target: str) -> list[Policy]:
-        return [self._iot[name] for name in self._attached(target) if name in self._iot]
+        found = (
+            self._iot.get(name) or self._created_policy(name) for name in self._attached(target)
+        )
+        return [policy for policy in found if policy is not None]
 
     def _resolve(self, principal_key: str) -> Sequence[Sequence[Policy]]:
         principal = self._principals[principal_key]
