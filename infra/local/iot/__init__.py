@@ -7,7 +7,8 @@ allow for each, ``errors`` AWS IoT's error codes and statuses.
 """
 
 from .api import service
+from .policies import IotPolicies
 from .service import IotControlPlane
 from .topic_rules import TopicRules
 
-__all__ = ["IotControlPlane", "TopicRules", "service"]
+__all__ = ["IotControlPlane", "IotPolicies", "TopicRules", "service"]

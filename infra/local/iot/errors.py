@@ -20,6 +20,8 @@ _STATUS = {
     "SqlParseException": 400,
     "ConflictingResourceUpdateException": 409,
     "CertificateValidationException": 400,
+    "MalformedPolicyException": 400,
+    "VersionsLimitExceededException": 409,
 }
 
 

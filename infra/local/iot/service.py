@@ -5,8 +5,8 @@ model) and returning the output members. Things, certificates and attachments ar
 registry's (:mod:`infra.local.registry`), so a certificate made here is the one the gateway
 checks at the next TLS handshake, and ``UpdateCertificate`` away from ACTIVE closes its live
 connections (the registry's ``watch_deactivations``). ``CreateKeysAndCertificate`` has the
-local CA sign a new key, as AWS IoT's CA does. The IoT policies are the project's
-(``policies/iot/``), rendered for this stack; topic rules are :class:`.topic_rules.TopicRules`.
+local CA sign a new key, as AWS IoT's CA does. IoT policies are :class:`.policies.IotPolicies`
+(the project's and created ones), topic rules :class:`.topic_rules.TopicRules`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from infra.local.ca import LocalCA
-from infra.local.gateway.policy_authorizer import IOT_POLICY_FILES
 from infra.local.registry import Registry
 from infra.local.registry.service import ACTIVE, INACTIVE
-from policies.documents import load_document
-from policies.render import render
 
-from .errors import invalid, iot_error, not_found
+from .errors import invalid, iot_error
+from .policies import IotPolicies
 from .topic_rules import TopicRules, topic_pattern
 
 # The Common Name AWS IoT's CreateKeysAndCertificate gives the certificates it issues.
@@ -50,6 +48,7 @@ class IotControlPlane:
     registry: Registry
     ca: LocalCA
     topic_rules: TopicRules
+    policies: IotPolicies
     host: str
     names: Mapping[str, str]  # region, account, stack
 
@@ -219,35 +218,66 @@ class IotControlPlane:
 
     # ------------------------------------------------------------------ policies
 
-    def _policy_document(self, name: str) -> str:
-        file = IOT_POLICY_FILES.get(name)
-        if file is None:
-            raise not_found(f"Policy {name} does not exist")
-        document = render(load_document("iot", file), **self.names)
-        return _json_text(document)
-
     def list_policies(self, params: Params) -> dict[str, Any]:
         return {
             "policies": [
                 {"policyName": name, "policyArn": self._arn("policy", name)}
-                for name in sorted(IOT_POLICY_FILES)
+                for name in self.policies.names()
             ]
         }
 
     def get_policy(self, params: Params) -> dict[str, Any]:
         name = params.get("policyName", "")
-        document = self._policy_document(name)
+        policy = self.policies.describe(name)
         return {
             "policyName": name,
             "policyArn": self._arn("policy", name),
-            "policyDocument": document,
-            "defaultVersionId": "1",
-            "generationId": hashlib.sha256(document.encode()).hexdigest(),
+            "policyDocument": policy["document"],
+            "defaultVersionId": policy["defaultVersionId"],
+            "creationDate": policy["versions"][0]["createDate"],
+            "lastModifiedDate": policy["versions"][-1]["createDate"],
+            "generationId": hashlib.sha256(policy["document"].encode()).hexdigest(),
+        }
+
+    def create_policy(self, params: Params) -> dict[str, Any]:
+        name = params.get("policyName", "")
+        policy = self.policies.create(name, str(params.get("policyDocument", "")))
+        return {
+            "policyName": name,
+            "policyArn": self._arn("policy", name),
+            "policyDocument": policy["document"],
+            "policyVersionId": "1",
+        }
+
+    def create_policy_version(self, params: Params) -> dict[str, Any]:
+        name = params.get("policyName", "")
+        version = self.policies.create_version(
+            name, str(params.get("policyDocument", "")), bool(params.get("setAsDefault"))
+        )
+        default = self.policies.describe(name)["defaultVersionId"]
+        return {
+            "policyArn": self._arn("policy", name),
+            "policyDocument": version["document"],
+            "policyVersionId": version["versionId"],
+            "isDefaultVersion": default == version["versionId"],
+        }
+
+    def list_policy_versions(self, params: Params) -> dict[str, Any]:
+        policy = self.policies.describe(params.get("policyName", ""))
+        return {
+            "policyVersions": [
+                {
+                    "versionId": v["versionId"],
+                    "isDefaultVersion": v["versionId"] == policy["defaultVersionId"],
+                    "createDate": v["createDate"],
+                }
+                for v in policy["versions"]
+            ]
         }
 
     def attach_policy(self, params: Params) -> dict[str, Any]:
         name = params.get("policyName", "")
-        self._policy_document(name)
+        self.policies.describe(name)  # ResourceNotFoundException for an unknown policy
         self.registry.attach_policy(name, params.get("target", ""))
         return {}
 
@@ -261,7 +291,7 @@ class IotControlPlane:
 
     def list_targets_for_policy(self, params: Params) -> dict[str, Any]:
         name = params.get("policyName", "")
-        self._policy_document(name)
+        self.policies.describe(name)
         return {"targets": self.registry.policy_targets(name)}
 
     # ------------------------------------------------------------------ topic rules
