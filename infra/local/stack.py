@@ -47,7 +47,7 @@ from .http import HttpLimits
 from .iam import IamAuthorizer, Roles, RoleSessions
 from .iam.roles import LAMBDA_ROLE_FILE
 from .identity import LOCAL_ACCOUNT_ID, LOCAL_REGION, Credential
-from .iot import IotControlPlane, TopicRules
+from .iot import IotControlPlane, IotPolicies, TopicRules
 from .iot import service as iot_service
 from .kinesis import KinesisLocal, ensure_streams
 from .kinesis import api as kinesis_api
@@ -206,6 +206,8 @@ class LocalStack:
         self.rules: RulesEngine | None = None
         # The topic rules the engine obeys: the project's, and what the IoT API changed.
         self.topic_rules: TopicRules | None = None
+        # The project's IoT policies and those made with CreatePolicy (kept in the state dir).
+        self.iot_policies = IotPolicies(self.state_dir, self.names)
         self.cognito: LocalCognito | None = None
         # Every message's steps (infra/local/trace.py), in memory and in the state dir.
         self.trace = TraceLog(
@@ -327,7 +329,14 @@ class LocalStack:
             )
             self.edge.add_service(
                 iot_service(
-                    IotControlPlane(self.registry, self.ca, self.topic_rules, opts.host, self.names)
+                    IotControlPlane(
+                        self.registry,
+                        self.ca,
+                        self.topic_rules,
+                        self.iot_policies,
+                        opts.host,
+                        self.names,
+                    )
                 )
             )
             # Sign-up and sign-in unsigned; the read and admin calls signed, IAM-checked.
@@ -478,6 +487,7 @@ class LocalStack:
             connection_attributes=lambda principal, client_id: registry.connection_attributes(
                 principal.identifier, client_id
             ),
+            created_policy=self.iot_policies.policy,
         )
         loop = asyncio.get_running_loop()
 
@@ -486,6 +496,7 @@ class LocalStack:
 
         attachments.on_change(invalidate)
         registry.on_change.append(invalidate)
+        self.iot_policies.on_change.append(invalidate)
         return authorizer
 
     def _add_temporary_credential(self, credential: Credential) -> None:
