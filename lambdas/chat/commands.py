@@ -308,7 +308,7 @@ class Commands:
         self.people.hello(request, sender, ts, self.reply_to)
         for invitation in self.groups.pending(sender):
             self.publisher.publish(
-                inbox(sender),
+                self.reply_to,
                 {
                     "v": VERSION,
                     "type": "invitation",
