@@ -28,6 +28,8 @@ from .errors import invalid, iot_error, not_found
 
 STATE_FILE = Path("iot") / "policies.json"
 MAX_VERSIONS = 5
+# A local bound on created policies, so the state file stays small; beyond it LimitExceeded.
+MAX_POLICIES = 1000
 POLICY_NAME = re.compile(r"[\w+=,.@-]{1,128}")
 
 
@@ -84,6 +86,8 @@ class IotPolicies:
             raise invalid(f"invalid policy name: {name!r}")
         if self.exists(name):
             raise iot_error("ResourceAlreadyExistsException", f"Policy {name} already exists")
+        if len(self._created) >= MAX_POLICIES:
+            raise iot_error("LimitExceededException", f"at most {MAX_POLICIES} created policies")
         text = _checked(name, document)
         version = {"versionId": "1", "document": text, "createDate": time.time()}
         self._save(name, {"versions": [version], "default": "1"})

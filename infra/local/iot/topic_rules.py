@@ -25,6 +25,9 @@ from .errors import invalid, iot_error, not_found
 
 STATE_FILE = Path("iot") / "topic-rules.json"
 FORMAT_VERSION = 1
+# A local bound, so the engine and the state file stay small (AWS's own quotas:
+# https://docs.aws.amazon.com/general/latest/gr/iot-core.html); beyond it LimitExceededException.
+MAX_RULES = 1000
 _FROM = re.compile(r"\bFROM\s+'([^']*)'", re.IGNORECASE)
 
 
@@ -84,8 +87,11 @@ class TopicRules:
     # ------------------------------------------------------------------ changes
 
     def create(self, name: str, payload: dict[str, Any]) -> None:
-        if name in self.rules():
+        rules = self.rules()
+        if name in rules:
             raise iot_error("ResourceAlreadyExistsException", f"The rule {name} already exists")
+        if len(rules) >= MAX_RULES:
+            raise iot_error("LimitExceededException", f"at most {MAX_RULES} topic rules")
         self._change(name, payload, time.time())
 
     def replace(self, name: str, payload: dict[str, Any]) -> None:

@@ -90,3 +90,14 @@ def test_refusals_change_nothing(tmp_path):
     # The legitimate change beside them still works.
     rules.replace("project_rule", _payload("k/l"))
     assert topic_pattern(rules.get("project_rule").definition.sql) == "k/l"
+
+
+def test_the_number_of_rules_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr("infra.local.iot.topic_rules.MAX_RULES", 2)
+    engine = Engine()
+    rules = _rules(tmp_path, engine)
+    rules.create("second", _payload("m/n"))
+    with pytest.raises(ServiceError) as full:
+        rules.create("third", _payload("o/p"))
+    assert full.value.code == "LimitExceededException"
+    assert engine.running == ["project_rule", "second"]
