@@ -24,6 +24,7 @@ BENCHMARKS = {
     "gateway-connections": "benchmarks.gateway_connections",
     "rules-eval": "benchmarks.rules_eval",
     "rules-republish-latency": "benchmarks.rules_republish_latency",
+    "trace-overhead": "benchmarks.trace_overhead",
     "lambda-invoke": "benchmarks.lambda_invoke",
     "authz": "benchmarks.authz",
     "sigv4-connect": "benchmarks.sigv4_connect",

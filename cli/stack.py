@@ -57,6 +57,10 @@ def up(
         Path | None,
         typer.Option(help="Lambda manifest (default: the project's lambdas/manifest.json)."),
     ] = None,
+    trace: Annotated[
+        bool,
+        typer.Option(help="Record each message's steps for iotchat trace (docs/tracing.md)."),
+    ] = True,
     verbose: VerboseOption = 0,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
@@ -81,6 +85,7 @@ def up(
         web_port=web_port,
         limits=limits,
         allowed_hosts=tuple(allow_host or ()),
+        trace=trace,
     )
     if rules_dir is not None:
         options.rules_dir = rules_dir

@@ -32,7 +32,7 @@ from infra.local.rules.actions import (
     build_action,
 )
 from infra.local.rules.targets import action_target, resources
-from infra.local.trace import TraceLog, current_trace, payload_preview
+from infra.local.trace import TraceLog, current_trace
 from iot_rules.loader import RuleDefinition
 from iot_rules.sql import Result, SqlMessage, Statement, compile_sql
 
@@ -93,6 +93,7 @@ class RulesEngine:
     # Where each match and action outcome is recorded (the stack's trace log), if anywhere.
     trace: TraceLog | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _pending: int = 0  # messages whose rules are queued for evaluation on the loop
 
     def load(self, definitions: list[RuleDefinition]) -> None:
         self.rules = [compile_rule(d) for d in definitions if not d.disabled]
@@ -102,21 +103,51 @@ class RulesEngine:
     # ------------------------------------------------------------------ feeding
 
     def on_publish(self, event: PublishEvent) -> None:
-        """The gateway's publish tap: runs on the gateway's loop, must not block."""
+        """The gateway's publish tap: runs on the gateway's loop, must not block.
+
+        The message's rules are evaluated in one callback right after the gateway's own work
+        on it, in arrival order (so room messages keep their order). Only a rule that matched
+        and has more than republish to do (or uses a function that calls a service) becomes a
+        task: most rules a message reaches do not match it, and a task each cost more than
+        their SQL."""
         hops = _hops.get()
         if hops >= MAX_REPUBLISH_HOPS:
             log.warning("dropping %r: more than %d republish hops", event.topic, hops)
             return
-        msg = None
         topic = _rule_topic(event)
-        for rule in self.rules:
-            if event.rule_name is not None and event.rule_name != rule.name:
-                continue  # Basic Ingest goes to the named rule only
-            if not rule.statement.matches(topic):
+        rules = [
+            rule
+            for rule in self.rules
+            # Basic Ingest goes to the named rule only.
+            if (event.rule_name is None or event.rule_name == rule.name)
+            and rule.statement.matches(topic)
+        ]
+        if not rules:
+            return
+        msg = _sql_message(event, topic)
+        self._pending += 1
+        asyncio.get_running_loop().call_soon(
+            self._evaluate_all, rules, msg, event.trace_id, context=contextvars.copy_context()
+        )
+
+    def _evaluate_all(self, rules: list[CompiledRule], msg: SqlMessage, trace_id: str) -> None:
+        self._pending -= 1
+        # This callback's own context: what its actions publish or invoke carries the trace on.
+        current_trace.set(trace_id or None)
+        for rule in rules:
+            if rule.blocking:
+                self._spawn(self._process(rule, msg, trace_id))
                 continue
-            if msg is None:
-                msg = _sql_message(event, topic)
-            self._spawn(self._process(rule, msg, event.trace_id))
+            try:
+                result = rule.statement.evaluate(msg, self.services.sql_context)
+            except Exception as exc:
+                self._evaluation_failed(rule, msg, trace_id, exc)
+                continue
+            if result is None:
+                continue
+            failures = self._matched(rule, msg, result, trace_id)
+            if rule.other_actions or failures:
+                self._spawn(self._act(rule, msg, result, failures, trace_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -126,34 +157,48 @@ class RulesEngine:
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for every in-progress rule execution (tests, shutdown)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._tasks:
+        while self._tasks or self._pending:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
-            await asyncio.wait(set(self._tasks), timeout=remaining)
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=remaining)
+            else:
+                await asyncio.sleep(0)  # the evaluations queued on the loop run first
 
     # ------------------------------------------------------------------ running a rule
 
     async def _process(self, rule: CompiledRule, msg: SqlMessage, trace_id: str = "") -> None:
-        # This task's own context: what its actions publish or invoke carries the trace on.
+        """A rule whose SQL calls a service (``aws_lambda()``, ``get_dynamodb()``): evaluated in
+        a worker thread, then acted on like the others."""
         current_trace.set(trace_id or None)
         ctx = self.services.sql_context
         try:
-            if rule.blocking:
-                result = await asyncio.to_thread(rule.statement.evaluate, msg, ctx)
-            else:
-                result = rule.statement.evaluate(msg, ctx)
+            result = await asyncio.to_thread(rule.statement.evaluate, msg, ctx)
         except Exception as exc:
-            log.exception("rule %s: SQL evaluation failed for %r", rule.name, msg.topic)
-            self._trace(
-                "RuleMatch", trace_id, rule, msg, ok=False, details=f"SQL evaluation failed: {exc}"
-            )
+            self._evaluation_failed(rule, msg, trace_id, exc)
             return
         if result is None:
             return
+        failures = self._matched(rule, msg, result, trace_id)
+        await self._act(rule, msg, result, failures, trace_id)
+
+    def _evaluation_failed(
+        self, rule: CompiledRule, msg: SqlMessage, trace_id: str, exc: Exception
+    ) -> None:
+        log.exception("rule %s: SQL evaluation failed for %r: %s", rule.name, msg.topic, exc)
+        self._trace(
+            "RuleMatch", trace_id, rule, msg, ok=False, details=f"SQL evaluation failed: {exc}"
+        )
+
+    def _matched(
+        self, rule: CompiledRule, msg: SqlMessage, result: Result, trace_id: str
+    ) -> list[ActionFailed]:
+        """Count and trace the match and republish at once; returns the republishes that
+        failed."""
         self.stats[rule.name].matched += 1
         log.debug("rule %s matched %s from %s", rule.name, msg.topic, msg.client_id)
-        self._trace("RuleMatch", trace_id, rule, msg, details=_output_preview(result))
+        self._trace("RuleMatch", trace_id, rule, msg)
         failures: list[ActionFailed] = []
         token = _hops.set(_hops.get() + 1)
         try:
@@ -168,6 +213,17 @@ class RulesEngine:
                     self._trace_action(trace_id, rule, msg, republish, began, None)
         finally:
             _hops.reset(token)
+        return failures
+
+    async def _act(
+        self,
+        rule: CompiledRule,
+        msg: SqlMessage,
+        result: Result,
+        failures: list[ActionFailed],
+        trace_id: str,
+    ) -> None:
+        """The rule's other actions, concurrently; then its errorAction if anything failed."""
         if rule.other_actions:
             outcomes = await asyncio.gather(
                 *(self._run_timed(a, result, msg) for a in rule.other_actions),
@@ -295,11 +351,6 @@ def error_payload(
             for f in failures
         ],
     }
-
-
-def _output_preview(result: Result) -> str:
-    """The SELECT output as a trace entry's ``details`` (shortened like a payload)."""
-    return payload_preview(result.to_bytes())
 
 
 def _rule_topic(event: PublishEvent) -> str:

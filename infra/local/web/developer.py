@@ -135,7 +135,12 @@ class DeveloperPage:
             self._sessions.popitem(last=False)
         response = web.Response(status=204)
         response.set_cookie(
-            COOKIE, token, path=PREFIX, httponly=True, samesite="Strict", max_age=SESSION_LIFETIME
+            COOKIE,
+            token,
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            max_age=int(SESSION_LIFETIME),
         )
         return response
 
