@@ -1,0 +1,221 @@
+"""Names, handles, invitations and edits in the chat's domain code, against moto's DynamoDB
+(the same code runs end to end in tests/e2e/chat/test_names.py, test_groups_consent.py and
+test_edits.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.chat import keys
+from lambdas.chat.commands import Commands
+from lambdas.chat.edits import revised
+from lambdas.chat.names import check_handle, clean_name, generated_handle
+from lambdas.chat.people import Directory, default_profile
+from lambdas.chat.protocol import ProtocolError
+from lambdas.chat.publisher import RecordingPublisher
+from lambdas.chat.store import ChatStore
+from lambdas.manifest import Manifest
+
+ADA = "us-east-1:00000000-0000-4000-8000-00000000000a"
+BOB = "us-east-1:00000000-0000-4000-8000-00000000000b"
+EVE = "us-east-1:00000000-0000-4000-8000-00000000000e"
+
+
+class Tokens:
+    """Stands in for Cognito's GetId: a token names an identity and carries claims."""
+
+    def __init__(self) -> None:
+        self.issued: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def issue(self, identity: str, **claims: Any) -> str:
+        token = f"token-{len(self.issued)}"
+        self.issued[token] = (identity, {"sub": f"sub-{identity[-4:]}", **claims})
+        return token
+
+    def identity_of(self, token: str) -> tuple[str, dict[str, Any]]:
+        if token not in self.issued:
+            raise ProtocolError("NOT_AUTHORIZED", "the sign-in token was not accepted")
+        return self.issued[token]
+
+
+@pytest.fixture
+def store() -> Iterator[ChatStore]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for table in Manifest.load().tables:
+            client.create_table(**table)
+        yield ChatStore(client, "iotchat-messages", "iotchat-state")
+
+
+@pytest.fixture
+def tokens() -> Tokens:
+    return Tokens()
+
+
+@pytest.fixture
+def published() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def commands(store: ChatStore, published: RecordingPublisher, tokens: Tokens) -> Commands:
+    return Commands(store, published, tokens=tokens)
+
+
+def send(commands: Commands, who: str, ts: int, door: str | None = None, **request: Any) -> None:
+    payload = base64.b64encode(json.dumps(request).encode()).decode()
+    event: dict[str, Any] = {"payload": payload, "sender": who, "ts": ts}
+    if door:
+        event["door"] = door
+    commands.handle(event)
+
+
+def last(published: RecordingPublisher, person: str, kind: str) -> dict[str, Any]:
+    return [m for m in published.to(f"chat/in/{person}") if m["type"] == kind][-1]
+
+
+# ---------------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "\u200b",
+        "\u200b\u200c\u200d\u2060\ufeff",
+        "\u3164",
+        "a\u202eb",
+        "\u2067x",
+        "a\tb",
+    ],
+)
+def test_names_that_show_nothing_or_turn_text_are_refused(bad: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        clean_name(bad)
+    assert caught.value.code == "INVALID_NAME"
+
+
+def test_names_are_nfc_and_trimmed() -> None:
+    assert clean_name("  Zoe\u0301 ") == unicodedata.normalize("NFC", "Zoé")
+    assert (
+        clean_name("\u0645\u0631\u062d\u0628\u0627") == "\u0645\u0631\u062d\u0628\u0627"
+    )  # RTL text is fine
+    assert clean_name("👩\u200d💻 Ada") == "👩\u200d💻 Ada"  # a joiner inside an emoji is fine
+    with pytest.raises(ProtocolError):
+        clean_name("x" * 65)
+
+
+def test_handles_and_generated_handles() -> None:
+    assert check_handle("ada_l-1") == "ada_l-1"
+    for bad in ("Ada", "ab", "guest-1234", "a" * 33, "ada lovelace", 5):
+        with pytest.raises(ProtocolError):
+            check_handle(bad)
+    assert generated_handle("guest-", ADA) == generated_handle("guest-", ADA)
+    assert len(generated_handle("guest-", ADA, 1)) == len(generated_handle("guest-", ADA)) + 2
+    assert default_profile("pi-kitchen") == {
+        "person": "pi-kitchen",
+        "handle": "pi-kitchen",
+        "name": "pi-kitchen",
+        "device": True,
+    }
+
+
+# ---------------------------------------------------------------------------------- hello
+
+
+def test_hello_with_a_token_claims_the_handle_once(
+    commands: Commands, published: RecordingPublisher, tokens: Tokens, store: ChatStore
+) -> None:
+    send(commands, ADA, 1, type="hello", token=tokens.issue(ADA, **{"custom:handle": "ada"}))
+    assert last(published, ADA, "profile")["handle"] == "ada"
+    # Another account with the same custom:handle: Cognito allows it, the chat does not.
+    send(commands, BOB, 2, type="hello", token=tokens.issue(BOB, **{"custom:handle": "ada"}))
+    assert last(published, BOB, "error")["code"] == "HANDLE_TAKEN"
+    # Eve shows Ada's token: it names Ada's identity, not hers.
+    send(commands, EVE, 3, type="hello", token=next(iter(tokens.issued)))
+    assert last(published, EVE, "error")["code"] == "NOT_AUTHORIZED"
+    send(commands, EVE, 4, type="hello", token="forged")
+    assert [e["code"] for e in published.to(f"chat/in/{EVE}")] == ["NOT_AUTHORIZED"] * 2
+    assert Directory(store).owner_of("ada") == ADA
+    # An account from before handles gets a stable generated one.
+    send(commands, BOB, 5, type="hello", token=tokens.issue(BOB))
+    legacy = last(published, BOB, "profile")["handle"]
+    send(commands, BOB, 6, type="hello", token=tokens.issue(BOB))
+    assert legacy.startswith("user-") and last(published, BOB, "profile")["handle"] == legacy
+
+
+def test_guests_and_devices_get_their_handles(
+    commands: Commands, published: RecordingPublisher
+) -> None:
+    send(commands, EVE, 1, type="hello", name="Admin")
+    guest = last(published, EVE, "profile")
+    assert guest["handle"].startswith("guest-") and guest["guest"] is True
+    assert guest["name"] == "Admin"  # shown, but always as a guest's
+    send(commands, "pi-kitchen", 2, type="hello")
+    device = last(published, "pi-kitchen", "profile")
+    assert (device["handle"], device["device"]) == ("pi-kitchen", True)
+
+
+# ---------------------------------------------------------------------------------- groups
+
+
+def test_an_invitee_gets_nothing_of_the_group_until_accepting(
+    commands: Commands, published: RecordingPublisher
+) -> None:
+    send(commands, ADA, 1, "private", type="create", id="c1", name="ops", members=[BOB])
+    group = last(published, BOB, "invitation")["group"]
+    send(commands, ADA, 2, "private", type="message", id="m1", group=group, text="secret")
+    send(commands, BOB, 3, "private", type="history", group=group)
+    assert [m["type"] for m in published.to(f"chat/in/{BOB}")] == ["invitation", "error"]
+    send(commands, BOB, 4, "private", type="accept", group=group)
+    assert [p["person"] for p in last(published, BOB, "group")["members"]] == sorted([ADA, BOB])
+    send(commands, BOB, 5, "private", type="accept", group=group)  # repeated: same answer
+    send(commands, EVE, 6, "private", type="accept", group=group)
+    assert last(published, EVE, "error")["code"] == "NOT_INVITED"
+    send(commands, BOB, 7, "private", type="rename", group=group, name="mine now")
+    assert last(published, BOB, "error")["code"] == "NOT_OWNER"
+    send(commands, ADA, 8, "private", type="rename", group=group, name="\u202eops")
+    assert last(published, ADA, "error")["code"] == "INVALID_NAME"
+
+
+# ---------------------------------------------------------------------------------- edits
+
+
+def test_history_applies_revisions_even_after_a_late_copy(
+    commands: Commands, published: RecordingPublisher, store: ChatStore
+) -> None:
+    conv = keys.room_conv("lobby")
+    for i, text in enumerate(("keep", "fix me", "drop me")):
+        body = {"id": f"m{i}", "room": "lobby", "text": text, "sender": ADA, "ts": 1000 + i}
+        assert store.put_message(conv, body)
+    send(commands, ADA, 2000, type="edit", id="m1", room="lobby", text="fixed")
+    send(commands, ADA, 2001, type="delete", id="m2", room="lobby")
+    send(commands, BOB, 2002, type="edit", id="m0", room="lobby", text="x", sender=ADA)
+    assert last(published, BOB, "error")["code"] == "NOT_OWNER"
+    events = [(m["type"], m["id"]) for m in published.to("chat/events/lobby")]
+    assert events == [("edit", "m1"), ("delete", "m2")]
+    # What the store rule does with a late copy: PutItem over the message item.
+    late = {"id": "m2", "room": "lobby", "text": "drop me", "sender": ADA, "ts": 3000}
+    store.db.put_item(
+        TableName=store.messages_table,
+        Item={
+            "conv": {"S": conv},
+            "mid": {"S": keys.mid(ADA, "m2")},
+            "tsid": {"S": keys.tsid(3000, keys.mid(ADA, "m2"))},
+            **{k: {"S": v} for k, v in late.items() if isinstance(v, str)},
+            "ts": {"N": "3000"},
+        },
+    )
+    shown = {m["id"]: m for m in revised(store, conv, store.history_page(conv, 10).messages)}
+    assert shown["m0"]["text"] == "keep" and "edited" not in shown["m0"]
+    assert (shown["m1"]["text"], shown["m1"]["edited"]) == ("fixed", 2000)
+    assert "text" not in shown["m2"] and shown["m2"]["deleted"] == 2001
