@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from lambdas.chat.doors import is_private
 from tests.e2e.chat.conftest import People, room_topic
 from tests.support.waiting import wait_for
 
@@ -127,10 +128,12 @@ CASES: dict[str, Bad] = {
 def test_bad_input_gets_one_error_and_the_next_message_still_goes_through(
     people: People, room: str, case: Bad
 ) -> None:
-    sender = people.connect("Sender")
+    # Direct and group requests go through the signed-in door (docs/protocol.md).
+    private = isinstance(case.payload, dict) and is_private(case.payload)
+    sender = people.connect("Sender", signed_in=private)
     assert sender.subscribe(room_topic(room)) == [1]
 
-    sender.publish(case.payload, topic=case.topic)
+    sender.publish(case.payload, topic="chat/private" if private else case.topic)
     error = sender.wait_error(case.code, ref=case.ref)
     assert error["v"] == 1
     assert isinstance(error["message"], str) and error["message"]
@@ -141,7 +144,7 @@ def test_bad_input_gets_one_error_and_the_next_message_still_goes_through(
     )
     assert delivered["sender"] == sender.client_id
     # A reply to a later request: any second error would have arrived by now.
-    sender.who(room)
+    sender.history("room", room)
     assert sender.errors() == [error]
 
 
