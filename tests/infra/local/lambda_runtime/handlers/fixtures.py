@@ -126,3 +126,10 @@ def role_probe(event, context):
             "dynamodb:DeleteTable": _outcome(lambda: dynamodb.delete_table(TableName=table)),
         },
     }
+
+
+def traced(event, context):
+    """Prints the trace it was given, both ways a handler can see it."""
+    print(f"trace={context.trace_id} env={os.environ.get('_X_AMZN_TRACE_ID')}")
+    if event.get("fail"):
+        raise RuntimeError("asked to fail")
