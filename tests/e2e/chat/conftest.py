@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from lambdas.chat.doors import is_private
 from lambdas.chat.sessions import person_of, session_client_id
 from tests.support.cognito import guest_credentials, signed_in_credentials
 from tests.support.stack import InProcessStack, fresh_stack
@@ -152,7 +153,11 @@ class ChatClient(RecordingClient):
         inbox (replies carry no request id, so one request at a time per client)."""
         topic = inbox(self.client_id)
         before = len(self.on(topic))
-        self.send(kind, **fields)
+        # Direct and group requests go through the signed-in door.
+        if is_private({"type": kind, **fields}):
+            self.send_private(kind, **fields)
+        else:
+            self.send(kind, **fields)
         return self.wait_for_message(
             topic,
             lambda m: m.get("type") == reply and m.get(key) == value,

@@ -1,5 +1,7 @@
 """Private groups: members hear each other on their inboxes; someone outside the group can
-neither read nor post, and never receives the group's messages."""
+neither read nor post, and never receives the group's messages. Groups are for signed-in
+people, through chat/private; joining one takes an accepted invitation (test_groups_consent.py
+covers the invitations themselves)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ def _group_update(client: ChatClient, members: set[str]) -> dict:
     """The ``group`` message announcing exactly ``members``."""
     return client.wait_for_message(
         inbox(client.client_id),
-        lambda m: m.get("type") == "group" and set(m["members"]) == members,
+        lambda m: m.get("type") == "group" and {p["person"] for p in m["members"]} == members,
         f"a group update with {len(members)} members",
     )
 
@@ -27,28 +29,40 @@ def _group_message(client: ChatClient, group: str, message_id: str) -> dict:
     )
 
 
+def _accept(client: ChatClient, group: str) -> None:
+    """Accept the invitation to ``group`` once it has arrived."""
+    client.wait_for_message(
+        inbox(client.client_id),
+        lambda m: m.get("type") == "invitation" and m.get("group") == group,
+        "the invitation",
+    )
+    client.send_private("accept", id=unique("accept"), group=group)
+
+
 def test_a_private_group_is_for_its_members_only(people: People) -> None:
     ada = people.connect("Ada", signed_in=True)
-    bob = people.connect("Bob")
-    carol = people.connect("Carol")
-    mallory = people.connect("Mallory")
+    bob = people.connect("Bob", signed_in=True)
+    carol = people.connect("Carol", signed_in=True)
+    mallory = people.connect("Mallory", signed_in=True)
 
-    ada.send("create", id=unique("create"), name="ops", members=[bob.client_id])
-    founders = {ada.client_id, bob.client_id}
-    created = _group_update(ada, founders)
+    ada.send_private("create", id=unique("create"), name="ops", members=[bob.client_id])
+    created = _group_update(ada, {ada.client_id})
     group = created["group"]
     assert created["name"] == "ops"
     assert created["owner"] == ada.client_id
-    assert _group_update(bob, founders) == created
+    _accept(bob, group)
+    founders = {ada.client_id, bob.client_id}
+    _group_update(bob, founders)
 
-    ada.send("invite", id=unique("invite"), group=group, member=carol.client_id)
+    ada.send_private("invite", id=unique("invite"), group=group, member=carol.client_id)
+    _accept(carol, group)
     everyone = founders | {carol.client_id}
     for member in (ada, bob, carol):
         update = _group_update(member, everyone)
         assert (update["group"], update["name"], update["owner"]) == (group, "ops", ada.client_id)
 
     hello = unique("g")
-    ada.send("message", id=hello, group=group, text="welcome, Carol")
+    ada.send_private("message", id=hello, group=group, text="welcome, Carol")
     for member in (ada, bob, carol):
         got = _group_message(member, group, hello)
         assert (got["group"], got["sender"], got["text"]) == (
@@ -57,7 +71,7 @@ def test_a_private_group_is_for_its_members_only(people: People) -> None:
             "welcome, Carol",
         )
     thanks = unique("g")
-    carol.send("message", id=thanks, group=group, text="thanks")
+    carol.send_private("message", id=thanks, group=group, text="thanks")
     for member in (ada, bob, carol):
         assert _group_message(member, group, thanks)["sender"] == carol.client_id
 
@@ -67,19 +81,20 @@ def test_a_private_group_is_for_its_members_only(people: People) -> None:
 
     # Mallory knows the group id, but is not a member.
     peek, post, sneak = unique("peek"), unique("post"), unique("sneak")
-    mallory.send("history", id=peek, group=group)
+    mallory.send_private("history", id=peek, group=group)
     mallory.wait_error("NOT_A_MEMBER", ref=peek)
-    mallory.send("message", id=post, group=group, text="let me in")
+    mallory.send_private("message", id=post, group=group, text="let me in")
     mallory.wait_error("NOT_A_MEMBER", ref=post)
-    mallory.send("invite", id=sneak, group=group, member=mallory.client_id)
+    mallory.send_private("invite", id=sneak, group=group, member=mallory.client_id)
     mallory.wait_error("NOT_A_MEMBER", ref=sneak)
 
     later = unique("g")
-    bob.send("message", id=later, group=group, text="after Mallory tried")
+    bob.send_private("message", id=later, group=group, text="after Mallory tried")
     for member in (ada, bob, carol):
         _group_message(member, group, later)
     # Her refused post was neither delivered nor stored.
     assert [m["id"] for m in bob.history("group", group)["messages"]] == [later, thanks, hello]
     # A reply to her own request means every earlier delivery has been made.
-    assert mallory.who(unique("room")) == set()
-    assert [m["type"] for m in mallory.inbox] == ["error", "error", "error", "who"]
+    assert mallory.history("room", unique("room"))["messages"] == []
+    assert [m["type"] for m in mallory.inbox] == ["error", "error", "error", "history"]
+    assert mallory.of_type(inbox(mallory.person), "message") == []
