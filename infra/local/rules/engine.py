@@ -32,7 +32,7 @@ from infra.local.rules.actions import (
     build_action,
 )
 from infra.local.rules.targets import action_target, resources
-from infra.local.trace import TraceLog, current_trace
+from infra.local.trace import TraceLog, current_trace, payload_preview
 from iot_rules.loader import RuleDefinition
 from iot_rules.sql import Result, SqlMessage, Statement, compile_sql
 
@@ -198,7 +198,7 @@ class RulesEngine:
         failed."""
         self.stats[rule.name].matched += 1
         log.debug("rule %s matched %s from %s", rule.name, msg.topic, msg.client_id)
-        self._trace("RuleMatch", trace_id, rule, msg)
+        self._trace("RuleMatch", trace_id, rule, msg, details=_output_preview(result))
         failures: list[ActionFailed] = []
         token = _hops.set(_hops.get() + 1)
         try:
@@ -351,6 +351,11 @@ def error_payload(
             for f in failures
         ],
     }
+
+
+def _output_preview(result: Result) -> str:
+    """The SELECT output as a trace entry's ``details`` (shortened like a payload)."""
+    return payload_preview(result.to_bytes())
 
 
 def _rule_topic(event: PublishEvent) -> str:
