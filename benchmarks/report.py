@@ -38,6 +38,7 @@ HEADLINE_METRICS: dict[str, set[str]] = {
         "cold_start_p50",
     },
     "store-latency": {"p50", "p99"},
+    "chat-throughput": {"capacity", "p50 at half capacity", "p99 at half capacity"},
     "history-scaling": {"p50", "p99"},  # of the largest room only, see headline_lines
 }
 # Parameters that tell apart lines with the same metric (fan-out per QoS, history per path).
@@ -290,6 +291,45 @@ def plot_history(lines: list[dict[str, Any]], results: dict[str, Any], path: Pat
     _save(fig, path)
 
 
+def plot_throughput(lines: list[dict[str, Any]], results: dict[str, Any], path: Path) -> None:
+    """Delivered and stored rate against offered rate, per ramp step: where the pipeline
+    stops keeping up (the knee) and what it does past it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    series = (
+        ("chat-step", "delivered_rate_per_s", "chat: delivered to the slowest subscriber", "o-"),
+        ("chat-step", "stored_rate_per_s", "chat: stored", "s-"),
+        ("fanout-step", "delivered_rate_per_s", "bare fan-out: delivered (baseline)", "^--"),
+    )
+    top = 1.0
+    for metric, key, name, style in series:
+        rows = sorted(
+            (x for x in lines if x.get("metric") == metric and x.get(key) is not None),
+            key=lambda x: x["offered_per_s"],
+        )
+        if rows:
+            offered = [x["offered_per_s"] for x in rows]
+            ax.plot(offered, [x[key] for x in rows], style, label=name)
+            top = max(top, *offered)
+    ax.plot([0, top], [0, top], color="#999999", linewidth=1, label="offered = achieved")
+    for line in lines:
+        if line.get("metric") == "capacity" and isinstance(line.get("value"), int | float):
+            ax.axvline(line["value"], color="#2f855a", linestyle=":", label="capacity")
+            if isinstance(line.get("baseline"), int | float):
+                ax.axhline(
+                    line["baseline"],
+                    color="#805ad5",
+                    linestyle=":",
+                    label="dynalite raw PutItem rate (baseline)",
+                )
+    ax.set_xlabel("offered messages/s")
+    ax.set_ylabel("messages/s (each step's messages over its sending time)")
+    ax.legend(fontsize=7)
+    fig.suptitle("chat-throughput: delivered and stored rate vs offered rate", fontsize=11)
+    _stamp(fig, results)
+    _save(fig, path)
+
+
 def _first(row: dict[str, Any], *keys: str) -> int:
     for key in keys:
         if isinstance(row.get(key), int) and not isinstance(row.get(key), bool):
@@ -354,6 +394,8 @@ def plot(name: str, lines: list[dict[str, Any]], results: dict[str, Any], out_di
         plot_history(lines, results, path)
     elif name == "reliability":
         plot_reliability(lines, results, path)
+    elif name == "chat-throughput":
+        plot_throughput(lines, results, path)
     else:
         plot_bars(name, lines, results, path)
     return path
