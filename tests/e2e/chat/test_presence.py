@@ -1,5 +1,6 @@
 """Presence as the room sees it: online when a member connects, offline when they go (cleanly
-or because the network dropped), and still online when a second connection takes over."""
+or because the network dropped), and no news at all when a second connection with the same
+client id takes over (tests/e2e/chat/test_sessions.py has one person in several sessions)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import ChatClient, People, room_topic, unique, wait_connection_recorded
+from tests.e2e.chat.conftest import (
+    TIMEOUT,
+    ChatClient,
+    People,
+    room_topic,
+    state_item,
+    unique,
+    wait_connection_recorded,
+)
+from tests.support.waiting import wait_for
 from tests.support.wss_client import Message
 
 pytestmark = pytest.mark.timeout(60)
@@ -17,12 +27,17 @@ JOIN_RACE_TIMEOUT = 2.0
 
 
 class RoomWatcher:
-    """Someone subscribed to a room (without joining it), reading its presence updates."""
+    """A member of a room subscribed to it, reading its presence updates."""
 
     def __init__(self, client: ChatClient, room: str) -> None:
         self.client = client
         self.room = room
+        client.join(room)
         assert client.subscribe(room_topic(room)) == [1]
+
+    def who(self) -> set[str]:
+        """Who else the backend says is online in the room (``who`` is for members)."""
+        return self.client.who(self.room) - {self.client.person}
 
     def updates(self, client_id: str) -> list[dict[str, Any]]:
         return [
@@ -47,6 +62,14 @@ class RoomWatcher:
         return self.client.wait(arrived, f"presence {status} of {member.client_id}")
 
 
+def session_version(client: ChatClient) -> int:
+    """The lifecycle versionNumber the presence Lambda last applied for ``client``'s client id
+    (-1 before any): the state item of its person (docs/data-model.md)."""
+    item = state_item(client.stack, f"client#{client.person}", "presence") or {}
+    entry = item.get("sessions", {}).get("M", {}).get(client.client_id, {}).get("M", {})
+    return int(entry.get("v", {}).get("N", -1))
+
+
 def _joined(people: People, watcher: RoomWatcher, name: str) -> ChatClient:
     """A member who has joined the room while connected: the room sees them come online."""
     member = people.connect(name)
@@ -56,7 +79,7 @@ def _joined(people: People, watcher: RoomWatcher, name: str) -> ChatClient:
         lambda: watcher.updates(member.client_id), f"presence of {name} after the join"
     )[0]
     assert update["status"] == "online"
-    assert update["name"] == name
+    assert update["person"] == member.person
     assert update["room"] == watcher.room
     assert "reason" not in update
     return member
@@ -65,36 +88,35 @@ def _joined(people: People, watcher: RoomWatcher, name: str) -> ChatClient:
 def test_disconnect_and_reconnect_show_offline_then_online(people: People, room: str) -> None:
     watcher = RoomWatcher(people.connect("Watcher"), room)
     ada = _joined(people, watcher, "Ada")
-    assert watcher.client.who(room) == {ada.client_id}
+    assert watcher.who() == {ada.client_id}
 
     since = watcher.seen(ada)
     ada.disconnect()
     offline = watcher.next_update(ada, "offline", since)
     assert offline["reason"] == "disconnected"
-    assert offline["name"] == "Ada"
-    assert watcher.client.who(room) == set()
+    assert watcher.who() == set()
 
     # Coming back later (still a member): the room sees them online again.
     since = watcher.seen(ada)
     ada_again = people.connect("Ada", identity=(ada.client_id, ada.creds))
     online = watcher.next_update(ada_again, "online", since)
-    assert online["name"] == "Ada"
     assert online["ts"] >= offline["ts"]
-    assert watcher.client.who(room) == {ada.client_id}
+    assert watcher.who() == {ada.client_id}
 
 
 def test_a_dropped_connection_shows_offline(people: People, room: str) -> None:
     watcher = RoomWatcher(people.connect("Watcher"), room)
     bob = _joined(people, watcher, "Bob")
     carol = _joined(people, watcher, "Carol")
-    assert watcher.client.who(room) == {bob.client_id, carol.client_id}
+    assert watcher.who() == {bob.client_id, carol.client_id}
 
     since = watcher.seen(bob)
     bob.drop()  # no DISCONNECT: the gateway only sees the socket go
     offline = watcher.next_update(bob, "offline", since)
     assert offline["reason"] == "disconnected"
-    assert watcher.client.who(room) == {carol.client_id}
-    assert [u["status"] for u in watcher.updates(carol.client_id)] == ["online"]
+    assert watcher.who() == {carol.client_id}
+    # Carol's own updates stay online (the join and her connection may both have said so).
+    assert {u["status"] for u in watcher.updates(carol.client_id)} == {"online"}
 
 
 def test_a_takeover_keeps_the_member_online(people: People, room: str) -> None:
@@ -104,12 +126,13 @@ def test_a_takeover_keeps_the_member_online(people: People, room: str) -> None:
     # The same identity connects again (a second tab, a phone that reconnected before the old
     # connection timed out): the gateway closes the old connection.
     since = watcher.seen(dan)
+    version = session_version(dan)
     second = people.connect("Dan", identity=(dan.client_id, dan.creds))
     dan.wait(lambda: dan.disconnects, "the takeover closing the first connection")
-    watcher.next_update(second, "online", since)
-    assert watcher.client.who(room) == {dan.client_id}
-    # Whatever the old connection's end announced, the member's latest status is online.
-    assert watcher.updates(dan.client_id)[-1]["status"] == "online"
+    wait_for(lambda: session_version(second) > version, TIMEOUT, interval=0.02)
+    assert watcher.who() == {dan.client_id}
+    # The session carried on: the room was told nothing.
+    assert watcher.updates(dan.client_id)[since:] == []
 
     # Messages still reach the new connection.
     assert second.subscribe(room_topic(room)) == [1]
@@ -119,23 +142,27 @@ def test_a_takeover_keeps_the_member_online(people: People, room: str) -> None:
     since = watcher.seen(second)
     second.disconnect()
     assert watcher.next_update(second, "offline", since)["reason"] == "disconnected"
-    assert watcher.client.who(room) == set()
+    assert watcher.who() == set()
 
 
 def test_a_takeover_announces_no_offline(people: People, room: str) -> None:
     watcher = RoomWatcher(people.connect("Watcher"), room)
     erin = _joined(people, watcher, "Erin")
     since = watcher.seen(erin)
+    version = session_version(erin)
     second = people.connect("Erin", identity=(erin.client_id, erin.creds))
-    watcher.next_update(second, "online", since)
-    # The member never left: the room should not have been told otherwise.
-    assert [u["status"] for u in watcher.updates(erin.client_id)[since:]] == ["online"]
+    wait_for(lambda: session_version(second) > version, TIMEOUT, interval=0.02)
+    erin.wait(lambda: erin.disconnects, "the takeover closing the first connection")
+    # The member never left: the room is told nothing, neither offline nor online again.
+    assert watcher.updates(erin.client_id)[since:] == []
+    assert watcher.who() == {erin.person}
 
 
 def test_joining_right_after_connecting_shows_online(people: People) -> None:
     watcher = people.connect("Watcher")
     for attempt in range(JOIN_RACE_ATTEMPTS):
         room = unique("race")
+        watcher.join(room)
         assert watcher.subscribe(room_topic(room)) == [1]
         member = people.connect(f"member {attempt}")
         member.join(room)  # as a client does: join the rooms it remembers as soon as it is up
