@@ -5,18 +5,23 @@ import { Connection, SUBSCRIPTIONS_PER_CONNECTION } from "./connection.js";
 import { closeDrawers, isNarrow, showDrawerToggles, wireDrawers } from "./layout.js";
 import * as notifications from "./notify.js";
 import { Outbox } from "./outbox.js";
+import { Directory } from "./people.js";
 import { ChatState } from "./state.js";
-import { clear, el, isDevice, messageItems, personLabel, shortId } from "./view.js";
+import { clear, el, messageItems } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const CLIENT_ID_RE = /^[A-Za-z0-9:_-]{1,128}$/;
+const HANDLE_RE = /^[a-z0-9_-]{3,32}$/; // a signed-in person's handle (guests' are generated)
+const ANY_HANDLE_RE = /^[a-z0-9_-]{1,64}$/;
+const PRIVATE = "chat/private"; // direct and group traffic: signed-in people only
 const DEFAULT_ROOM = "lobby";
 const HISTORY_LIMIT = 50;
 const NAME_KEY = "iotchat.name";
-// One subscription is the inbox (direct and group messages arrive there, so groups take
-// none); every other one is a room.
-const MAX_ROOMS = SUBSCRIPTIONS_PER_CONNECTION - 1;
+// Two subscriptions are inboxes, the person's and this session's replies (direct and group
+// messages arrive in the person's, so groups take none); every other one is a room.
+const INBOXES = 2;
+const MAX_ROOMS = SUBSCRIPTIONS_PER_CONNECTION - INBOXES;
 const TYPING_SEND_EVERY_MS = 3000; // a typing sign per room at most this often
 const TYPING_SHOWN_MS = 6000; // how long one sign shows "is typing"
 const AT_BOTTOM_PX = 40;
@@ -27,6 +32,12 @@ let session = null;
 let connection = null;
 let state = null;
 let outbox = null;
+let people = null; // the Directory: person -> stored profile
+let invitations = new Map(); // group -> {name, by}
+let editing = null; // {conv, id}: the message of ours the composer is changing
+let pendingDm = null; // a handle typed in the direct form, waiting for its whois answer
+let afterHello = null; // what the connect does once our profile is back
+const HELLO_WAIT_MS = 3000;
 let active = null; // the conversation on screen
 let lastTypingSent = 0;
 let ticker = null;
@@ -144,7 +155,11 @@ function wireAuth() {
     e.preventDefault();
     busy(e.target, async () => {
       const email = $("sign-up-email").value.trim();
-      await cognito.signUp(email, $("sign-up-password").value);
+      const handle = $("sign-up-handle").value.trim().replace(/^@/, "");
+      if (!HANDLE_RE.test(handle) || handle.startsWith("guest-")) {
+        throw new Error("A handle is 3-32 lowercase letters, digits, _ or -, and does not start with guest-.");
+      }
+      await cognito.signUp(email, $("sign-up-password").value, handle);
       $("confirm-email").textContent = email;
       $("code-hint").hidden = !isLocalStack();
       $("confirm-form").hidden = false;
@@ -164,6 +179,10 @@ function wireAuth() {
   $("sign-out").addEventListener("click", signOut);
 }
 
+function isGuest() {
+  return session && session.kind === "guest";
+}
+
 function signOut() {
   if (connection) connection.close();
   connection = null;
@@ -174,6 +193,9 @@ function signOut() {
   session = null;
   state = null;
   outbox = null;
+  people = null;
+  invitations = new Map();
+  editing = null;
   active = null;
   showStatus({ state: "offline" });
   notice("");
@@ -188,21 +210,31 @@ function enter(newSession) {
   session.save();
   state = new ChatState(session.identityId);
   outbox = new Outbox(storageKey("outbox"));
+  people = new Directory();
   $("auth").hidden = true;
   $("chat").hidden = false;
   $("sign-out").hidden = false;
   showDrawerToggles(true);
   $("who-am-i").textContent = session.kind === "user" ? `signed in as ${session.email}` : "guest";
   $("my-id").textContent = session.identityId;
+  $("my-id").dataset.session = session.clientId;
+  $("my-name").textContent = "";
   showNotifyButton();
+  // Direct messages and groups are for signed-in people: a guest is told so where they are.
+  for (const id of ["dm-form", "group-form", "dms-title", "dms", "groups-title", "groups", "invitations"]) {
+    $(id).hidden = isGuest();
+  }
+  $("account-only").hidden = !isGuest();
 
   const rooms = loadList("rooms").filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS);
   for (const room of rooms.length ? rooms : [DEFAULT_ROOM]) state.get("room", room);
-  for (const other of loadList("dms")) if (CLIENT_ID_RE.test(other)) state.get("dm", other);
-  for (const g of loadList("groups")) {
-    if (g && typeof g.id === "string") {
-      state.groups.set(g.id, { name: String(g.name || g.id), owner: null, members: [] });
-      state.get("group", g.id, String(g.name || g.id));
+  if (!isGuest()) {
+    for (const other of loadList("dms")) if (CLIENT_ID_RE.test(other)) state.get("dm", other);
+    for (const g of loadList("groups")) {
+      if (g && typeof g.id === "string") {
+        state.groups.set(g.id, { name: String(g.name || g.id), owner: null, members: [] });
+        state.get("group", g.id, String(g.name || g.id));
+      }
     }
   }
   for (const body of outbox.bodies()) showPending(body);
@@ -216,6 +248,7 @@ function enter(newSession) {
     session,
     topics: () => [
       `chat/in/${session.identityId}`,
+      `chat/in/${session.clientId}`,
       ...state.list("room").map((c) => `chat/pub/${c.id}`),
     ],
   });
@@ -248,12 +281,35 @@ function showOnline(online) {
   $("online").hidden = !online;
 }
 
-function send(body) {
-  if (!connection || !connection.publish("chat/out", body)) {
+function send(body, topic = "chat/out") {
+  if (!connection || !connection.publish(topic, body)) {
     notice("Not connected: try again in a moment.");
     return false;
   }
   return true;
+}
+
+// Direct and group traffic goes through the signed-in door; a guest never knocks there.
+function sendPrivate(body) {
+  if (isGuest()) {
+    notice("Direct messages and private groups need an account: sign out and sign up to use them.");
+    return false;
+  }
+  return send(body, PRIVATE);
+}
+
+// Says who this session is: a guest on chat/out, a signed-in person on chat/private with the
+// ID token the backend checks with Cognito. The answer is our profile (handle and name).
+function sayHello() {
+  const name = displayName();
+  const body = { type: "hello" };
+  if (name) body.name = name;
+  if (isGuest()) send(body);
+  else send({ ...body, token: session.tokens.IdToken }, PRIVATE);
+}
+
+function askWhois(persons) {
+  for (const batch of people.unknown(persons)) send({ type: "whois", people: batch });
 }
 
 // On the first connect the rooms are joined (idempotent: it records the display name and
@@ -262,16 +318,32 @@ function send(body) {
 // who is online is asked again, direct and group conversations get their newest page, and
 // every message not yet carried back is published again with its id.
 function onConnected(reconnect) {
-  const name = displayName();
+  // Hello first, the rest once our profile is back (or after a while without it), so the
+  // rooms' presence already shows the stored name and handle.
+  let started = false;
+  const rest = () => {
+    if (started || !state) return;
+    started = true;
+    afterHello = null;
+    resume(reconnect);
+  };
+  afterHello = rest;
+  setTimeout(rest, HELLO_WAIT_MS);
+  sayHello();
+}
+
+function resume(reconnect) {
   for (const room of state.list("room")) {
     room.presence.clear();
     if (reconnect && room.joined) send({ type: "history", room: room.id, limit: HISTORY_LIMIT });
-    else room.joined = send(name ? { type: "join", room: room.id, name } : { type: "join", room: room.id });
-    send({ type: "who", room: room.id });
+    else room.joined = send({ type: "join", room: room.id });
+    room.whoAfterHistory = true;
   }
-  for (const dm of state.list("dm")) send({ type: "history", with: dm.id, limit: HISTORY_LIMIT });
-  for (const group of state.list("group")) send({ type: "history", group: group.id, limit: HISTORY_LIMIT });
-  for (const body of outbox.due(true)) connection.publish("chat/out", body);
+  if (!isGuest()) {
+    for (const dm of state.list("dm")) sendPrivate({ type: "history", with: handleOf(dm.id), limit: HISTORY_LIMIT });
+    for (const group of state.list("group")) sendPrivate({ type: "history", group: group.id, limit: HISTORY_LIMIT });
+  }
+  for (const { topic, body } of outbox.due(true)) connection.publish(topic, body);
   if (reconnect) notice("Reconnected.");
   else notice("");
   renderPeople();
@@ -286,7 +358,7 @@ function onDisconnected() {
 function tick() {
   if (!state) return;
   if (connection && connection.online) {
-    for (const body of outbox.due()) connection.publish("chat/out", body);
+    for (const { topic, body } of outbox.due()) connection.publish(topic, body);
   }
   renderTyping();
 }
@@ -311,6 +383,22 @@ function onMessage(topic, m) {
     case "activity":
       onActivity(m);
       break;
+    case "profile":
+      onProfiles([m], false);
+      break;
+    case "people":
+      if (Array.isArray(m.people)) onProfiles(m.people, true);
+      break;
+    case "invitation":
+      onInvitation(m);
+      break;
+    case "membership":
+      onMembership(m);
+      break;
+    case "edit":
+    case "delete":
+      onChange(m);
+      break;
     case "error":
       onError(m);
       break;
@@ -319,8 +407,57 @@ function onMessage(topic, m) {
   }
 }
 
+// A chat message, or the placeholder history keeps for a deleted one.
 function isMessage(m) {
-  return typeof m.id === "string" && typeof m.text === "string" && typeof m.sender === "string" && typeof m.ts === "number";
+  return (
+    typeof m.id === "string" &&
+    (typeof m.text === "string" || typeof m.deleted === "number") &&
+    typeof m.sender === "string" &&
+    typeof m.ts === "number"
+  );
+}
+
+// Who sent it, as a history page or presence names them (never a live message's claim).
+function learnFrom(person, fields) {
+  return people.learn(person, fields);
+}
+
+// `answer`: a whois answer, which also settles a handle typed in the direct form.
+function onProfiles(profiles, answer) {
+  let changed = false;
+  for (const p of profiles) {
+    if (!p || typeof p.person !== "string") continue;
+    changed = learnFrom(p.person, p) || changed;
+    if (p.person === session.identityId) {
+      showMyProfile();
+      if (afterHello) afterHello();
+    }
+    if (pendingDm && p.handle === pendingDm) {
+      pendingDm = null;
+      openDirect(p.person);
+    }
+  }
+  if (answer && pendingDm && profiles.every((p) => !p || p.handle !== pendingDm)) {
+    notice(`Nobody has the handle @${pendingDm}.`);
+    pendingDm = null;
+  }
+  if (changed) rerender();
+}
+
+function showMyProfile() {
+  const me = people.get(session.identityId);
+  if (me) $("my-name").textContent = people.label(session.identityId);
+}
+
+function rerender() {
+  renderSidebar();
+  renderConversation(false);
+}
+
+// The handle to address a person by (the protocol still reads a person id as itself).
+function handleOf(person) {
+  const profile = people.get(person);
+  return profile && profile.handle ? profile.handle : person;
 }
 
 function onChatMessage(m) {
@@ -329,6 +466,7 @@ function onChatMessage(m) {
   if (!conv) return;
   const mine = m.sender === session.identityId;
   if (mine) outbox.seen(m.id);
+  else askWhois([m.sender]);
   const wasPending = mine && conv.messages.some((x) => x.pending && x.id === m.id);
   if (!conv.add([m])) return;
   conv.typing.delete(m.sender);
@@ -351,25 +489,50 @@ function onHistory(m) {
   else if (typeof m.group === "string") conv = state.find("group", m.group);
   if (!conv) return;
   const messages = m.messages.filter(isMessage);
-  for (const x of messages) if (x.sender === session.identityId) outbox.seen(x.id);
+  for (const x of messages) {
+    if (x.sender === session.identityId) outbox.seen(x.id);
+    learnFrom(x.sender, x);
+  }
+  // `who` answers only members: asked once the join's history shows the membership is there
+  // (commands run asynchronously, so a `who` sent with the join could overtake it).
+  if (conv.whoAfterHistory) {
+    conv.whoAfterHistory = false;
+    send({ type: "who", room: conv.id });
+  }
   const before = conv === active ? scrollAnchor() : null;
   conv.addPage(messages, typeof m.cursor === "string" ? m.cursor : null);
   if (conv === active) renderMessages(before);
 }
 
+// Presence and `who` name the person (`clientId` is the same value, for older clients).
+function personIn(entry) {
+  if (!entry || typeof entry !== "object") return null;
+  const person = typeof entry.person === "string" ? entry.person : entry.clientId;
+  return typeof person === "string" ? person : null;
+}
+
 function onPresence(m) {
-  if (typeof m.room !== "string" || typeof m.clientId !== "string") return;
+  const person = personIn(m);
+  if (typeof m.room !== "string" || !person) return;
   const conv = state.find("room", m.room);
   if (!conv) return;
+  learnFrom(person, m);
   const status = m.status === "online" ? "online" : "offline";
-  if (conv.setPresence(m.clientId, status, m.name, Number(m.ts) || 0) && conv === active) renderPeople();
+  if (conv.setPresence(person, status, null, Number(m.ts) || 0) && conv === active) renderPeople();
 }
 
 function onWho(m) {
   if (typeof m.room !== "string" || !Array.isArray(m.online)) return;
   const conv = state.find("room", m.room);
   if (!conv) return;
-  conv.setOnline(m.online.filter((e) => e && typeof e.clientId === "string"), 0);
+  const entries = [];
+  for (const e of m.online) {
+    const person = personIn(e);
+    if (!person) continue;
+    learnFrom(person, e);
+    entries.push({ clientId: person });
+  }
+  conv.setOnline(entries, 0);
   if (conv === active) renderPeople();
 }
 
@@ -385,7 +548,7 @@ function onActivity(m) {
   let devicesChanged = false;
   if (m.telemetry && typeof m.telemetry === "object" && !Array.isArray(m.telemetry)) {
     for (const [thing, data] of Object.entries(m.telemetry)) {
-      if (isDevice(thing) && data && typeof data === "object" && !Array.isArray(data)) {
+      if (people.isDevice(thing) && data && typeof data === "object" && !Array.isArray(data)) {
         devicesChanged = conv.setDevice(thing, data, Number(m.ts) || now) || devicesChanged;
       }
     }
@@ -416,25 +579,89 @@ function onError(m) {
   }
 }
 
+// Members arrive as profiles (person ids from older backends).
 function onGroup(m) {
   if (typeof m.group !== "string") return;
-  const members = Array.isArray(m.members) ? m.members.filter((x) => typeof x === "string") : [];
+  const members = [];
+  for (const x of Array.isArray(m.members) ? m.members : []) {
+    const person = typeof x === "string" ? x : personIn(x);
+    if (!person) continue;
+    if (typeof x === "object") learnFrom(person, x);
+    members.push(person);
+  }
   const name = typeof m.name === "string" ? m.name : m.group;
   const isNew = !state.groups.has(m.group);
-  state.groups.set(m.group, { name, owner: m.owner, members });
+  state.groups.set(m.group, { name, owner: typeof m.owner === "string" ? m.owner : null, members });
+  invitations.delete(m.group);
   const conv = state.get("group", m.group, name);
   saveLists();
   renderSidebar();
-  if (isNew) send({ type: "history", group: m.group, limit: HISTORY_LIMIT });
-  if (conv === active) renderConversation();
+  if (isNew) sendPrivate({ type: "history", group: m.group, limit: HISTORY_LIMIT });
+  if (conv === active) renderConversation(false);
+}
+
+function onInvitation(m) {
+  if (typeof m.group !== "string" || state.groups.has(m.group)) return;
+  const by = personIn(m.by);
+  if (by) learnFrom(by, m.by);
+  invitations.set(m.group, { name: typeof m.name === "string" ? m.name : m.group, by });
+  renderSidebar();
+  notice(`${by ? people.label(by) : "Someone"} invited you to the group ${typeof m.name === "string" ? m.name : m.group}.`);
+}
+
+const MEMBERSHIP_TEXT = {
+  invited: (who, by) => `${by} invited ${who}`,
+  joined: (who) => `${who} joined`,
+  declined: (who) => `${who} declined the invitation`,
+  left: (who) => `${who} left`,
+  removed: (who, by) => `${who} was removed by ${by}`,
+  renamed: (who, by, name) => `${by} renamed the group to ${name}`,
+};
+
+// A system line in the group; being removed takes the group off our list.
+function onMembership(m) {
+  if (typeof m.group !== "string" || !(m.event in MEMBERSHIP_TEXT)) return;
+  const person = personIn(m.person);
+  const by = personIn(m.by);
+  if (person) learnFrom(person, m.person);
+  if (by) learnFrom(by, m.by);
+  const label = (p) => (!p ? "someone" : p === session.identityId ? "you" : people.label(p));
+  if (m.event === "removed" && person === session.identityId) {
+    state.groups.delete(m.group);
+    state.remove("group", m.group);
+    saveLists();
+    if (active && active.kind === "group" && active.id === m.group) open(state.list("room")[0] || state.get("room", DEFAULT_ROOM));
+    else renderSidebar();
+    notice("You were removed from a group.");
+    return;
+  }
+  const conv = state.find("group", m.group);
+  if (!conv) return;
+  const ts = Number(m.ts) || Date.now();
+  const text = MEMBERSHIP_TEXT[m.event](label(person), label(by), String(m.name || ""));
+  conv.add([{ system: true, id: `membership-${m.event}-${person}-${ts}`, sender: "", text, ts }]);
+  if (m.event === "renamed" && typeof m.name === "string") conv.title = m.name;
+  if (conv === active) renderConversation(false);
+  renderSidebar();
+}
+
+// Someone edited or deleted a message (only its sender can).
+function onChange(m) {
+  if (typeof m.id !== "string" || typeof m.sender !== "string") return;
+  const conv = state.conversationOf(m);
+  if (!conv) return;
+  const fields = m.type === "edit" ? { text: String(m.text), edited: Number(m.edited) || Date.now() } : { deleted: Number(m.deleted) || Date.now() };
+  if (conv.change(m.sender, m.id, fields) && conv === active) renderMessages({ ...scrollAnchor(), keepTop: true });
 }
 
 // A direct message, or a mention of my name, while the tab is hidden: a notification.
 function alertIfWanted(conv, m) {
-  const name = displayName();
-  const mentioned = name && m.text.toLowerCase().includes(`@${name.toLowerCase()}`);
+  const me = people.get(session.identityId);
+  const names = [displayName(), me && me.handle, me && me.name].filter(Boolean).map((n) => `@${n.toLowerCase()}`);
+  const text = m.text.toLowerCase();
+  const mentioned = names.some((n) => text.includes(n));
   if (conv.kind !== "dm" && !mentioned) return;
-  const from = personLabel(m.sender, m.name);
+  const from = people.label(m.sender);
   const where = conv.kind === "dm" ? "direct message" : conv.kind === "room" ? `#${conv.id}` : conv.title;
   notifications.notify(`${from} (${where})`, m.text, conv.key);
 }
@@ -467,10 +694,11 @@ function renderSidebar() {
   }
   const dms = $("dms");
   clear(dms);
-  for (const conv of state.list("dm")) dms.append(listButton(conv, personLabel(conv.id, nameOf(conv.id))));
+  for (const conv of state.list("dm")) dms.append(listButton(conv, people.label(conv.id)));
   const groups = $("groups");
   clear(groups);
   for (const conv of state.list("group")) groups.append(listButton(conv, conv.title));
+  renderInvitations();
   renderUnreadTotal();
   renderPeopleKnown();
 }
@@ -483,29 +711,44 @@ function renderUnreadTotal() {
   $("rooms-toggle-unread").hidden = total === 0;
 }
 
-// People this identity shares a room with (or talks to), offered when starting a direct
-// conversation or inviting to a group.
+function renderInvitations() {
+  const list = $("invitations");
+  clear(list);
+  for (const [group, { name, by }] of invitations) {
+    const accept = el("button", { type: "button", class: "accept", "aria-label": `Accept the invitation to ${name}` }, "Accept");
+    const decline = el("button", { type: "button", class: "decline", "aria-label": `Decline the invitation to ${name}` }, "Decline");
+    accept.addEventListener("click", () => answerInvitation(group, "accept"));
+    decline.addEventListener("click", () => answerInvitation(group, "decline"));
+    const text = el("span", {}, `${name}, from ${by ? people.label(by) : "someone"}`);
+    list.append(el("li", { class: "invitation", dataset: { group } }, text, " ", accept, " ", decline));
+  }
+}
+
+function answerInvitation(group, answer) {
+  if (!sendPrivate({ type: answer, group, id: newId() })) return;
+  invitations.delete(group);
+  renderSidebar();
+}
+
+// Signed-in people this person shares a room with (or talks to), by handle: offered when
+// starting a direct conversation or inviting to a group. Guests and devices are not offered.
 function renderPeopleKnown() {
-  const known = new Map();
+  const known = new Set();
   for (const conv of state.conversations.values()) {
-    for (const [clientId, p] of conv.presence) if (clientId !== session.identityId) known.set(clientId, p.name);
-    if (conv.kind === "dm") known.set(conv.id, known.get(conv.id) || null);
+    for (const person of conv.presence.keys()) known.add(person);
+    if (conv.kind === "dm") known.add(conv.id);
   }
   const list = $("people-known");
   clear(list);
-  for (const [clientId, name] of known) list.append(el("option", { value: clientId, label: personLabel(clientId, name) }));
-}
-
-// The latest display name anyone used for a client id, for labelling direct conversations.
-function nameOf(clientId) {
-  for (const conv of state.conversations.values()) {
-    const p = conv.presence.get(clientId);
-    if (p && p.name) return p.name;
+  for (const person of known) {
+    const profile = people.get(person);
+    if (person === session.identityId || !profile || !profile.handle || profile.guest || profile.device) continue;
+    list.append(el("option", { value: `@${profile.handle}`, label: people.label(person) }));
   }
-  return null;
 }
 
 function open(conv) {
+  if (active !== conv) stopEditing();
   active = conv;
   conv.unread = 0;
   renderSidebar();
@@ -514,12 +757,13 @@ function open(conv) {
   if (!$("text").disabled) $("text").focus();
 }
 
-function renderConversation() {
+function renderConversation(toBottom = true) {
   const title = $("conv-title");
   if (active.kind === "room") title.textContent = `#${active.id}`;
-  else if (active.kind === "dm") title.textContent = `Direct: ${personLabel(active.id, nameOf(active.id))}`;
+  else if (active.kind === "dm") title.textContent = `Direct: ${people.label(active.id)}`;
   else title.textContent = `Group: ${active.title}`;
-  renderMessages(null, true);
+  if (toBottom) renderMessages(null, true);
+  else renderMessages({ ...scrollAnchor(), keepTop: true });
   renderPeople();
   renderTyping();
   showOnline(Boolean(connection && connection.online));
@@ -539,15 +783,14 @@ function scrollAnchor() {
 
 function startMarker() {
   if (active.kind === "room") return `This is the start of #${active.id}.`;
-  if (active.kind === "dm") return `This is the start of your conversation with ${personLabel(active.id, nameOf(active.id))}.`;
+  if (active.kind === "dm") return `This is the start of your conversation with ${people.label(active.id)}.`;
   return `This is the start of the group ${active.title}.`;
 }
 
 function renderMessages(anchor, toBottom = false) {
   const list = $("messages");
   const pane = $("messages-pane");
-  const pendingIds = new Set(active.messages.filter((m) => m.pending).map((m) => m.id));
-  list.replaceChildren(...messageItems(active.messages, session.identityId, pendingIds));
+  list.replaceChildren(...messageItems(active.messages, session.identityId, people));
   const marker = $("start-marker");
   marker.hidden = active.cursor !== null;
   marker.textContent = active.messages.length ? startMarker() : `No messages yet. ${startMarker()}`;
@@ -577,7 +820,7 @@ function renderTyping() {
     line.textContent = "";
     return;
   }
-  const who = active.typingNow(Date.now(), session.identityId).map((id) => personLabel(id, nameOf(id)));
+  const who = active.typingNow(Date.now(), session.identityId).map((id) => people.label(id));
   let text = "";
   if (who.length === 1) text = `${who[0]} is typing…`;
   else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
@@ -592,15 +835,18 @@ function renderPeople() {
   if (active.kind === "room") {
     $("people-title").textContent = "Online here";
     for (const p of active.online()) {
-      if (isDevice(p.clientId) && active.devices.has(p.clientId)) continue; // listed below
-      const item = el("li", { class: "person", dataset: { clientId: p.clientId } });
+      const person = p.clientId;
+      if (people.isDevice(person) && active.devices.has(person)) continue; // listed below
+      const item = el("li", { class: "person", dataset: { clientId: person } });
       const label = el("span");
-      label.textContent = p.clientId === session.identityId ? `${personLabel(p.clientId, p.name)} (you)` : personLabel(p.clientId, p.name);
+      label.textContent = person === session.identityId ? `${people.label(person)} (you)` : people.label(person);
       item.append(label);
-      if (isDevice(p.clientId)) item.append(el("span", { class: "kind" }, "device"));
-      if (p.clientId !== session.identityId) {
-        const dm = el("button", { type: "button", class: "dm", "aria-label": `Message ${personLabel(p.clientId, p.name)}` }, "Message");
-        dm.addEventListener("click", () => openDirect(p.clientId));
+      if (people.isDevice(person)) item.append(el("span", { class: "kind" }, "device"));
+      else if (people.isGuest(person)) item.append(el("span", { class: "kind guest" }, "guest"));
+      // Direct messages are between signed-in people.
+      if (person !== session.identityId && !isGuest() && !people.isGuest(person) && !people.isDevice(person)) {
+        const dm = el("button", { type: "button", class: "dm", "aria-label": `Message ${people.label(person)}` }, "Message");
+        dm.addEventListener("click", () => openDirect(person));
         item.append(" ", dm);
       }
       online.append(item);
@@ -612,11 +858,19 @@ function renderPeople() {
     const members = $("members");
     clear(members);
     const group = state.groups.get(active.id);
+    const mine = group && group.owner === session.identityId;
     for (const member of group ? group.members : []) {
-      const item = el("li", {});
-      item.textContent = member === session.identityId ? `${shortId(member)} (you)` : member;
+      const item = el("li", { dataset: { person: member } });
+      item.append(member === session.identityId ? `${people.label(member)} (you)` : people.label(member));
+      if (group.owner === member) item.append(el("span", { class: "kind" }, "creator"));
+      if (mine && member !== session.identityId) {
+        const remove = el("button", { type: "button", class: "remove", "aria-label": `Remove ${people.label(member)} from the group` }, "Remove");
+        remove.addEventListener("click", () => sendPrivate({ type: "remove", group: active.id, member: handleOf(member), id: newId() }));
+        item.append(" ", remove);
+      }
       members.append(item);
     }
+    $("leave-group").hidden = Boolean(mine);
   }
   renderDevices();
   renderPeopleKnown();
@@ -669,6 +923,10 @@ function renderDevices() {
 
 function showPending(body) {
   const m = { ...body, sender: session.identityId, ts: Date.now(), pending: true };
+  if (typeof m.to === "string" && !m.to.includes(":")) {
+    const profile = people.byHandle(m.to); // a direct message addressed by handle
+    if (profile) m.to = profile.person;
+  }
   const conv = state.conversationOf(m);
   if (conv) conv.add([m]);
   return conv;
@@ -688,9 +946,8 @@ function joinRoom(room) {
   if (!existing && connection && connection.connected) {
     // Offline, the next connect subscribes and joins (topics() lists every room).
     connection.subscribe(`chat/pub/${room}`);
-    const name = displayName();
-    conv.joined = send(name ? { type: "join", room, name } : { type: "join", room });
-    send({ type: "who", room });
+    conv.joined = send({ type: "join", room });
+    conv.whoAfterHistory = true;
   }
   open(conv);
   return true;
@@ -710,28 +967,77 @@ function leaveRoom(conv) {
   else joinRoom(DEFAULT_ROOM);
 }
 
-function openDirect(clientId) {
-  const conv = state.find("dm", clientId) || state.get("dm", clientId);
+function openDirect(person) {
+  if (isGuest()) return sendPrivate({});
+  const conv = state.find("dm", person) || state.get("dm", person);
   saveLists();
-  if (conv.cursor === undefined) send({ type: "history", with: clientId, limit: HISTORY_LIMIT });
+  if (conv.cursor === undefined) sendPrivate({ type: "history", with: handleOf(person), limit: HISTORY_LIMIT });
   open(conv);
+  return true;
+}
+
+// Where a message or an edit of the active conversation goes: the field naming it, the topic.
+function target(conv) {
+  if (conv.kind === "room") return [{ room: conv.id }, "chat/out"];
+  if (conv.kind === "dm") return [{ to: handleOf(conv.id) }, PRIVATE];
+  return [{ group: conv.id }, PRIVATE];
 }
 
 function sendMessage() {
   const text = $("text").value;
   if (!text.trim() || !connection || !connection.online) return;
-  const body = { type: "message", id: newId(), text };
-  const name = displayName();
-  if (name) body.name = name;
-  if (active.kind === "room") body.room = active.id;
-  else if (active.kind === "dm") body.to = active.id;
-  else body.group = active.id;
-  const sent = connection.publish("chat/out", body);
-  outbox.keep({ v: 1, ...body }, sent);
+  if (editing) return saveEdit(text);
+  if (active.kind !== "room" && isGuest()) return sendPrivate({});
+  const [where, topic] = target(active);
+  const body = { v: 1, type: "message", id: newId(), text, ...where };
+  const sent = connection.publish(topic, body);
+  outbox.keep(topic, body, sent);
   showPending(body);
   $("text").value = "";
   fitComposer();
   renderMessages(null, true);
+}
+
+// ------------------------------------------------------------------ editing our messages
+
+function startEditing(id) {
+  const message = active.messages.find((m) => m.id === id && m.sender === session.identityId);
+  if (!message || typeof message.text !== "string") return;
+  editing = { conv: active, id };
+  $("text").value = message.text;
+  $("editing").hidden = false;
+  fitComposer();
+  $("text").focus();
+}
+
+function stopEditing() {
+  if (!editing) return;
+  editing = null;
+  $("editing").hidden = true;
+  $("text").value = "";
+  fitComposer();
+}
+
+function changeTarget(conv) {
+  if (conv.kind === "room") return [{ room: conv.id }, "chat/out"];
+  if (conv.kind === "dm") return [{ with: handleOf(conv.id) }, PRIVATE];
+  return [{ group: conv.id }, PRIVATE];
+}
+
+function saveEdit(text) {
+  const [where, topic] = changeTarget(editing.conv);
+  if (send({ type: "edit", id: editing.id, text, sender: session.identityId, ...where }, topic)) stopEditing();
+}
+
+function deleteMessage(button, id) {
+  // The first click asks; the second deletes for everyone.
+  if (button.dataset.confirm !== "yes") {
+    button.dataset.confirm = "yes";
+    button.textContent = "Delete for everyone?";
+    return;
+  }
+  const [where, topic] = changeTarget(active);
+  send({ type: "delete", id, sender: session.identityId, ...where }, topic);
 }
 
 function sendTyping() {
@@ -768,7 +1074,24 @@ function wireChat() {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       sendMessage();
+    } else if (e.key === "Escape" && editing) {
+      e.stopPropagation();
+      stopEditing();
     }
+  });
+  $("messages").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    const item = button && button.closest("li.message");
+    if (!item) return;
+    if (button.dataset.action === "edit") startEditing(item.dataset.id);
+    else deleteMessage(button, item.dataset.id);
+  });
+  $("leave-group").addEventListener("click", () => {
+    if (active.kind !== "group" || !sendPrivate({ type: "leave", group: active.id, id: newId() })) return;
+    state.groups.delete(active.id);
+    state.remove("group", active.id);
+    saveLists();
+    open(state.list("room")[0] || state.get("room", DEFAULT_ROOM));
   });
   $("text").addEventListener("input", () => {
     fitComposer();
@@ -800,15 +1123,19 @@ function wireChat() {
     if (!ROOM_RE.test(room)) return notice("Room names are 1-64 letters, digits, _ or -.");
     return joinRoom(room);
   });
-  onSubmitText("dm-form", "dm-to", (to) => {
-    if (!CLIENT_ID_RE.test(to)) return notice("That is not a client id.");
-    openDirect(to);
-    return true;
+  onSubmitText("dm-form", "dm-to", (typed) => {
+    const handle = typed.replace(/^@/, "");
+    if (!ANY_HANDLE_RE.test(handle)) return notice("A handle is letters, digits, _ or -, like @ada.");
+    const known = people.byHandle(handle);
+    if (known) return openDirect(known.person);
+    pendingDm = handle; // opened when the whois answer names the person
+    return send({ type: "whois", people: [handle] });
   });
-  onSubmitText("group-form", "group-name", (name) => name && send({ type: "create", name, id: newId() }));
-  onSubmitText("invite-form", "invite-member", (member) => {
-    if (!CLIENT_ID_RE.test(member) || active.kind !== "group") return notice("That is not a client id.");
-    return send({ type: "invite", group: active.id, member, id: newId() });
+  onSubmitText("group-form", "group-name", (name) => name && sendPrivate({ type: "create", name, id: newId() }));
+  onSubmitText("invite-form", "invite-member", (typed) => {
+    const handle = typed.replace(/^@/, "");
+    if (!ANY_HANDLE_RE.test(handle) || active.kind !== "group") return notice("A handle is letters, digits, _ or -, like @ada.");
+    return sendPrivate({ type: "invite", group: active.id, member: handle, id: newId() });
   });
   wireDrawers();
 }

@@ -55,12 +55,16 @@ export class Cognito {
     return this.call("cognito-identity", IDENTITY_TARGET + operation, body);
   }
 
-  signUp(email, password) {
+  // The chat handle is the user attribute custom:handle, chosen once (docs/protocol.md).
+  signUp(email, password, handle) {
     return this.idp("SignUp", {
       ClientId: this.config.userPoolClientId,
       Username: email,
       Password: password,
-      UserAttributes: [{ Name: "email", Value: email }],
+      UserAttributes: [
+        { Name: "email", Value: email },
+        { Name: "custom:handle", Value: handle },
+      ],
     });
   }
 
@@ -148,6 +152,13 @@ function jwtExpiry(token) {
   }
 }
 
+// This page's session part of the MQTT client id (`<identity id>_web-<12 hex>`): new on every
+// page load, so two tabs, or a tab the browser duplicated, never take each other over.
+export function newSessionPart() {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return "web-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // A signed-in user's or a guest's session: who they are and a supply of fresh credentials.
 // It lives in sessionStorage, so a reload keeps the identity while another tab gets its own
 // (two tabs sharing one client id would keep taking each other's connection over).
@@ -161,6 +172,7 @@ export class Session {
     this.email = state.email || null;
     this.tokens = state.tokens || null;
     this.credentials = null;
+    this.clientId = `${this.identityId}_${newSessionPart()}`;
   }
 
   static async guest(cognito) {

@@ -117,7 +117,7 @@ export class Connection extends EventTarget {
     }
     if (this.closed) return;
     const client = mqtt.connect(url, {
-      clientId: this.session.identityId,
+      clientId: this.session.clientId,
       protocolVersion: 4,
       clean: true,
       keepalive: KEEPALIVE_S,

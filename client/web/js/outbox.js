@@ -11,12 +11,12 @@ export class Outbox {
   constructor(storageKey, now = () => Date.now()) {
     this.storageKey = storageKey;
     this.now = now;
-    this.pending = new Map(); // id -> {body, sentAt}
+    this.pending = new Map(); // id -> {topic, body, sentAt}
     try {
       const saved = JSON.parse(sessionStorage.getItem(storageKey) || "[]");
       for (const entry of Array.isArray(saved) ? saved : []) {
-        if (entry && entry.body && typeof entry.body.id === "string") {
-          this.pending.set(entry.body.id, { body: entry.body, sentAt: 0 });
+        if (entry && typeof entry.topic === "string" && entry.body && typeof entry.body.id === "string") {
+          this.pending.set(entry.body.id, { topic: entry.topic, body: entry.body, sentAt: 0 });
         }
       }
     } catch {
@@ -25,13 +25,14 @@ export class Outbox {
   }
 
   save() {
-    const entries = [...this.pending.values()].map(({ body }) => ({ body }));
+    const entries = [...this.pending.values()].map(({ topic, body }) => ({ topic, body }));
     sessionStorage.setItem(this.storageKey, JSON.stringify(entries));
   }
 
-  // Keeps a message; `sent` says whether it went out now (else it waits for the next connect).
-  keep(body, sent) {
-    this.pending.set(body.id, { body, sentAt: sent ? this.now() : 0 });
+  // Keeps a message published (or to be published) on `topic`; `sent` says whether it went
+  // out now (else it waits for the next connect).
+  keep(topic, body, sent) {
+    this.pending.set(body.id, { topic, body, sentAt: sent ? this.now() : 0 });
     while (this.pending.size > MAX_PENDING) this.pending.delete(this.pending.keys().next().value);
     this.save();
   }
@@ -49,14 +50,15 @@ export class Outbox {
     return [...this.pending.values()].map((p) => p.body);
   }
 
-  // What to publish again now: everything after a reconnect, else what waited too long.
+  // What to publish again now ({topic, body}): everything after a reconnect, else what
+  // waited too long.
   due(all = false) {
     const now = this.now();
     const out = [];
     for (const entry of this.pending.values()) {
       if (all || now - entry.sentAt >= RESEND_AFTER_MS) {
         entry.sentAt = now;
-        out.push(entry.body);
+        out.push({ topic: entry.topic, body: entry.body });
       }
     }
     return out;

@@ -10,6 +10,14 @@ function byTime(a, b) {
   return a.ts - b.ts || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : 0) || (a.id < b.id ? -1 : 1);
 }
 
+// Whether `update` (a history copy or an event) is newer than what is shown: a later edit or a
+// deletion.
+function changedSince(known, update) {
+  if (typeof update.deleted === "number" && typeof known.deleted !== "number") return true;
+  if (typeof update.edited === "number" && !(known.edited >= update.edited)) return true;
+  return false;
+}
+
 export class Conversation {
   constructor(kind, id, title) {
     this.kind = kind; // "room", "dm" or "group"
@@ -39,9 +47,11 @@ export class Conversation {
     for (const m of messages) {
       const mark = `${m.sender}|${m.id}`;
       if (this.seen.has(mark)) {
-        const at = this.messages.findIndex((x) => x.pending && x.id === m.id && x.sender === m.sender);
-        if (at >= 0 && !m.pending) {
-          this.messages[at] = m;
+        const at = this.messages.findIndex((x) => x.id === m.id && x.sender === m.sender);
+        if (at < 0 || m.pending) continue;
+        const known = this.messages[at];
+        if (known.pending || changedSince(known, m)) {
+          this.messages[at] = known.pending ? m : { ...known, ...m };
           added += 1;
         }
         continue;
@@ -52,6 +62,18 @@ export class Conversation {
     }
     if (added) this.messages.sort(byTime);
     return added;
+  }
+
+  // An `edit` or `delete` event from the backend for one of this conversation's messages.
+  change(sender, id, fields) {
+    const at = this.messages.findIndex((x) => x.id === id && x.sender === sender);
+    if (at < 0) return false;
+    const known = this.messages[at];
+    const next = { ...known, ...fields };
+    if (typeof fields.deleted === "number") delete next.text;
+    if (!changedSince(known, next)) return false;
+    this.messages[at] = next;
+    return true;
   }
 
   // Someone typed in this room: shown until a few seconds pass without another sign.

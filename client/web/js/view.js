@@ -90,26 +90,50 @@ export function linkified(text) {
 
 // One message. `continued` hides the sender and time visually (a screen reader still reads
 // them) when the same sender spoke within a few minutes; `pending` marks a message of ours
-// that the backend has not carried back yet.
-export function messageItem(message, me, { continued = false, pending = false } = {}) {
+// that the backend has not carried back yet. `people` names the sender (a Directory); mine
+// get Edit and Delete buttons (their clicks are handled by the page, by data-action).
+export function messageItem(message, me, { continued = false, pending = false, people = null } = {}) {
+  if (message.system) return systemItem(message);
   const mine = message.sender === me;
-  const device = isDevice(message.sender);
+  const device = people ? people.isDevice(message.sender) : isDevice(message.sender);
+  const guest = people ? people.isGuest(message.sender) : false;
   const time = el("time", { datetime: new Date(message.ts).toISOString() });
   time.textContent = formatTime(message.ts);
   const sender = el("span", { class: "sender", title: String(message.sender) });
-  sender.textContent = mine ? "you" : personLabel(message.sender, message.name);
+  sender.textContent = mine ? "you" : people ? people.label(message.sender) : personLabel(message.sender, message.name);
   const meta = el("span", { class: "meta" }, sender);
   if (device) meta.append(el("span", { class: "kind", title: "a device, not a person" }, "device"));
+  if (guest && !mine) meta.append(el("span", { class: "kind guest", title: "a guest: anyone could be behind this name" }, "guest"));
   meta.append(" ", time);
-  const text = el("span", { class: "text" }, ...linkified(String(message.text)));
+  const deleted = typeof message.deleted === "number";
+  const text = deleted
+    ? el("span", { class: "text deleted" }, "message deleted")
+    : el("span", { class: "text" }, ...linkified(String(message.text)));
   const classes = ["message"];
   if (mine) classes.push("mine");
   if (device) classes.push("from-device");
   if (continued) classes.push("continued");
   if (pending) classes.push("pending");
-  const item = el("li", { class: classes.join(" "), dataset: { id: message.id } }, meta, text);
+  if (deleted) classes.push("deleted");
+  const item = el("li", { class: classes.join(" "), dataset: { id: message.id, sender: message.sender } }, meta, text);
+  if (typeof message.edited === "number" && !deleted) item.append(el("span", { class: "state" }, "(edited)"));
   if (pending) item.append(el("span", { class: "state" }, "sending…"));
+  if (message.failed) item.append(el("span", { class: "state failed" }, "not sent"));
+  if (mine && !pending && !deleted && !message.failed) {
+    item.append(
+      el("span", { class: "actions" },
+        el("button", { type: "button", class: "edit", dataset: { action: "edit" }, "aria-label": "Edit this message" }, "Edit"),
+        el("button", { type: "button", class: "delete", dataset: { action: "delete" }, "aria-label": "Delete this message" }, "Delete"),
+      ),
+    );
+  }
   return item;
+}
+
+// A line the backend says about a group (who joined, left, was invited...), not a message.
+function systemItem(message) {
+  const time = el("time", { datetime: new Date(message.ts).toISOString() }, formatTime(message.ts));
+  return el("li", { class: "system", dataset: { id: message.id } }, el("span", { class: "text" }, message.text), " ", time);
 }
 
 export function daySeparator(ts) {
@@ -122,15 +146,15 @@ export function daySeparator(ts) {
 export const GROUP_WITHIN_MS = 5 * 60 * 1000;
 
 // The list items for a conversation: day separators between days, grouped messages.
-export function messageItems(messages, me, pendingIds = new Set()) {
+export function messageItems(messages, me, people = null) {
   const items = [];
   let previous = null;
   for (const m of messages) {
     const newDay = !previous || dayKey(previous.ts) !== dayKey(m.ts);
     if (newDay) items.push(daySeparator(m.ts));
     const continued =
-      !newDay && previous.sender === m.sender && m.ts - previous.ts < GROUP_WITHIN_MS && previous.name === m.name;
-    items.push(messageItem(m, me, { continued, pending: pendingIds.has(m.id) }));
+      !newDay && !m.system && !previous.system && previous.sender === m.sender && m.ts - previous.ts < GROUP_WITHIN_MS;
+    items.push(messageItem(m, me, { continued, pending: Boolean(m.pending), people }));
     previous = m;
   }
   return items;

@@ -15,7 +15,9 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from tests.support.cognito import PASSWORD, unsigned_client
 from tests.support.waiting import wait_for
+from tests.support.web import WebStack
 
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=TIMEOUT_MS)
@@ -74,11 +76,34 @@ class Tab:
     def wait_online(self) -> None:
         expect(self.page.locator("#conn-status")).to_have_attribute("data-state", "online")
 
+    def sign_in(self, email: str, password: str = PASSWORD) -> Tab:
+        self.open()
+        self.page.fill("#sign-in-email", email)
+        self.page.fill("#sign-in-password", password)
+        self.page.click("#sign-in-form button")
+        self.wait_online()
+        return self
+
     @property
     def client_id(self) -> str:
+        """The person: the tab's Cognito identity id."""
         text = self.page.locator("#my-id").text_content() or ""
         assert re.fullmatch(r"[a-z0-9-]+:[0-9a-f-]{36}", text), text
         return text
+
+    @property
+    def session_id(self) -> str:
+        """This tab's MQTT client id: the identity id and the page's session part."""
+        value = self.page.locator("#my-id").get_attribute("data-session") or ""
+        assert value.startswith(self.client_id + "_web-"), value
+        return value
+
+    @property
+    def handle(self) -> str:
+        """The handle the backend gave (guests) or the person chose (signed in)."""
+        label = self.page.locator("#my-name")
+        expect(label).to_contain_text("@")
+        return (label.text_content() or "").rsplit("@", 1)[1].strip()
 
     # ------------------------------------------------------------------ chatting
 
@@ -121,6 +146,31 @@ class Tab:
 
     def problems(self) -> list[str]:
         return [*self.console_errors, *self.page_errors, *(f"dialog {d}" for d in self.dialogs)]
+
+
+def account(web_stack: WebStack, handle: str) -> str:
+    """A confirmed account with this chat handle, made through the user pool's API as a
+    person signing up would; returns its email (the password is PASSWORD)."""
+    email = f"{handle}@example.com"
+    idp = unsigned_client(web_stack.stack, "cognito-idp")
+    client_id = web_stack.config["userPoolClientId"]
+    idp.sign_up(
+        ClientId=client_id,
+        Username=email,
+        Password=PASSWORD,
+        UserAttributes=[
+            {"Name": "email", "Value": email},
+            {"Name": "custom:handle", "Value": handle},
+        ],
+    )
+    code = outbox_code(web_stack.state_dir, email)
+    idp.confirm_sign_up(ClientId=client_id, Username=email, ConfirmationCode=code)
+    return email
+
+
+def handle_for(prefix: str) -> str:
+    """A fresh handle (the chat's handles are unique for good)."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def outbox_code(state_dir: Path, username: str) -> str:

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from infra.local.gateway.lifecycle import DisconnectReason
 from infra.local.identity import Credential
-from tests.e2e.web.pages import Tab, outbox_code, unique
+from tests.e2e.web.pages import Tab, account, handle_for, outbox_code, unique
 from tests.support.web import WebStack
 
 NewTab = Callable[[str], Tab]
@@ -34,7 +34,9 @@ def test_two_guests_chat_in_a_room_and_history_survives_a_reload(tabs: NewTab) -
 
     ada.say("hello from Ada")
     seen_by_bob = bob.expect_message("hello from Ada")
-    expect(seen_by_bob.locator(".sender")).to_have_text(f"Ada ({ada.client_id.split(':')[1][:8]})")
+    # Named as the backend stored her: display name, generated guest handle, a guest's mark.
+    expect(seen_by_bob.locator(".sender")).to_have_text(f"Ada @{ada.handle}")
+    expect(seen_by_bob.locator(".kind.guest")).to_have_text("guest")
     expect(seen_by_bob.locator("time")).to_have_text(re.compile(r"\d\d:\d\d:\d\d"))
     bob.say("hi Ada, Bob here")
     ada.expect_message("hi Ada, Bob here")
@@ -107,6 +109,8 @@ def test_sign_up_with_the_emailed_code_then_chat(tabs: NewTab, web_stack: WebSta
     grace = tabs("grace").open()
     grace.page.fill("#display-name", "Grace")
     grace.page.fill("#sign-up-email", email)
+    handle = handle_for("grace")
+    grace.page.fill("#sign-up-handle", handle)
     grace.page.fill("#sign-up-password", "Correct-horse-9")
     grace.page.click("#sign-up-form button")
     expect(grace.page.locator("#confirm-form")).to_be_visible()
@@ -129,7 +133,9 @@ def test_sign_up_with_the_emailed_code_then_chat(tabs: NewTab, web_stack: WebSta
     grace.join(room)
     ada.join(room)
     grace.say("signed in and chatting")
-    expect(ada.expect_message("signed in and chatting").locator(".sender")).to_contain_text("Grace")
+    from_grace = ada.expect_message("signed in and chatting")
+    expect(from_grace.locator(".sender")).to_have_text(f"Grace @{handle}")
+    expect(from_grace.locator(".kind.guest")).to_have_count(0)  # signed in: no guest mark
 
     # Signing in again later (a new tab) reaches the same identity.
     again = tabs("grace-again").open()
@@ -140,40 +146,76 @@ def test_sign_up_with_the_emailed_code_then_chat(tabs: NewTab, web_stack: WebSta
     assert again.client_id == grace.client_id
 
 
-def test_direct_messages_and_private_groups(tabs: NewTab) -> None:
+def test_direct_messages_and_groups_by_consent_between_signed_in_people(
+    tabs: NewTab, web_stack: WebStack
+) -> None:
     room = unique("room")
-    ada = tabs("ada").as_guest("Ada")
-    bob = tabs("bob").as_guest("Bob")
+    ada_handle, bob_handle = handle_for("ada"), handle_for("bob")
+    ada = tabs("ada").sign_in(account(web_stack, ada_handle))
+    bob = tabs("bob").sign_in(account(web_stack, bob_handle))
     cy = tabs("cy").as_guest("Cy")
     ada.join(room)
     bob.join(room)
+    cy.join(room)
 
-    # Direct: Ada picks Bob from the room's online list.
-    ada.online().filter(has_text="Bob").locator("button.dm").click()
-    expect(ada.page.locator("#conv-title")).to_contain_text("Direct")
+    # Direct: Ada picks Bob from the room's online list (Cy, a guest, offers no such button).
+    expect(ada.online().filter(has_text=f"@{bob_handle}").locator("button.dm")).to_have_count(1)
+    expect(ada.online().filter(has_text="Cy").locator("button.dm")).to_have_count(0)
+    ada.online().filter(has_text=f"@{bob_handle}").locator("button.dm").click()
+    expect(ada.page.locator("#conv-title")).to_have_text(f"Direct: @{bob_handle}")
     ada.say("just between us")
     bob.page.locator("#dms .conv").click()
     bob.expect_message("just between us")
     bob.say("agreed")
     ada.expect_message("agreed")
+    # A direct conversation can also start from a handle typed in the sidebar.
+    cy_sees = cy.page.locator("#account-only")
+    expect(cy_sees).to_contain_text("need an account")
+    expect(cy.page.locator("#dm-form")).to_be_hidden()
+    expect(cy.page.locator("#group-form")).to_be_hidden()
 
-    # A private group: Ada creates it, invites Bob, both post; Cy is not in it.
+    # A group by consent: Ada creates it and invites Bob by handle; nothing reaches Bob
+    # before he accepts; then the group's history and new messages do.
     group_name = unique("ops")
     ada.page.fill("#group-name", group_name)
     ada.page.click("#group-form button")
     ada.page.locator("#groups .conv", has_text=group_name).click()
     expect(ada.page.locator("#conv-title")).to_have_text(f"Group: {group_name}")
     ada.say("before Bob came")
-    ada.page.fill("#invite-member", bob.client_id)
+    ada.page.fill("#invite-member", f"@{bob_handle}")
     ada.page.click("#invite-form button")
-    expect(ada.page.locator("#members li")).to_have_count(2)
+    invitation = bob.page.locator("#invitations li", has_text=group_name)
+    expect(invitation).to_contain_text(f"@{ada_handle}")
+    expect(bob.page.locator("#groups .conv")).to_have_count(0)
+    invitation.locator("button.accept").click()
+    expect(invitation).to_have_count(0)
     bob.page.locator("#groups .conv", has_text=group_name).click()
-    bob.expect_message("before Bob came")  # the group's history
+    bob.expect_message("before Bob came")  # the group's history, once a member
     bob.say("Bob in the group")
     ada.expect_message("Bob in the group")
+    expect(ada.page.locator("#members li")).to_have_count(2)
+    expect(ada.page.locator("#messages .system", has_text="joined")).to_have_count(1)
     expect(cy.page.locator("#groups .conv")).to_have_count(0)
-    cy.open_room("lobby")
     assert "Bob in the group" not in cy.messages()
+
+
+def test_a_declined_invitation_delivers_nothing(tabs: NewTab, web_stack: WebStack) -> None:
+    ada = tabs("ada").sign_in(account(web_stack, handle_for("ada")))
+    bob_handle = handle_for("bob")
+    bob = tabs("bob").sign_in(account(web_stack, bob_handle))
+    group_name = unique("secret")
+    ada.page.fill("#group-name", group_name)
+    ada.page.click("#group-form button")
+    ada.page.locator("#groups .conv", has_text=group_name).click()
+    ada.page.fill("#invite-member", bob_handle)
+    ada.page.click("#invite-form button")
+    invitation = bob.page.locator("#invitations li", has_text=group_name)
+    invitation.locator("button.decline").click()
+    expect(invitation).to_have_count(0)
+    expect(ada.page.locator("#messages .system", has_text="declined")).to_have_count(1)
+    ada.say("only for members")
+    ada.expect_message("only for members")
+    expect(bob.page.locator("#groups .conv")).to_have_count(0)
 
 
 def test_scrolling_back_pages_through_older_history(tabs: NewTab) -> None:
@@ -216,13 +258,14 @@ def test_reconnects_after_network_loss_and_fills_the_gap(tabs: NewTab, web_stack
     broker = web_stack.stack.gateway.broker
     keys = stack.static_credentials.credentials
     bob_id = bob.client_id
+    bob_session = bob.session_id
     hidden: dict[str, Credential] = {}
 
     def network_down() -> bool:  # runs on the stack's loop: no Playwright calls in here
         hidden.update({k: c for k, c in keys.items() if c.principal.identifier == bob_id})
         for key in hidden:
             del keys[key]
-        conn = broker.connections.get(bob_id)
+        conn = broker.connections.get(bob_session)
         if conn is not None:
             broker.close(conn, DisconnectReason.CONNECTION_LOST)
         return bool(hidden) and conn is not None
@@ -322,7 +365,8 @@ def test_a_browser_sees_what_iotchat_send_says_from_the_terminal(
     )
     assert sent.returncode == 0, sent.stderr
     line = ada.expect_message("from a shell")
-    expect(line.locator(".sender")).to_contain_text("Term")
+    # Shown as the backend knows the terminal's guest, never by the name it claims.
+    expect(line.locator(".sender")).to_contain_text("@guest-")
     # And the other way: what the browser says reaches a terminal listener's history.
     ada.say("back to the shell")
     heard = subprocess.run(

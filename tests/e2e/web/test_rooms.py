@@ -79,16 +79,17 @@ def test_a_person_in_12_rooms_keeps_receiving_in_all_of_them_after_a_reconnect(
     # The connection drops; the page comes back and subscribes to everything again.
     before = len(subscribes(ada.page))
     broker = web_stack.stack.gateway.broker
-    ada_id = ada.client_id
+    ada_id, ada_session = ada.client_id, ada.session_id
 
     def drop() -> bool:  # runs on the stack's loop
-        conn = broker.connections.get(ada_id)
+        conn = broker.connections.get(ada_session)
         if conn is not None:
             broker.close(conn, DisconnectReason.CONNECTION_LOST)
         return conn is not None
 
     assert web_stack.stack.call(drop)
-    wanted = {f"chat/in/{ada_id}", "chat/pub/lobby", *(f"chat/pub/{r}" for r in rooms)}
+    inboxes = {f"chat/in/{ada_id}", f"chat/in/{ada_session}"}
+    wanted = {*inboxes, "chat/pub/lobby", *(f"chat/pub/{r}" for r in rooms)}
     ada.page.wait_for_function(
         """([before, wanted]) => {
             const since = new Set(window.subscribes.slice(before).flat());
@@ -99,7 +100,7 @@ def test_a_person_in_12_rooms_keeps_receiving_in_all_of_them_after_a_reconnect(
     ada.wait_online()
     sent = subscribes(ada.page)
     assert all(len(packet) <= 8 for packet in sent), sent
-    assert len(sent[before:]) >= 2  # 14 filters take two SUBSCRIBEs
+    assert len(sent[before:]) >= 2  # 15 filters take two SUBSCRIBEs
 
     for room in rooms:
         bob.open_room(room)
@@ -117,25 +118,26 @@ def test_a_person_in_12_rooms_keeps_receiving_in_all_of_them_after_a_reconnect(
 
 def test_joining_past_the_room_cap_is_refused_with_a_clear_message(tabs: NewTab) -> None:
     ada = tabs("ada").as_guest("Ada")
-    # 48 rooms besides lobby reach the cap of 49 (the 50th subscription is the inbox).
+    # 47 rooms besides lobby reach the cap of 48 (two of the 50 subscriptions are the
+    # person's inbox and the session's replies).
     ada.page.evaluate(
         """(rooms) => localStorage.setItem(
             "iotchat.rooms." + document.getElementById("my-id").textContent,
             JSON.stringify(rooms))""",
-        ["lobby", *(unique(f"cap{i:02d}") for i in range(48))],
+        ["lobby", *(unique(f"cap{i:02d}") for i in range(47))],
     )
     ada.page.reload()
     ada.wait_online()
-    expect(ada.page.locator("#rooms li")).to_have_count(49)
+    expect(ada.page.locator("#rooms li")).to_have_count(48)
     one_more = unique("one-more")
     ada.page.fill("#join-room", one_more)
     ada.page.click("#join-form button")
     expect(ada.page.locator("#notice")).to_contain_text("Leave a room to join")
-    expect(ada.page.locator("#rooms li")).to_have_count(49)
+    expect(ada.page.locator("#rooms li")).to_have_count(48)
     expect(ada.page.locator("#join-room")).to_have_value(one_more)  # kept to try again
     # Leaving one makes room: the same join now works.
-    ada.page.locator("#rooms li").nth(48).locator("button.leave").click()
-    expect(ada.page.locator("#rooms li")).to_have_count(48)
+    ada.page.locator("#rooms li").nth(47).locator("button.leave").click()
+    expect(ada.page.locator("#rooms li")).to_have_count(47)
     ada.page.click("#join-form button")
     expect(ada.page.locator("#conv-title")).to_have_text(f"#{one_more}")
-    expect(ada.page.locator("#rooms li")).to_have_count(49)
+    expect(ada.page.locator("#rooms li")).to_have_count(48)

@@ -11,7 +11,7 @@ pytest.importorskip("playwright", reason="playwright is a dev extra")
 
 from playwright.sync_api import expect
 
-from tests.e2e.web.pages import Tab, unique
+from tests.e2e.web.pages import Tab, handle_for, unique
 
 NewTab = Callable[..., Tab]
 
@@ -39,9 +39,17 @@ def test_the_sign_in_page_shows_no_confirm_card_or_empty_bars_before_sign_up(
     for rule in rules.all():
         expect(rule).to_have_attribute("data-met", "true")
 
-    # A refused password: the error, still no confirm card.
+    # A handle that looks like a guest's is refused before anything is sent.
     email = f"{unique('newcomer')}@example.com"
     page.fill("#sign-up-email", email)
+    page.fill("#sign-up-handle", "guest-1234")
+    page.fill("#sign-up-password", "Correct-horse-9")
+    page.click("#sign-up-form button")
+    expect(page.locator("#auth-error")).to_contain_text("does not start with guest-")
+    expect(page.locator("#confirm-form")).to_be_hidden()
+
+    # A refused password: Cognito's error, still no confirm card.
+    page.fill("#sign-up-handle", handle_for("newcomer"))
     page.fill("#sign-up-password", "weakweak")
     page.click("#sign-up-form button")
     expect(page.locator("#auth-error")).to_be_visible()
