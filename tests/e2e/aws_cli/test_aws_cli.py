@@ -255,6 +255,23 @@ def test_lambda_invoke_and_its_log_group(stack, tmp_path):
     )["events"]  # fmt: skip
     assert any(f"START RequestId: {request_id}" in e["message"] for e in events)
 
+    # `logs tail --follow` (CLI v2) polls FilterLogEvents from the newest time it saw and skips
+    # the event ids it printed: a later invocation shows up in a later poll, once.
+    seen = {e["eventId"] for e in found}
+    newest = max(e["timestamp"] for e in found)
+    again = ok(
+        stack,
+        "lambda", "invoke", "--function-name", "iotchat-rule-errors",
+        "--payload", json.dumps(event), "--log-type", "Tail", str(out),
+    )  # fmt: skip
+    later = base64.b64decode(again["LogResult"]).decode().split("START RequestId: ", 1)[1]
+    polled = ok(
+        stack, "logs", "filter-log-events", "--log-group-name", group, "--start-time", str(newest)
+    )["events"]
+    fresh = [e for e in polled if e["eventId"] not in seen]
+    assert any(f"END RequestId: {later.split()[0]}" in e["message"] for e in fresh)
+    assert not any(request_id in e["message"] for e in fresh)
+
 
 def test_cognito_admin_calls_and_the_sign_up_path(stack):
     pool = stack.info["cognito"]["userPoolId"]
