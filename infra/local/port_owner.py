@@ -31,22 +31,22 @@ def check_ports(host: str, ports: Mapping[str, int | None]) -> None:
         if _bindable(host, port):
             continue
         owner = listener_pid(port)
-        raise PortInUse(errno.EADDRINUSE, describe_busy(option, port, owner))
+        raise PortInUse(describe_busy(option, port, owner))
 
 
 def describe_busy(option: str, port: int, owner: int | None) -> str:
     hint = f"pass {option} 0 (any free port) or another port"
     if owner is None:
-        return f"port {port} ({option}) is in use by another program; {hint}"
+        return f"port {port} ({option}) is already in use by another program; {hint}"
     command = _command_line(owner)
     if _is_iotchat_up(command):
         state_dir = _option_value(command, _STATE_DIR_OPTION) or ".iotchat"
         return (
-            f"port {port} ({option}) is in use by another iotchat stack (pid {owner}, state dir "
-            f"{state_dir}); stop it, or {hint}"
+            f"port {port} ({option}) is already in use by another iotchat stack (pid {owner}, "
+            f"state dir {state_dir}); stop it, or {hint}"
         )
     name = Path(command[0]).name if command else "unknown"
-    return f"port {port} ({option}) is in use by {name} (pid {owner}); {hint}"
+    return f"port {port} ({option}) is already in use by {name} (pid {owner}); {hint}"
 
 
 def _bindable(host: str, port: int) -> bool:

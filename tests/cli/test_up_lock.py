@@ -18,6 +18,7 @@ from client.events import Message
 from client.identity import Identity, SessionFile
 from client.stack_file import load_stack_file
 from tests.support.up_command import ROOT, up_arguments, up_process
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,7 +86,7 @@ def test_a_port_in_use_names_its_option_and_the_stack_holding_it(tmp_path: Path)
         args = [*up_arguments(second)[1:], "--mqtt-port", str(taken)]
         refused = iotchat_up(*args)
         assert refused.returncode == 1
-        assert f"port {taken} (--mqtt-port) is in use by another iotchat stack (pid " in (
+        assert f"port {taken} (--mqtt-port) is already in use by another iotchat stack (pid " in (
             refused.stderr
         )
         assert str(tmp_path / "first") in refused.stderr
@@ -103,4 +104,11 @@ def test_a_lock_left_by_a_dead_stack_is_taken_over_with_a_note(tmp_path: Path) -
         assert info["kind"] == "local"
         holder: dict[str, Any] = json.loads((state / "up.lock").read_text())
         assert holder["pid"] != gone.pid and holder["web"] == info["web"]["url"]
-    assert f"took over the state dir's lock from pid {gone.pid}" in log.read_text()
+        wait_for(lambda: "Ctrl-C stops." in log.read_text(), 10, 0.05)
+    output = log.read_text()
+    assert f"took over the state dir's lock from pid {gone.pid}" in output
+    # The ready banner says where to go; the last line says everything is down.
+    assert f"  web app      {info['web']['url']}" in output
+    assert f"export AWS_ENDPOINT_URL={info['api']['endpoint']}" in output
+    assert output.splitlines()[-1] == "stopped"
+    assert (state / "up.lock").read_text() == ""  # released: names no running stack

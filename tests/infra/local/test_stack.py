@@ -118,8 +118,14 @@ def test_busy_port_gives_a_clear_error(tmp_path: Path):
             timeout=30,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    assert proc.returncode != 0
-    assert "address already in use" in (proc.stdout + proc.stderr).lower()
+    assert proc.returncode == 1
+    # The option to change, and who holds the port (this test's own process).
+    message = proc.stderr.strip()
+    assert message.startswith(f"iotchat up: port {busy} (--mqtt-port) is already in use by ")
+    assert message.endswith(
+        f"(pid {os.getpid()}); pass --mqtt-port 0 (any free port) or another port"
+    )
+    assert not (tmp_path / "s" / "stack.json").exists()
 
 
 def test_stack_file_names_the_web_app_and_the_plain_websocket(tmp_path: Path) -> None:
