@@ -123,13 +123,20 @@ def chat(
 def signup(
     email: Annotated[str, typer.Option(help="Your email address (also your user name).")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    handle: Annotated[
+        str | None,
+        typer.Option(
+            help="Your handle: how others address you (@handle), unique, fixed once chosen; "
+            "3-32 of a-z 0-9 _ -."
+        ),
+    ] = None,
     code: Annotated[
         str | None, typer.Option(help="The confirmation code, if you have it already.")
     ] = None,
     stack_file: StackFileOption = None,
     session_file: SessionOption = None,
 ) -> None:
-    """Create an account, confirm it with the emailed code, and sign in."""
+    """Create an account with its handle, confirm it with the emailed code, and sign in."""
     from cli import terminal
 
     def ask_code(outbox: str | None) -> str:
@@ -138,7 +145,7 @@ def signup(
         return typer.prompt("Confirmation code")
 
     identity_id = _run(
-        lambda: terminal.signup(stack_file, session_file, email, password, code, ask_code)
+        lambda: terminal.signup(stack_file, session_file, email, password, code, ask_code, handle)
     )
     typer.echo(f"signed in as {email} ({identity_id})")
 

@@ -12,15 +12,18 @@ import contextlib
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cli.terminal import Session, _printable, connect, line, who_is
+from cli.terminal import SIGN_IN_HINT, Session, _printable, connect, line, who_is
 from client import events
-from client.chat_client import ChatClient, valid_room
+from client.chat_client import ChatClient, SignInRequired, valid_room
 from client.reasons import describe_error
 
-CLIENT_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+PERSON_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+HANDLE = re.compile(r"@?([a-z0-9_-]{3,64})")
+OWN_KEPT = 20  # own messages per conversation that /edit and /delete can reach
 GROUP_ID = re.compile(r"g-[0-9a-f]{32}")
 TYPING_EVERY = 3.0  # seconds between two `typing` stream events from us
 TYPING_SHOWN = 6.0  # how long someone stays "typing" in the status line
@@ -29,18 +32,25 @@ DEVICE_COMMANDS = frozenset({"/status"})
 
 HELP = """\
 commands (anything else is said in the current room; start with // to say a leading /):
-  /status                 ask every device in the room for its status
-  @DEVICE /status         ask one device (also @DEVICE /help)
-  /join ROOM              join ROOM and make it the current room
+  /join ROOM              join ROOM (or switch to it) and make it the current room
   /leave [ROOM]           leave ROOM (default: the current room)
-  /rooms                  the rooms you are in
+  /rooms                  the rooms you are in, with unread counts
   /who [ROOM]             who is online in ROOM
   /history [ROOM]         an older page of ROOM's messages
-  /dm CLIENT TEXT         a direct message (CLIENT: an id, its 8-character short form or a name)
-  /group create NAME [MEMBER...]   a private group (NAME is one word)
-  /group invite GROUP MEMBER       add someone to a group (GROUP: its id or its name)
+  /edit TEXT              replace the text of your last message in the current room
+  /delete                 delete your last message in the current room
+  /name NAME              your display name, shown to everyone
+  /status                 ask every device in the room for its status
+  @DEVICE /status         ask one device (also @DEVICE /help)
+signed-in accounts only (guests: public rooms):
+  /dm @HANDLE TEXT        a direct message
+  /group create NAME [@HANDLE...]  a private group; the people named are invited
+  /group invite GROUP @HANDLE      invite someone (GROUP: its id or its name)
+  /accept GROUP, /decline GROUP    answer an invitation
+  /group leave GROUP               leave a group
+  /group remove GROUP @HANDLE      remove a member (the group's creator)
+  /group rename GROUP NAME         rename a group (the group's creator)
   /g GROUP TEXT           say something in a group
-  /name NAME              the display name shown with what you say
   /help                   this list
   /quit                   leave the chat (also Ctrl-D, or Ctrl-C on an empty line)"""
 
@@ -56,10 +66,11 @@ class _Typing:
 
 
 class ChatTerminal:
-    """The chat's state as the user sees it: current room, cursors, who is who.
+    """The chat's state as the user sees it: current room, cursors, unread counts, who types.
 
     Events arrive on a pump thread and input on the prompt's thread, so shared state is
-    guarded by one lock; ``say`` prints one line above the prompt.
+    guarded by one lock; ``say`` prints one line above the prompt. Names come from the chat
+    client's directory (stored profiles), never from what a message claims.
     """
 
     def __init__(
@@ -73,9 +84,10 @@ class ChatTerminal:
         self._lock = threading.Lock()
         self._cursors: dict[str, str | None] = {}  # room -> cursor of its oldest page shown
         self._older: set[str] = set()  # rooms with an older page asked for
-        self._names: dict[str, str | None] = {client.client_id: name}
-        self._groups: dict[str, str] = {}  # group id -> display name
+        self._groups: dict[str, str] = {}  # group id -> display name (member or invited)
         self._typing: dict[str, _Typing] = {}
+        self._unread: dict[str, int] = {}  # room -> messages from others since last there
+        self._own: dict[str, deque[events.Message]] = {}  # conversation -> our last messages
         self._last_typing = 0.0
 
     # ------------------------------------------------------------------ what the user sees
@@ -87,14 +99,22 @@ class ChatTerminal:
         now = time.monotonic()
         with self._lock:
             typing = [
-                _printable(who_is(cid, self._names.get(cid)))
-                for cid, t in self._typing.items()
+                person
+                for person, t in self._typing.items()
                 if t.room == self.current and t.until > now
             ]
+            unread = [(room, n) for room, n in self._unread.items() if n and room != self.current]
         parts = [self.status, f"#{self.current}" if self.current else "no room"]
+        if unread:
+            parts.append("unread " + ", ".join(f"#{room} {n}" for room, n in unread[:4]))
         if typing:
-            parts.append(", ".join(typing[:3]) + (" ..." if len(typing) > 3 else "") + " typing")
+            names = ", ".join(self._who(person) for person in typing[:3])
+            parts.append(names + (" ..." if len(typing) > 3 else "") + " typing")
         return " " + " | ".join(parts) + " | /help"
+
+    def unread(self) -> dict[str, int]:
+        with self._lock:
+            return {room: n for room, n in self._unread.items() if n}
 
     def show(self, event: events.Event) -> None:
         """Print one event (called on the pump thread)."""
@@ -102,7 +122,11 @@ class ChatTerminal:
             self._show_history(event)
             return
         self._remember(event)
-        if isinstance(event, events.Activity):
+        if isinstance(event, events.Activity | events.People | events.Profile):
+            if isinstance(event, events.Profile) and event.person != self.client.person:
+                return
+            if isinstance(event, events.Profile) and event.name:
+                self._say(f"* you are {self._who(event.person)}")
             return
         if isinstance(event, events.Disconnected):
             self.status = "reconnecting"
@@ -111,8 +135,12 @@ class ChatTerminal:
         text = line(event)
         if text is None:
             return
-        if isinstance(event, events.Message) and event.to and event.sender == self.client.client_id:
+        if isinstance(event, events.Message) and event.to and event.sender == self.client.person:
             text += f" (to {self._who(event.to)})"
+        if isinstance(event, events.Edit | events.Delete):
+            text = text.replace(" * a message", f" * {self._who(event.sender)}'s message", 1)
+        if isinstance(event, events.ChatError) and event.code == "SIGN_IN_REQUIRED":
+            text += f"; {SIGN_IN_HINT}"
         self._say(text)
 
     def _show_history(self, event: events.History) -> None:
@@ -123,7 +151,7 @@ class ChatTerminal:
                 older = event.target in self._older
                 self._older.discard(event.target)
         for message in event.messages:
-            self._remember(message)
+            self._remember(message, live=False)
         if older:
             count = len(event.messages)
             self._say(
@@ -131,39 +159,42 @@ class ChatTerminal:
                 if count
                 else f"* no older messages in #{event.target}"
             )
+        elif event.kind == "room" and not event.messages:
+            self._say(f"* this is the start of #{event.target}")
         for message in reversed(event.messages):  # oldest first, as a terminal reads
             self._say(line(message) or "")
 
-    def _remember(self, event: events.Event) -> None:
+    def _remember(self, event: events.Event, live: bool = True) -> None:
         with self._lock:
             if isinstance(event, events.Message):
-                self._learn(event.sender, event.name)
                 self._typing.pop(event.sender, None)
-            elif isinstance(event, events.Presence):
-                self._learn(event.client_id, event.name)
-            elif isinstance(event, events.Who):
-                for online in event.online:
-                    self._learn(online["clientId"], online.get("name"))
-            elif isinstance(event, events.Group):
-                self._groups[event.group] = event.name
+                if event.sender == self.client.person:
+                    kept = self._own.setdefault(_conversation(event), deque(maxlen=OWN_KEPT))
+                    if all(m.id != event.id for m in kept):
+                        kept.append(event)
+                elif live and event.room and event.room != self.current:
+                    self._unread[event.room] = self._unread.get(event.room, 0) + 1
+            elif isinstance(event, events.Group | events.Invitation | events.Membership):
+                if event.name:
+                    self._groups[event.group] = event.name
+            elif isinstance(event, events.Delete):
+                for kept in self._own.values():
+                    for message in [m for m in kept if m.id == event.id]:
+                        kept.remove(message)
             elif isinstance(event, events.Activity):
                 now = time.monotonic()
-                for cid in [c for c, t in self._typing.items() if t.until <= now]:
-                    del self._typing[cid]
+                for person in [c for c, t in self._typing.items() if t.until <= now]:
+                    del self._typing[person]
                 until = now + TYPING_SHOWN
-                for cid in event.typing:
-                    if cid != self.client.client_id:
-                        self._typing[cid] = _Typing(event.room, until)
+                for person in event.typing:
+                    if person != self.client.person:
+                        self._typing[person] = _Typing(event.room, until)
 
-    def _learn(self, client_id: str, name: str | None) -> None:
-        """Remember a display name; an event without one (a leave) keeps the one we know."""
-        if name or client_id not in self._names:
-            self._names[client_id] = name
-
-    def _who(self, client_id: str) -> str:
-        with self._lock:
-            name = self._names.get(client_id)
-        return _printable(who_is(client_id, name))
+    def _who(self, person: str) -> str:
+        profile = self.client.directory.get(person)
+        if profile is None:
+            return _printable(who_is(person, None))
+        return _printable(who_is(person, profile.name, profile.handle, profile.guest))
 
     # ------------------------------------------------------------------ what the user types
 
@@ -184,6 +215,8 @@ class ChatTerminal:
             return self._enter(text.strip())
         except UsageError as exc:
             self._say(f"error: {exc}")
+        except SignInRequired as exc:
+            self._say(f"error: {exc}; {SIGN_IN_HINT}")
         except Exception as exc:
             self._say(f"error: {describe_error(exc)}")
         return True
@@ -220,20 +253,29 @@ class ChatTerminal:
             "/history": self._history,
             "/dm": self._dm,
             "/group": self._group,
+            "/accept": lambda rest: self.client.accept(self._group_id(rest)),
+            "/decline": lambda rest: self.client.decline(self._group_id(rest)),
             "/g": self._group_say,
+            "/edit": self._edit,
+            "/delete": self._delete,
             "/name": self._name,
             "/help": lambda _: self._say(HELP),
         }
 
     def join(self, room: str) -> None:
         self.client.join(room, self.name)
-        self.current = room
+        self._switch(room)
         self._say(f"* you are in #{room}")
+
+    def _switch(self, room: str) -> None:
+        with self._lock:
+            self.current = room
+            self._unread.pop(room, None)
 
     def _join(self, rest: str) -> None:
         room = self._room(rest, default=None)
         if room in self.client.rooms:
-            self.current = room
+            self._switch(room)
             self._say(f"* current room: #{room}")
             return
         self.join(room)
@@ -244,14 +286,23 @@ class ChatTerminal:
             raise UsageError(f"you are not in #{room}")
         self.client.leave(room)
         self._say(f"* you left #{room}")
+        with self._lock:
+            self._unread.pop(room, None)
         if self.current == room:
             remaining = list(self.client.rooms)
             self.current = remaining[-1] if remaining else None
             if self.current:
+                self._switch(self.current)
                 self._say(f"* current room: #{self.current}")
 
     def _rooms(self, rest: str) -> None:
-        rooms = [f"#{r}" + (" (current)" if r == self.current else "") for r in self.client.rooms]
+        unread = self.unread()
+        rooms = [
+            f"#{r}"
+            + (" (current)" if r == self.current else "")
+            + (f" ({unread[r]} unread)" if unread.get(r) else "")
+            for r in self.client.rooms
+        ]
         self._say("* rooms: " + (", ".join(rooms) if rooms else "none (/join ROOM)"))
 
     def _who_cmd(self, rest: str) -> None:
@@ -270,31 +321,55 @@ class ChatTerminal:
         self.client.history(room=room, cursor=cursor)
 
     def _dm(self, rest: str) -> None:
-        target, text = _target_and_text(rest, "usage: /dm CLIENT TEXT")
-        self.client.direct(self._client(target), text, self.name)
+        target, text = _target_and_text(rest, "usage: /dm @HANDLE TEXT")
+        self.client.direct(self._person(target), text, self.name)
 
     def _group(self, rest: str) -> None:
         words = rest.split()
-        if len(words) >= 2 and words[0] == "create":
-            members = [self._client(w) for w in words[2:]]
-            self.client.create_group(words[1], members)
-            self._say(f"* creating group '{_printable(words[1])}'")
-        elif len(words) == 3 and words[0] == "invite":
-            self.client.invite(self._group_id(words[1]), self._client(words[2]))
+        verb, args = (words[0], words[1:]) if words else ("", [])
+        if verb == "create" and args:
+            self.client.create_group(args[0], [self._person(w) for w in args[1:]])
+            self._say(f"* creating group '{_printable(args[0])}'")
+        elif verb == "invite" and len(args) == 2:
+            self.client.invite(self._group_id(args[0]), self._person(args[1]))
+        elif verb == "leave" and len(args) == 1:
+            self.client.leave_group(self._group_id(args[0]))
+        elif verb == "remove" and len(args) == 2:
+            self.client.remove(self._group_id(args[0]), self._person(args[1]))
+        elif verb == "rename" and len(args) >= 2:
+            self.client.rename(self._group_id(args[0]), " ".join(args[1:]))
         else:
-            raise UsageError("usage: /group create NAME [MEMBER...] | /group invite GROUP MEMBER")
+            raise UsageError(
+                "usage: /group create NAME [@HANDLE...] | invite GROUP @HANDLE | leave GROUP"
+                " | remove GROUP @HANDLE | rename GROUP NAME"
+            )
 
     def _group_say(self, rest: str) -> None:
         group, text = _target_and_text(rest, "usage: /g GROUP TEXT")
         self.client.group_say(self._group_id(group), text, self.name)
 
+    def _last_own(self) -> events.Message:
+        room = self._need_room()
+        with self._lock:
+            kept = self._own.get(f"room:{room}")
+            if not kept:
+                raise UsageError(f"you have said nothing in #{room} that can be changed")
+            return kept[-1]
+
+    def _edit(self, rest: str) -> None:
+        if not rest:
+            raise UsageError("usage: /edit TEXT (replaces your last message here)")
+        self.client.edit(self._last_own(), rest)
+
+    def _delete(self, rest: str) -> None:
+        self.client.delete(self._last_own())
+
     def _name(self, rest: str) -> None:
         if not rest or len(rest) > 64:
             raise UsageError("usage: /name NAME (1-64 characters)")
         self.name = rest
-        with self._lock:
-            self._names[self.client.client_id] = rest
-        self._say(f"* your name is now {_printable(rest)}")
+        self.client.set_name(rest)
+        self._say(f"* asking to be called {_printable(rest)}")
 
     # ------------------------------------------------------------------ reading arguments
 
@@ -313,22 +388,24 @@ class ChatTerminal:
             )
         return room
 
-    def _client(self, token: str) -> str:
-        """A client id from what people see: the id, its short form, or a display name."""
-        with self._lock:
-            known = dict(self._names)
-        if token in known:
+    def _person(self, token: str) -> str:
+        """Whom the user means: ``@handle`` (or a handle), a person id, or a display name seen
+        in the chat; the chat is addressed by handle."""
+        if ":" in token and PERSON_ID.fullmatch(token):
             return token
-        matches = {cid for cid, name in known.items() if token in (name, who_is(cid, None))}
-        if len(matches) == 1:
-            return matches.pop()
-        if matches:
-            raise UsageError(f"'{_printable(token)}' is ambiguous; use the full client id")
-        if CLIENT_ID.fullmatch(token):
-            return token
-        raise UsageError(f"'{_printable(token)}' is not a client id")
+        found = self.client.directory.find(token)
+        handles = {p.handle for p in found if p.handle}
+        if len(handles) == 1:
+            return handles.pop()
+        if len(handles) > 1:
+            raise UsageError(f"'{_printable(token)}' is several people; use their @handle")
+        match = HANDLE.fullmatch(token)
+        if match:
+            return match.group(1)
+        raise UsageError(f"'{_printable(token)}' is not a @handle")
 
     def _group_id(self, token: str) -> str:
+        token = token.strip()
         if GROUP_ID.fullmatch(token):
             return token
         with self._lock:
@@ -338,6 +415,12 @@ class ChatTerminal:
         if matches:
             raise UsageError(f"several groups are called '{_printable(token)}'; use the id")
         raise UsageError(f"no group '{_printable(token)}' (use its id, g-...)")
+
+
+def _conversation(message: events.Message) -> str:
+    if message.room:
+        return f"room:{message.room}"
+    return f"group:{message.group}" if message.group else f"with:{message.to}"
 
 
 def _target_and_text(rest: str, usage: str) -> tuple[str, str]:
@@ -362,7 +445,7 @@ def _pump(client: ChatClient, chat: ChatTerminal, stopped: threading.Event) -> N
 def run_chat(session: Session, room: str, name: str | None, protocol: str) -> None:
     """The interactive loop; returns when the user quits (Ctrl-C at any point included)."""
     try:
-        client = connect(session, protocol)
+        client = connect(session, protocol, kind="cli-chat", name=name)
     except KeyboardInterrupt:
         return
     try:
@@ -378,7 +461,10 @@ def _loop(client: ChatClient, chat: ChatTerminal, host: str, room: str) -> None:
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    print(f"* connected to {host} as {client.client_id}")
+    print(f"* connected to {host} as {client.person}")
+    if not client.signed_in:
+        print("* you are a guest: public rooms only; direct messages and groups need an account:")
+        print(f"  {SIGN_IN_HINT}")
     print("* /help lists the commands; /quit or Ctrl-D leaves")
     keys = KeyBindings()
 

@@ -1,22 +1,23 @@
 """``iotchat send``, ``listen``, ``signup``, ``login``, ``logout``: the chat from a shell.
 
-Exit codes: 0 done; 1 the chat refused the request (its error is printed); 3 sign-up, sign-in or
-credentials refused; 4 no stack file, or no connection to the stack; 130 never (Ctrl-C ends
-``listen`` cleanly with 0).
+Exit codes: 0 done; 1 the chat refused the request (its error is printed); 2 wrong usage; 3
+sign-up, sign-in or credentials refused; 4 no stack file, or no connection to the stack; 130
+never (Ctrl-C ends ``listen`` cleanly with 0).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from client import events
-from client.chat_client import ChatClient, ConnectError
+from client.chat_client import WHOIS_WAIT, ChatClient, ConnectError
 from client.identity import (
     AuthError,
     Identity,
@@ -28,6 +29,7 @@ from client.identity import (
 from client.stack_file import StackFileError, StackInfo, load_stack_file
 
 EXIT_REFUSED = 1
+EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_CONNECT = 4
 
@@ -64,10 +66,28 @@ def open_session(stack_file: Path | None, session_file: Path | None = None) -> S
     return Session(stack, identity)
 
 
+SIGN_IN_HINT = "sign up with `iotchat signup` or sign in with `iotchat login`"
+
+
 def connect(
-    session: Session, protocol: str, on_event: Callable[[events.Event], None] | None = None
+    session: Session,
+    protocol: str,
+    on_event: Callable[[events.Event], None] | None = None,
+    *,
+    kind: str = "cli",
+    name: str | None = None,
 ) -> ChatClient:
-    client = ChatClient(session.stack, session.identity, protocol=protocol, on_event=on_event)
+    """One session of the person (``kind`` names it: ``cli-chat``, ``cli-listen``, ...), so
+    several commands at once never take each other over."""
+    client = ChatClient(
+        session.stack,
+        session.identity,
+        protocol=protocol,
+        on_event=on_event,
+        session=kind,
+        name=name,
+        name_wait=WHOIS_WAIT,
+    )
     try:
         return client.start()
     except StackUnreachable as exc:
@@ -87,28 +107,55 @@ def _clock(ts: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts / 1000))
 
 
-def who_is(client_id: str, name: str | None) -> str:
-    """A display name is what people chose; the id suffix says who it really is."""
-    short = client_id.rsplit(":", 1)[-1][:8]
-    return f"{name} ({short})" if name else short
+def who_is(person: str, name: str | None, handle: str | None = None, guest: bool = False) -> str:
+    """How a person is shown: the stored display name and ``@handle`` (the handle is unique,
+    the name is not), a guest marked as one. Without a profile yet, the short person id."""
+    if handle:
+        shown = f"{name} @{handle}" if name and name != handle else f"@{handle}"
+    else:
+        short = person.rsplit(":", 1)[-1][:8]
+        shown = f"{name} ({short})" if name else short
+    return f"{shown} (guest)" if guest else shown
+
+
+def _profile(profile: events.Profile) -> str:
+    return _printable(who_is(profile.person, profile.name, profile.handle, profile.guest))
+
+
+def _where(room: str | None, group: str | None) -> str:
+    return f"#{room}" if room else (f"[{group}]" if group else "@dm")
 
 
 def line(event: events.Event) -> str | None:
     """One readable line, or None for events not worth a line. Text is printed as text:
     control characters are escaped so nobody can repaint someone else's terminal."""
     if isinstance(event, events.Message):
-        where = f"#{event.room}" if event.room else (f"[{event.group}]" if event.group else "@dm")
-        sender = _printable(who_is(event.sender, event.name))
-        mark = " (missed)" if event.replayed else ""
+        where = _where(event.room, event.group)
+        sender = _printable(who_is(event.sender, event.name, event.handle, event.guest))
+        if event.deleted is not None:
+            return f"{_clock(event.ts)} {where} <{sender}> (message deleted)"
+        mark = (" (edited)" if event.edited else "") + (" (missed)" if event.replayed else "")
         return f"{_clock(event.ts)} {where} <{sender}> {_printable(event.text)}{mark}"
     if isinstance(event, events.Presence):
-        who = _printable(who_is(event.client_id, event.name))
+        who = _printable(who_is(event.client_id, event.name, event.handle, event.guest))
         return f"{_clock(event.ts)} #{event.room} * {who} is {event.status}"
     if isinstance(event, events.Who):
-        names = ", ".join(_printable(who_is(o["clientId"], o.get("name"))) for o in event.online)
+        names = ", ".join(_who_entry(o) for o in event.online)
         return f"#{event.room} online: {names or 'nobody'}{' (and more)' if event.more else ''}"
     if isinstance(event, events.Group):
         return f"group {event.group} '{_printable(event.name)}': {len(event.members)} member(s)"
+    if isinstance(event, events.Invitation):
+        name = _printable(event.name)
+        return (
+            f"* {_profile(event.by)} invites you to the group '{name}' ({event.group}): "
+            f"/accept {event.group} or /decline {event.group}"
+        )
+    if isinstance(event, events.Membership):
+        return f"[{event.group}] * {_membership(event)}"
+    if isinstance(event, events.Edit):
+        return f"{_where(event.room, event.group)} * a message was edited: {_printable(event.text)}"
+    if isinstance(event, events.Delete):
+        return f"{_where(event.room, event.group)} * a message was deleted"
     if isinstance(event, events.ChatError):
         return f"error: {_printable(event.message or event.code)} ({event.code})"
     if isinstance(event, events.Disconnected):
@@ -116,6 +163,21 @@ def line(event: events.Event) -> str | None:
     if isinstance(event, events.Connected) and event.resumed:
         return "* reconnected"
     return None
+
+
+def _who_entry(entry: Mapping[str, object]) -> str:
+    profile = events.profile(entry)
+    return _profile(profile) if profile else "?"
+
+
+def _membership(event: events.Membership) -> str:
+    who = _profile(event.person)
+    by = f" by {_profile(event.by)}" if event.by and event.by.person != event.person.person else ""
+    if event.event == "renamed":
+        return f"the group is now called '{_printable(event.name or '')}'{by}"
+    verbs = {"invited": "was invited", "joined": "joined", "declined": "declined the invitation"}
+    verbs |= {"left": "left", "removed": "was removed"}
+    return f"{who} {verbs.get(event.event, _printable(event.event))}{by}"
 
 
 def _printable(text: str) -> str:
@@ -143,6 +205,20 @@ def emit(event: events.Event, as_json: bool, out: TextIO) -> None:
 # ---------------------------------------------------------------------------------- commands
 
 
+HANDLE_RULE = re.compile(r"[a-z0-9_-]{3,32}")
+
+
+def check_handle(handle: str) -> str:
+    """A handle as docs/protocol.md allows it (the backend checks again), or a CliFailure."""
+    if not HANDLE_RULE.fullmatch(handle) or handle.startswith("guest-"):
+        raise CliFailure(
+            EXIT_USAGE,
+            f"'{_printable(handle)}' cannot be a handle: 3-32 of a-z 0-9 _ -, "
+            "not starting with guest-",
+        )
+    return handle
+
+
 def signup(
     stack_file: Path | None,
     session_file: Path | None,
@@ -150,11 +226,12 @@ def signup(
     password: str,
     code: str | None,
     ask_code: Callable[[str | None], str],
+    handle: str | None = None,
 ) -> str:
     """Register, confirm with the code (``ask_code(outbox hint)`` when not given), sign in."""
     stack = load_stack(stack_file)
     try:
-        sign_up(stack, email, password)
+        sign_up(stack, email, password, check_handle(handle) if handle else None)
         if code is None:
             outbox = stack.path.resolve().parent / "cognito" / "outbox.jsonl"
             code = ask_code(str(outbox) if stack.is_local else None)
@@ -188,8 +265,9 @@ def logout(stack_file: Path | None, session_file: Path | None) -> None:
 def send(
     session: Session, room: str, text: str, name: str | None, protocol: str, timeout: float
 ) -> str:
-    """Post and wait until the room echoes the message back (or the chat refuses it)."""
-    client = connect(session, protocol)
+    """Post and wait until the room echoes the message back (or the chat refuses it); the
+    outbox sends it again meanwhile if the connection drops or the echo is late."""
+    client = connect(session, protocol, kind="cli-send", name=name)
     try:
         client.watch(room)
         message_id = client.say(room, text, name=name)
@@ -221,7 +299,7 @@ def listen(
 
     A join the chat refuses ends the command with its error and exit code 1: listening to a
     room one is not in would print nothing forever."""
-    client = connect(session, protocol)
+    client = connect(session, protocol, kind="cli-listen", name=name)
     try:
         joins = {client.join(room, name): room for room in rooms}
         for event in client.events():

@@ -1,13 +1,18 @@
 """The Python chat client the CLI and the edge component use.
 
-It connects from a stack file (local or AWS) as a Cognito identity, keeps its subscriptions
-across reconnects, and after every reconnect asks each joined room for its newest page of
-history so nothing said while it was away is missed; messages are de-duplicated by sender and
-``id``, so a QoS 1 redelivery or an overlap with history is shown once.
+It connects from a stack file (local or AWS) as one session of a person (docs/protocol.md,
+"People and sessions"): its own client id, the person's inbox and its own replies topic. It
+keeps its subscriptions across reconnects and after every reconnect asks each joined room for
+its newest page of history so nothing said while it was away is missed; messages are
+de-duplicated by sender and ``id``, so a QoS 1 redelivery, a resend or an overlap with history
+is shown once. What it sends stays in its :class:`~client.outbox.Outbox` until the chat carries
+it back. Names shown are the stored ones (:class:`~client.directory.Directory`), never a name a
+message claims.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
@@ -19,8 +24,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import events
-from .events import Event
+from .directory import Directory
+from .events import Event, Message
 from .identity import ClientIdentity, Identity
+from .outbox import Outbox
+from .sessions import session_client_id
 from .stack_file import StackInfo
 from .transport import (
     ConnectOptions,
@@ -34,10 +42,19 @@ from .transport import (
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ROOM_RULE = "1-64 characters of A-Z a-z 0-9 _ -"
 OUT = "chat/out"
+PRIVATE = "chat/private"  # direct and group commands: signed-in people only (the policy says so)
 STREAM = "chat/stream"
 SEEN_LIMIT = 10_000
 # Seconds after a reconnect to read each room's history a second time.
 GAP_FILL_AGAIN = 2.0
+# How long a message from someone not yet in the directory may wait for the `whois` answer.
+WHOIS_WAIT = 2.0
+HELD_LIMIT = 1_000
+ASKED_LIMIT = 5_000
+RESEND_TICK = 1.0  # seconds between two looks at the outbox
+SIGN_IN_NEEDED = (
+    "direct messages and private groups need a signed-in account (guests can use public rooms)"
+)
 
 
 def valid_room(room: str) -> bool:
@@ -47,6 +64,13 @@ def valid_room(room: str) -> bool:
 
 class ConnectError(RuntimeError):
     """The first connection did not come up in time (the reason is the last failure)."""
+
+
+class SignInRequired(RuntimeError):
+    """A guest asked for something private; nothing was sent."""
+
+    def __init__(self) -> None:
+        super().__init__(SIGN_IN_NEEDED)
 
 
 class ChatClient:
@@ -67,18 +91,41 @@ class ChatClient:
         keep_alive: int = 60,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        session: str | None = "py",
+        name: str | None = None,
+        outbox: Outbox | None = None,
+        name_wait: float = 0.0,
     ) -> None:
+        """``session`` names the kind of session (its client id is the person's id plus
+        ``_<session>-<random>``); None connects with the bare identity id, the one-session
+        contract of older backends. ``name`` is the display name sent in ``hello``.
+        ``name_wait`` holds a live message from someone not yet known up to that many seconds
+        for the ``whois`` answer (for people reading names; 0 shows it at once, unnamed)."""
         self.stack = stack
         self.identity = identity
-        self.client_id = identity.identity_id
-        self.inbox = f"chat/in/{self.client_id}"
+        self.person = identity.identity_id
+        cognito = isinstance(identity, Identity)
+        self.client_id = (
+            session_client_id(self.person, session) if session and cognito else self.person
+        )
+        self.signed_in = cognito and bool(getattr(identity, "signed_in", False))
+        self.inbox = f"chat/in/{self.person}"
+        self.replies = f"chat/in/{self.client_id}"
+        self.name = name
+        self.name_wait = name_wait
+        self.profile: events.Profile | None = None  # ours, once the backend answered hello
+        self.directory = Directory()
+        self.outbox = outbox or Outbox()
         self.rooms: dict[str, str | None] = {}  # room -> display name used to join
         self.on_event = on_event
         self.queue: queue.Queue[Event] = queue.Queue()
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._gap_fill: set[str] = set()
+        self._held: dict[str, list[events.Message]] = {}  # person -> messages awaiting whois
+        self._asked: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._connected = threading.Event()
+        self._stopped = threading.Event()
         self._last_failure = ""
         callbacks = TransportCallbacks(self._received, self._on_connected, self._on_disconnected)
         options = ConnectOptions(keep_alive, min_backoff, max_backoff)
@@ -98,9 +145,12 @@ class ChatClient:
         if not self._connected.wait(timeout):
             self.transport.stop()
             raise ConnectError(self._last_failure or f"no connection within {timeout:.0f} s")
+        resender = threading.Thread(target=self._resend_loop, name="outbox", daemon=True)
+        resender.start()
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         self.transport.stop()
 
     def __enter__(self) -> ChatClient:
@@ -115,11 +165,17 @@ class ChatClient:
 
     def _on_connected(self, resumed: bool) -> None:
         self.transport.subscribe(self.inbox)
+        if self.replies != self.inbox:
+            self.transport.subscribe(self.replies)
         with self._lock:
             rooms = dict(self.rooms)
         for room in rooms:
             self.transport.subscribe(f"chat/pub/{room}")
+        self._hello()
         if resumed:
+            # What was sent but not carried back may have been lost with the connection.
+            for entry in self.outbox.all_pending():
+                self.transport.publish(entry.topic, entry.payload)
             # Fill what was said while we were away; _received turns unseen ones into
             # replayed messages instead of a History event. A message posted just before we
             # came back may not be stored yet when the first page is read, so ask twice.
@@ -142,17 +198,47 @@ class ChatClient:
             self._connected.clear()
             self._emit(events.Disconnected(reason))
 
+    def _hello(self) -> None:
+        """Tell the backend who this session is (signed-in people prove it with their ID
+        token, on the private topic); the answer is our ``profile``."""
+        body: dict[str, Any] = {"type": "hello"}
+        if self.name:
+            body["name"] = self.name
+        token = self.identity.id_token() if isinstance(self.identity, Identity) else None
+        if self.signed_in and token:
+            self._send({**body, "token": token}, PRIVATE)
+        else:
+            self._send(body)
+
+    def _resend_loop(self) -> None:
+        while not self._stopped.wait(RESEND_TICK):
+            if not self._connected.is_set():
+                continue
+            for entry in self.outbox.due():
+                with contextlib.suppress(Exception):  # the next reconnect sends it again
+                    self.transport.publish(entry.topic, entry.payload)
+
     # ------------------------------------------------------------------ receiving
 
     def _received(self, topic: str, payload: bytes) -> None:
         event = events.parse(topic, payload)
         if event is None:
             return
+        self._learn(event)
         if isinstance(event, events.Message):
+            if event.sender == self.person:
+                self.outbox.confirm(event.id)
             if self._first_sight(event):
-                self._emit(event)
+                self._show(event)
             return
+        if isinstance(event, events.ChatError) and event.ref:
+            retry = _retry_after(payload)
+            self.outbox.refused(event.ref, event.code, retry)
+        if isinstance(event, events.People):
+            self._release({p.person for p in event.people})
         if isinstance(event, events.History):
+            messages = [self._named(m) for m in event.messages]
+            event = events.History(event.kind, event.target, messages, event.cursor)
             with self._lock:
                 filling = event.kind == "room" and event.target in self._gap_fill
                 self._gap_fill.discard(event.target)
@@ -164,6 +250,80 @@ class ChatClient:
             for message in event.messages:
                 self._first_sight(message)
         self._emit(event)
+
+    def _learn(self, event: Event) -> None:
+        """Every profile an event carries goes into the directory."""
+        learned: list[events.Profile] = []
+        if isinstance(event, events.Profile):
+            learned.append(event)
+            if event.person == self.person:
+                self.profile = event
+        elif isinstance(event, events.People):
+            learned += event.people
+        elif isinstance(event, events.Presence) and event.handle:
+            learned.append(events.Profile(event.client_id, event.handle, event.name, event.guest))
+        elif isinstance(event, events.Who):
+            learned += [p for p in map(events.profile, event.online) if p and p.handle]
+        elif isinstance(event, events.History):
+            learned += [
+                events.Profile(m.sender, m.handle, m.name, m.guest)
+                for m in event.messages
+                if m.handle
+            ]
+        elif isinstance(event, events.Group):
+            learned += event.profiles
+        elif isinstance(event, events.Invitation):
+            learned.append(event.by)
+        elif isinstance(event, events.Membership):
+            learned += [event.person] + ([event.by] if event.by else [])
+        for profile in learned:
+            self.directory.learn(profile)
+
+    def _named(self, message: events.Message) -> events.Message:
+        """The message with its sender's stored name and handle (a claimed name is dropped)."""
+        from dataclasses import replace
+
+        known = self.directory.get(message.sender)
+        if known is None:
+            return replace(message, name=None) if message.handle is None else message
+        return replace(message, name=known.name, handle=known.handle, guest=known.guest)
+
+    def _show(self, message: events.Message) -> None:
+        """Emit a live message named; one from a stranger waits (briefly, once per person)
+        for the ``whois`` answer, so even the first line shows a stored name."""
+        if self.directory.get(message.sender) is not None or message.handle:
+            self._emit(self._named(message))
+            return
+        sender = message.sender
+        with self._lock:
+            room = sum(map(len, self._held.values())) < HELD_LIMIT
+            waiting = self._held.get(sender)
+            if waiting is not None and room:
+                waiting.append(message)
+                return
+            ask = sender not in self._asked
+            hold = ask and room and self.name_wait > 0
+            if ask:
+                self._asked[sender] = None
+                if len(self._asked) > ASKED_LIMIT:
+                    self._asked.popitem(last=False)
+            if hold:
+                self._held[sender] = [message]
+        if ask:
+            with contextlib.suppress(Exception):
+                self.whois([sender])
+        if not hold:  # not waiting, asked before, or too much held: show it unnamed now
+            self._emit(self._named(message))
+            return
+        timer = threading.Timer(self.name_wait, self._release, args=({sender},))
+        timer.daemon = True
+        timer.start()
+
+    def _release(self, people: set[str]) -> None:
+        with self._lock:
+            released = [m for person in people for m in self._held.pop(person, [])]
+        for message in released:
+            self._emit(self._named(message))
 
     def _first_sight(self, message: events.Message) -> bool:
         key = (message.sender, message.id)
@@ -209,8 +369,13 @@ class ChatClient:
     # ------------------------------------------------------------------ saying things
 
     def _send(self, body: dict[str, Any], topic: str = OUT) -> Any:
-        body = {"v": 1, **body}
-        return self.transport.publish(topic, json.dumps(body, ensure_ascii=False).encode())
+        return self.transport.publish(topic, _encode(body))
+
+    def _private(self, body: dict[str, Any]) -> Any:
+        """A direct or group command: on the private topic, and never tried by a guest."""
+        if not self.signed_in:
+            raise SignInRequired()
+        return self._send(body, PRIVATE)
 
     def watch(self, room: str) -> None:
         """Receive a room's traffic without joining it (no membership, no presence)."""
@@ -237,20 +402,32 @@ class ChatClient:
         self._send({"type": "leave", "room": room})
 
     def say(self, room: str, text: str, name: str | None = None) -> str:
-        """Post to a room; returns the message id (the room echo carries it back)."""
-        return self._post({"room": room}, text, name)
+        """Post to a room; returns the message id (the room echo carries it back, and until
+        it does the outbox sends it again). The room is watched if it is not yet."""
+        if valid_room(room) and room not in self.rooms:
+            self.watch(room)
+        return self._post({"room": room}, text, name, OUT)
 
     def direct(self, to: str, text: str, name: str | None = None) -> str:
-        return self._post({"to": to}, text, name)
+        """A direct message to a person (by handle, or person id); signed-in people only."""
+        if not self.signed_in:
+            raise SignInRequired()
+        return self._post({"to": to}, text, name, PRIVATE)
 
     def group_say(self, group: str, text: str, name: str | None = None) -> str:
-        return self._post({"group": group}, text, name)
+        if not self.signed_in:
+            raise SignInRequired()
+        return self._post({"group": group}, text, name, PRIVATE)
 
-    def _post(self, where: dict[str, str], text: str, name: str | None) -> str:
-        """A message to ``where`` (room, person or group) under a new idempotency key."""
+    def _post(self, where: dict[str, str], text: str, name: str | None, topic: str) -> str:
+        """A message to ``where`` (room, person or group) under a new idempotency key, kept in
+        the outbox until it comes back."""
         message_id = str(uuid.uuid4())
         body = {"type": "message", "id": message_id, **where, "text": text, "name": name}
-        self._send(_without_none(body))
+        payload = _encode(_without_none(body))
+        self.outbox.add(message_id, topic, payload)
+        with contextlib.suppress(Exception):  # offline: the outbox sends it on reconnect
+            self.transport.publish(topic, payload)
         return message_id
 
     def history(
@@ -264,24 +441,89 @@ class ChatClient:
     ) -> None:
         body: dict[str, Any] = {"type": "history", "cursor": cursor, "limit": limit}
         body.update({"room": room, "with": with_, "group": group})
-        self._send(_without_none(body))
+        if room is None:
+            self._private(_without_none(body))
+        else:
+            self._send(_without_none(body))
 
     def who(self, room: str) -> None:
         self._send({"type": "who", "room": room})
 
+    def whois(self, people: list[str]) -> None:
+        """Ask for profiles (person ids or handles, at most 50); a ``people`` event answers."""
+        self._send({"type": "whois", "people": people[:50]})
+
+    def set_name(self, name: str) -> None:
+        """Change our display name everywhere (a ``profile`` event confirms it)."""
+        self.name = name
+        self._send({"type": "name", "name": name})
+
+    # ------------------------------------------------------------------ groups (by consent)
+
     def create_group(self, name: str, members: list[str] | None = None) -> str:
+        """A group with us as its only member; ``members`` (handles) are invited."""
         request_id = str(uuid.uuid4())
-        self._send({"type": "create", "id": request_id, "name": name, "members": members or []})
+        self._private({"type": "create", "id": request_id, "name": name, "members": members or []})
         return request_id
 
     def invite(self, group: str, member: str) -> None:
-        self._send({"type": "invite", "group": group, "member": member})
+        self._private({"type": "invite", "group": group, "member": member})
+
+    def accept(self, group: str) -> None:
+        self._private({"type": "accept", "group": group})
+
+    def decline(self, group: str) -> None:
+        self._private({"type": "decline", "group": group})
+
+    def leave_group(self, group: str) -> None:
+        self._private({"type": "leave", "group": group})
+
+    def remove(self, group: str, member: str) -> None:
+        self._private({"type": "remove", "group": group, "member": member})
+
+    def rename(self, group: str, name: str) -> None:
+        self._private({"type": "rename", "group": group, "name": name})
+
+    # ------------------------------------------------------------------ edits and deletions
+
+    def edit(self, message: Message, text: str) -> None:
+        """Replace the text of one of our own messages (others see an ``edit``)."""
+        self._change({"type": "edit", "id": message.id, "text": text}, message)
+
+    def delete(self, message: Message) -> None:
+        """Remove one of our own messages for good (others see a ``delete``)."""
+        self._change({"type": "delete", "id": message.id}, message)
+
+    def _change(self, body: dict[str, Any], message: Message) -> None:
+        body["sender"] = message.sender
+        if message.room is not None:
+            self._send({**body, "room": message.room})
+        elif message.group is not None:
+            self._private({**body, "group": message.group})
+        else:
+            other = message.to if message.sender == self.person else message.sender
+            self._private({**body, "with": other})
+
+    # ------------------------------------------------------------------ the stream
 
     def typing(self, room: str) -> None:
         self._send({"type": "typing", "room": room}, STREAM)
 
     def telemetry(self, room: str, data: dict[str, Any]) -> None:
         self._send({"type": "telemetry", "room": room, "data": data}, STREAM)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps({"v": 1, **body}, ensure_ascii=False).encode()
+
+
+def _retry_after(payload: bytes) -> float | None:
+    """An error's ``retryAfter`` (seconds), when the backend gave one."""
+    try:
+        value = json.loads(payload).get("retryAfter")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
 
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:

@@ -22,16 +22,31 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """Who a person is as the backend stored it: the only name and handle a client shows."""
+
+    person: str
+    handle: str | None = None
+    name: str | None = None
+    guest: bool = False
+    device: bool = False
+
+
+@dataclass(frozen=True)
 class Message:
     id: str
-    sender: str
-    text: str
+    sender: str  # the person (identity id or thing name), never a session's client id
+    text: str  # "" for a deleted message (history shows a placeholder)
     ts: int
-    name: str | None = None
+    name: str | None = None  # the stored display name, filled in from the directory
     room: str | None = None
     to: str | None = None
     group: str | None = None
     replayed: bool = False  # filled in from history after a reconnect
+    handle: str | None = None
+    guest: bool = False
+    edited: int | None = None  # ms of the last edit
+    deleted: int | None = None  # ms of the deletion: the text is gone for good
 
     @property
     def direct(self) -> bool:
@@ -41,11 +56,61 @@ class Message:
 @dataclass(frozen=True)
 class Presence:
     room: str
-    client_id: str
+    client_id: str  # the person (the protocol's ``person``; ``clientId`` from older backends)
     status: str
     ts: int
     name: str | None = None
     reason: str | None = None
+    handle: str | None = None
+    guest: bool = False
+
+
+@dataclass(frozen=True)
+class People:
+    """The answer to ``whois``: the profiles of the people asked about that exist."""
+
+    people: list[Profile]
+
+
+@dataclass(frozen=True)
+class Invitation:
+    group: str
+    name: str
+    by: Profile
+    ts: int = 0
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A change in a group's members, shown as a system line in the group."""
+
+    group: str
+    event: str  # invited, joined, declined, left, removed, renamed
+    person: Profile
+    by: Profile | None = None
+    name: str | None = None
+    ts: int = 0
+
+
+@dataclass(frozen=True)
+class Edit:
+    id: str
+    sender: str
+    text: str
+    edited: int
+    room: str | None = None
+    to: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: str
+    sender: str
+    deleted: int
+    room: str | None = None
+    to: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +133,8 @@ class Group:
     group: str
     name: str
     owner: str
-    members: list[str]
+    members: list[str]  # person ids
+    profiles: list[Profile] = field(default_factory=list)  # when the backend sends profiles
 
 
 @dataclass(frozen=True)
@@ -86,7 +152,23 @@ class ChatError:
     ref: str | None = None
 
 
-Event = Connected | Disconnected | Message | Presence | History | Who | Group | Activity | ChatError
+Event = (
+    Connected
+    | Disconnected
+    | Message
+    | Presence
+    | History
+    | Who
+    | Group
+    | Activity
+    | ChatError
+    | Profile
+    | People
+    | Invitation
+    | Membership
+    | Edit
+    | Delete
+)
 
 
 def to_json(event: Event) -> dict[str, Any]:
@@ -95,20 +177,55 @@ def to_json(event: Event) -> dict[str, Any]:
     return {"event": type(event).__name__.lower(), **body}
 
 
+def _text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _ms(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _message(body: dict[str, Any]) -> Message | None:
     try:
+        deleted = _ms(body, "deleted")
         return Message(
             id=str(body["id"]),
             sender=str(body["sender"]),
-            text=str(body["text"]),
+            text="" if deleted is not None else str(body["text"]),
             ts=int(body["ts"]),
-            name=body.get("name") if isinstance(body.get("name"), str) else None,
+            name=_text(body, "name"),
             room=body.get("room"),
             to=body.get("to"),
             group=body.get("group"),
+            handle=_text(body, "handle"),
+            guest=body.get("guest") is True,
+            edited=_ms(body, "edited"),
+            deleted=deleted,
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def profile(body: Any) -> Profile | None:
+    """A profile object (``person``, ``handle``, ``name``, ``guest``, ``device``), or None."""
+    if not isinstance(body, dict):
+        return None
+    person = body.get("person") or body.get("clientId")
+    if not isinstance(person, str):
+        return None
+    return Profile(
+        person,
+        _text(body, "handle"),
+        _text(body, "name"),
+        body.get("guest") is True,
+        body.get("device") is True,
+    )
+
+
+def _where(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in ("room", "to", "group") if isinstance(body.get(k), str)}
 
 
 def parse(topic: str, payload: bytes) -> Event | None:
@@ -125,11 +242,47 @@ def parse(topic: str, payload: bytes) -> Event | None:
         if kind == "presence":
             return Presence(
                 body["room"],
-                body["clientId"],
+                body.get("person") or body["clientId"],
                 body["status"],
                 int(body["ts"]),
-                body.get("name"),
+                _text(body, "name"),
                 body.get("reason"),
+                _text(body, "handle"),
+                body.get("guest") is True,
+            )
+        if kind == "profile":
+            return profile(body.get("profile", body))
+        if kind == "people":
+            found = [profile(p) for p in body.get("people", [])]
+            return People([p for p in found if p is not None])
+        if kind == "invitation":
+            by = profile(body.get("by"))
+            if by is None:
+                return None
+            return Invitation(body["group"], str(body.get("name", "")), by, int(body.get("ts", 0)))
+        if kind == "membership":
+            about = profile(body.get("person"))
+            if about is None:
+                return None
+            return Membership(
+                body["group"],
+                str(body["event"]),
+                about,
+                profile(body.get("by")),
+                _text(body, "name"),
+                int(body.get("ts", 0)),
+            )
+        if kind == "edit":
+            return Edit(
+                str(body["id"]),
+                str(body["sender"]),
+                str(body["text"]),
+                int(body["edited"]),
+                **_where(body),
+            )
+        if kind == "delete":
+            return Delete(
+                str(body["id"]), str(body["sender"]), int(body["deleted"]), **_where(body)
             )
         if kind == "history":
             target_kind = next(k for k in ("room", "with", "group") if k in body)
@@ -138,7 +291,10 @@ def parse(topic: str, payload: bytes) -> Event | None:
         if kind == "who":
             return Who(body["room"], list(body.get("online", [])), bool(body.get("more")))
         if kind == "group":
-            return Group(body["group"], body["name"], body["owner"], list(body["members"]))
+            listed = list(body["members"])
+            profiles = [p for p in map(profile, listed) if p is not None]
+            members = [m for m in listed if isinstance(m, str)] + [p.person for p in profiles]
+            return Group(body["group"], body["name"], body["owner"], members, profiles)
         if kind == "activity":
             return Activity(
                 body["room"],

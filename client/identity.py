@@ -134,6 +134,15 @@ class Identity:
             self._id_token = _refresh(self.stack, self._refresh_token or "")["IdToken"]
         return {self._provider: self._id_token}
 
+    def id_token(self) -> str | None:
+        """A current Cognito ID token of the signed-in user (refreshed when near expiry), for
+        the chat's ``hello``; None for a guest. Never logged."""
+        if not self.signed_in:
+            return None
+        with self._lock:
+            logins = self._logins() or {}
+        return logins.get(self._provider)
+
     def credentials(self) -> Credentials:
         with self._lock:
             held = self._credentials
@@ -244,14 +253,18 @@ def _attach_user_policy(stack: StackInfo, function: str, id_token: str, creds: C
         raise AuthError(f"sign-in step failed: {body.get('message') or body}")
 
 
-def sign_up(stack: StackInfo, email: str, password: str) -> None:
-    """Register ``email`` (also the user name); Cognito mails a confirmation code."""
+def sign_up(stack: StackInfo, email: str, password: str, handle: str | None = None) -> None:
+    """Register ``email`` (also the user name) with the chat ``handle`` others address them
+    by (the ``custom:handle`` attribute, docs/protocol.md); Cognito mails a confirmation code."""
+    attributes = [{"Name": "email", "Value": email}]
+    if handle:
+        attributes.append({"Name": "custom:handle", "Value": handle})
     try:
         _unsigned(stack, "cognito-idp").sign_up(
             ClientId=stack.user_pool_client_id,
             Username=email,
             Password=password,
-            UserAttributes=[{"Name": "email", "Value": email}],
+            UserAttributes=attributes,
         )
     except Exception as exc:
         raise _auth_error(exc) from exc

@@ -159,7 +159,11 @@ class EdgeAgent:
         if reply is None:
             return
         if message.direct:
-            self.chat.direct(message.sender, reply, self.thing_name)
+            # Direct messages travel on chat/private, which only signed-in people may use
+            # (docs/protocol.md, "Guests and signed-in people"); a device cannot answer there.
+            log.info(
+                "not answering a direct /%s: devices cannot send direct messages", command.name
+            )
         else:
             self.chat.say(self.room, reply, self.thing_name)
 

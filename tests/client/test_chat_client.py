@@ -21,15 +21,17 @@ def test_two_clients_chat_and_a_late_joiner_gets_history(
     new_client: Callable[..., ChatClient], protocol: str
 ) -> None:
     lobby = room()
-    alice, bob = new_client(protocol), new_client(protocol)
-    alice.join(lobby, "Alice")
-    bob.join(lobby, "Bob")
+    alice = new_client(protocol, name="Alice")
+    bob = new_client(protocol, name="Bob", name_wait=2.0)  # names even before presence
+    alice.join(lobby)
+    bob.join(lobby)
     for client in (alice, bob):
         assert client.wait_for(lambda e: isinstance(e, events.History) and e.target == lobby)
-    sent = alice.say(lobby, "hello <b>bob</b>", name="Alice")
+    sent = alice.say(lobby, "hello <b>bob</b>", name="Admin")  # a claimed name is not shown
     got = bob.wait_for(lambda e: isinstance(e, events.Message) and e.id == sent)
     assert isinstance(got, events.Message)
-    assert got.sender == alice.client_id and got.text == "hello <b>bob</b>" and got.name == "Alice"
+    assert got.sender == alice.person and got.text == "hello <b>bob</b>"
+    assert got.name == "Alice" and got.handle and got.handle.startswith("guest-") and got.guest
     reply = bob.say(lobby, "hi alice")
     assert alice.wait_for(lambda e: isinstance(e, events.Message) and e.id == reply)
     carol = new_client(protocol)
@@ -90,8 +92,8 @@ def test_typing_goes_through_the_stream_and_comes_back_as_room_activity(
         timeout=20,
     )
     assert isinstance(update, events.Activity)
-    assert update.typing == [alice.client_id]
-    assert update.telemetry in ({}, {alice.client_id: {"cpuTemp": 51.5}})
+    assert update.typing == [alice.person]
+    assert update.telemetry in ({}, {alice.person: {"cpuTemp": 51.5}})
     bad = alice.wait_for(lambda e: isinstance(e, events.ChatError), timeout=0.5)
     assert bad is None
     alice.telemetry(lobby, {"blob": "x" * 3000})  # over 2 KiB: refused with an error

@@ -31,8 +31,8 @@ HAS_STREAMS = bool(json.loads(Path(MANIFEST_PATH).read_text()).get("streams"))
 @pytest.fixture
 def guest(new_client: Callable[..., ChatClient]) -> ChatClient:
     """A guest in the device's room, on the module's stack (tests.support.chat)."""
-    client = new_client()
-    client.join(ROOM, "Ada")
+    client = new_client(name="Ada")  # the stored name the device reads (via whois)
+    client.join(ROOM)
     return client
 
 
@@ -123,10 +123,18 @@ def test_device_comes_online_answers_status_and_help_and_stops_on_ctrl_c(guest, 
     helped = guest.wait_for(_from("bench-pi", "bench-pi (iotchat edge"), timeout=TIMEOUT)
     assert helped is not None and "/status" in helped.text
 
-    guest.say(ROOM, "@another-pi /status", "Ada")  # not for this device
-    guest.say(ROOM, "plain chat", "Ada")
-    wait_for(lambda: device.logged("[workshop] Ada: plain chat"), timeout=TIMEOUT)
-    assert device.logged("[workshop] Ada: @another-pi /status")  # shown, not answered
+    guest.say(ROOM, "@another-pi /status", "Mallory")  # not for this device
+    guest.say(ROOM, "plain chat", "Mallory")  # a claimed name is never what the device shows
+    wait_for(lambda: device.logged(": plain chat"), timeout=TIMEOUT)
+    assert device.logged(": @another-pi /status")  # shown, not answered
+
+    def named() -> list[str]:
+        """The device asked who the sender is (whois): later lines carry her stored name."""
+        guest.say(ROOM, "still here")
+        return device.logged("[workshop] Ada: still here")
+
+    wait_for(named, timeout=TIMEOUT, interval=1.0)
+    assert not device.logged("Mallory")
     assert device.interrupt() == 0, device.log
     assert "Traceback" not in device.log
     assert len(device.logged("] bench-pi: bench-pi: up ")) == 1  # one status reply in all

@@ -73,6 +73,7 @@ def test_the_chat_client_works_through_the_nucleus():
     chat.telemetry("lab", {"uptime": 5})
     assert "chat/pub/lab" in fake.handlers
     assert [(p["topic"], p["body"]["type"]) for p in fake.published] == [
+        ("chat/out", "hello"),  # who this session is (docs/protocol.md, Names and handles)
         ("chat/out", "join"),
         ("chat/stream", "telemetry"),
     ]
