@@ -149,6 +149,8 @@ def trace(
             _print(entry, as_json)
         return
     selection = TraceFilter(topic, client)
+    if not path.exists():
+        typer.echo(f"iotchat trace: waiting for {path} (is iotchat up running here?)", err=True)
     try:
         for entry in follow(path, from_start):
             if selection.wants(entry):
