@@ -125,3 +125,18 @@ def test_a_role_session_is_named_and_refused_beyond_its_role(stack):
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     body = json.dumps(stack.client("iot").list_things())  # the admin's same call works
     assert "things" in body
+
+
+def test_a_lambda_role_session_is_named_by_sts_and_may_read_only_what_its_role_allows(stack):
+    assert stack.stack.lambdas is not None
+    session = stack.stack.lambdas.role_credentials("iotchat-commands")
+    assert session is not None
+    creds = (session.access_key_id, session.secret_access_key, session.session_token)
+    me = stack.client("sts", *creds).get_caller_identity()
+    assert me["Arn"] == (
+        "arn:aws:sts::000000000000:assumed-role/iotchat-backend-lambda/iotchat-commands"
+    )
+    with pytest.raises(ClientError) as refused:
+        stack.client("iot", *creds).create_thing(thingName="from-a-lambda")
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "from-a-lambda" not in json.dumps(stack.client("iot").list_things())
