@@ -1,8 +1,9 @@
 """Device flows over the registry: create a device (key, certificate, thing, files), revoke one.
 
-What ``iotchat device create`` and ``iotchat device revoke`` do locally, as AWS IoT's
-``CreateKeysAndCertificate`` + ``CreateThing`` + ``AttachPolicy`` + ``AttachThingPrincipal``
-(and ``UpdateCertificate`` to REVOKED) would. The device's file names are the edge
+The steps ``iotchat device create`` and ``revoke`` make through the IoT API
+(``CreateKeysAndCertificate`` + ``CreateThing`` + ``AttachPolicy`` + ``AttachThingPrincipal``,
+``UpdateCertificate`` to REVOKED), here over the registry object itself, for tests and tools
+that need a device in-process without the API endpoint. The device's file names are the edge
 component's (:mod:`client.edge.device`), so what is written here is what a device loads.
 """
 
