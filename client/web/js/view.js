@@ -137,7 +137,7 @@ function systemItem(message) {
 }
 
 export function daySeparator(ts) {
-  const item = el("li", { class: "day", role: "separator" });
+  const item = el("li", { class: "day" });
   item.textContent = dayLabel(ts);
   return item;
 }
