@@ -328,9 +328,32 @@ def test_the_data_plane_calls_that_worked_before(stack):
     tables = ok(stack, "dynamodb", "list-tables")["TableNames"]
     assert "iotchat-messages" in tables
     ok(stack, "dynamodb", "describe-table", "--table-name", "iotchat-messages")
+    assert "Items" in ok(stack, "dynamodb", "scan", "--table-name", "iotchat-messages")
     streams = ok(stack, "kinesis", "list-streams")["StreamNames"]
     assert streams
     ok(stack, "kinesis", "describe-stream-summary", "--stream-name", streams[0])
+    shard = ok(stack, "kinesis", "list-shards", "--stream-name", streams[0])["Shards"][0]
+    iterator = ok(
+        stack,
+        "kinesis", "get-shard-iterator", "--stream-name", streams[0],
+        "--shard-id", shard["ShardId"], "--shard-iterator-type", "TRIM_HORIZON",
+    )["ShardIterator"]  # fmt: skip
+    assert "Records" in ok(stack, "kinesis", "get-records", "--shard-iterator", iterator)
+    # Sign-up confirmed with the code the local pool "mailed", unsigned as on AWS.
+    client = stack.info["cognito"]["userPoolClientId"]
+    username = f"mailed-{uuid.uuid4().hex[:6]}"
+    ok(
+        stack,
+        "cognito-idp", "sign-up", "--client-id", client, "--username", username,
+        "--password", cognito.PASSWORD,
+        "--user-attributes", f"Name=email,Value={username}@example.com",
+    )  # fmt: skip
+    (code,) = cognito.outbox_codes(stack.stack.state_dir, username)
+    confirmed = aws(
+        stack, "cognito-idp", "confirm-sign-up", "--client-id", client,
+        "--username", username, "--confirmation-code", code,
+    )  # fmt: skip
+    assert confirmed.returncode == 0, confirmed.stderr
 
 
 # Every control-plane call above, with the arguments that make it valid for the admin.
