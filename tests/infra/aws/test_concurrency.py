@@ -66,6 +66,14 @@ def lambda_stub(
 def test_the_template_reserves_nothing_unless_asked() -> None:
     assert reserved_concurrency(build_template("chat-a")) == {}
     assert WANTED["chat-a-commands"] == 2 and sum(WANTED.values()) == 7
+    # checkov's concurrency check is suppressed, with its reason, only where nothing is reserved
+    for reserve in (False, True):
+        template = build_template("chat-a", reserve_concurrency=reserve)
+        for resource in template["Resources"].values():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            skips = {s["id"] for s in resource["Metadata"]["checkov"]["skip"]}
+            assert ("CKV_AWS_115" in skips) is not reserve
 
 
 @pytest.mark.parametrize("limit", [10, 50])
