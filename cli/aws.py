@@ -94,12 +94,19 @@ def template(
     stack: Annotated[str, typer.Option(help="The stack name the template is built for.")] = (
         "iotchat"
     ),
+    reserve_concurrency: Annotated[
+        bool,
+        typer.Option(
+            "--reserve-concurrency",
+            help="Reserve the manifest's Lambda concurrency (unchecked here: deploy checks).",
+        ),
+    ] = False,
 ) -> None:
     """Print the CloudFormation template built from the rules, policies and manifest."""
     from infra.aws.template import TemplateError, build_template, template_json
 
     try:
-        text = template_json(build_template(stack))
+        text = template_json(build_template(stack, reserve_concurrency=reserve_concurrency))
     except (TemplateError, ValueError) as exc:
         typer.echo(f"iotchat template: {exc}", err=True)
         raise typer.Exit(1) from exc
