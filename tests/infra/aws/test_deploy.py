@@ -376,6 +376,9 @@ def test_iotchat_template_writes_the_stacks_template(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["template", "--stack", "chat-c", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text()) == build_template("chat-c")
+    reserving = ["template", "--stack", "chat-c", "--reserve-concurrency", "--output", str(out)]
+    assert CliRunner().invoke(app, reserving).exit_code == 0
+    assert json.loads(out.read_text()) == build_template("chat-c", reserve_concurrency=True)
     refused = CliRunner().invoke(app, ["template", "--stack", "Chat_C"])
     assert refused.exit_code == 1
     assert "stack name" in refused.output
