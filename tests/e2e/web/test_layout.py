@@ -29,7 +29,7 @@ def test_a_phone_sees_one_column_and_can_chat(tabs: NewTab, size: tuple[int, int
     # The room list is a closed drawer until its button opens it.
     expect(page.locator("#sidebar")).not_to_be_visible()
     page.click("#rooms-toggle")
-    expect(page.locator("#sidebar")).to_be_visible()
+    expect(page.locator("#sidebar")).to_be_in_viewport(ratio=1)
     expect(page.locator("#rooms-toggle")).to_have_attribute("aria-expanded", "true")
     page.fill("#join-room", room)
     page.press("#join-room", "Enter")
@@ -49,14 +49,14 @@ def test_a_phone_sees_one_column_and_can_chat(tabs: NewTab, size: tuple[int, int
 
     # People open from their button and close with Escape, focus back on the button.
     page.click("#people-toggle")
-    expect(page.locator("#people")).to_be_visible()
+    expect(page.locator("#people")).to_be_in_viewport(ratio=1)
     expect(phone.online().filter(has_text="Dan")).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.locator("#people")).not_to_be_visible()
     expect(page.locator("#people-toggle")).to_be_focused()
     # The scrim closes an open drawer too.
     page.click("#rooms-toggle")
-    expect(page.locator("#sidebar")).to_be_visible()
+    expect(page.locator("#sidebar")).to_be_in_viewport(ratio=1)
     page.mouse.click(size[0] - 10, size[1] // 2)
     expect(page.locator("#sidebar")).not_to_be_visible()
     assert page.evaluate(FITS_THE_SCREEN)
