@@ -32,11 +32,12 @@ ACCOUNT = NAMES["account"]
 # REPUBLISH_ROLE (tests.support.stack_files) may publish to chat/pub/*, chat/in/*.
 STORE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-dynamodb"  # PutItem on <stack>-messages
 STREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-kinesis"  # PutRecord on <stack>-stream
-# Item-level access to every table of the stack (the Lambdas' role), for get_dynamodb() and
-# for a table that does not exist.
+# Item-level access to the stack's tables by name (the Lambdas' role), for get_dynamodb() and
+# for a table it may use that this test stack does not create (<stack>-state).
 TABLES_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-backend-lambda"
 FN = f"arn:aws:lambda:{NAMES['region']}:{ACCOUNT}:function:"
 TABLE = f"{STACK}-messages"
+MISSING_TABLE = f"{STACK}-state"  # the role may write it; the test stack has no such table
 STREAM = f"{STACK}-stream"
 
 
@@ -122,7 +123,7 @@ RULES: dict[str, dict[str, Any]] = {
     "MissingTable": {
         "sql": "SELECT * FROM 'store/missing'",
         "actions": [
-            {"dynamoDBv2": {"roleArn": TABLES_ROLE, "putItem": {"tableName": f"{STACK}-nope"}}}
+            {"dynamoDBv2": {"roleArn": TABLES_ROLE, "putItem": {"tableName": MISSING_TABLE}}}
         ],
         "errorAction": _errors("MissingTable"),
     },
@@ -278,7 +279,7 @@ def test_missing_table_fires_the_error_action(local, client):
     [error] = client.json_on("chat/in/errors/MissingTable")
     [failure] = error["failures"]
     assert failure["failedAction"] == "DynamoDBv2Action"
-    assert failure["failedResource"] == f"{STACK}-nope"
+    assert failure["failedResource"] == MISSING_TABLE
     assert "ResourceNotFoundException" in failure["errorMessage"]
 
 
