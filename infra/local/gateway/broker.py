@@ -105,6 +105,9 @@ class Broker:
         self.flusher = Flusher(self.loop)
         self.connections: dict[str, ClientConnection] = {}
         self.router = Router(self.limits, self.authorizer, self.loop)
+        self.hold = self.router.hold
+        self.hold.resume = self._resume_held
+        self.hold.throttle = self._throttle_held
         self.connector = Connector(self)
         self._handlers: dict[int, Handler] = {
             CONNECT: self.handle_connect,
@@ -161,6 +164,9 @@ class Broker:
             packets = conn.reader.feed(data)
         except MalformedPacket as exc:
             packets, error = exc.decoded, exc
+        if conn.stash is not None:  # held: what a paused transport still hands over waits too
+            conn.stash.extend(packets)
+            packets = []
         self._dispatch(conn, packets)
         if error is not None and not conn.closed:
             self.stats["malformed"] += 1
@@ -168,8 +174,14 @@ class Broker:
 
     def _dispatch(self, conn: ClientConnection, packets: list[Packet]) -> None:
         handlers = self._handlers
-        for packet in packets:
+        hold = self.hold
+        for at, packet in enumerate(packets):
             if conn.closed:
+                return
+            if hold.saturated and packet.type == PUBLISH and hold.should_hold(conn):
+                # Backpressure: this PUBLISH and what follows wait, and so does the socket.
+                conn.stash = packets[at:]
+                hold.hold(conn)
                 return
             handler = handlers.get(packet.type)
             try:
@@ -203,6 +215,21 @@ class Broker:
     def connection_lost(self, conn: ClientConnection) -> None:
         """The transport is gone (peer closed, socket error, or we closed it)."""
         self._finish(conn, conn.close_reason or DisconnectReason.CONNECTION_LOST)
+
+    def _resume_held(self, conn: ClientConnection) -> None:
+        """Backpressure is over for ``conn`` (or it is now answered 0x97): read it again and
+        handle the packets that waited."""
+        packets, conn.stash = conn.stash or [], None
+        if conn.closed:
+            return
+        conn.sink.resume_reading()
+        self._dispatch(conn, packets)
+
+    def _throttle_held(self, conn: ClientConnection) -> None:
+        """An MQTT 3.1.1 publisher held too long: AWS disconnects a publisher over a limit."""
+        conn.stash = None
+        log.info("closing %r: held by backpressure too long", conn)
+        self.close(conn, DisconnectReason.THROTTLED)
 
     def writing_paused(self, conn: ClientConnection) -> None:
         conn.paused = True
@@ -242,6 +269,8 @@ class Broker:
             conn.keepalive_handle.cancel()
             conn.keepalive_handle = None
         conn.closed = True
+        conn.stash = None
+        self.hold.closed(conn)
         if not conn.connected:
             return
         conn.connected = False
@@ -309,6 +338,10 @@ class Broker:
                 raise Refusal(DisconnectReason.THROTTLED, None, "publish rate exceeded")
             self._reject_publish(conn, packet, ReasonCode.QUOTA_EXCEEDED, "publish rate exceeded")
             return
+        if self.hold.refuses(conn):
+            # Held longer than publisher_hold_seconds and the stack is still saturated.
+            self._reject_publish(conn, packet, ReasonCode.QUOTA_EXCEEDED, "the stack is busy")
+            return
         principal = conn.principal
         assert principal is not None
         rule_name = None
@@ -362,8 +395,11 @@ class Broker:
         session = conn.session
         if session is None:
             return
-        if session.inflight.pop(packet.packet_id, None) is not None and session.pending:
-            self.router.drain(conn, session)
+        if session.inflight.pop(packet.packet_id, None) is not None:
+            if session.pending:
+                self.router.drain(conn, session)
+            if session.expiry_interval:
+                self.router.session_changed(session)
 
     def handle_qos2_flow(self, conn: ClientConnection, packet: Ack) -> None:
         """PUBREC/PUBREL/PUBCOMP only exist for QoS 2, which AWS IoT Core does not support."""

@@ -286,6 +286,8 @@ class Connector:
         session.expiry_interval = expiry
         session.connection = conn
         conn.session = session
+        if router.journal is not None:  # persistent now, or no longer
+            router.journal.session_changed(conn.client_id)
         return session, session_present
 
     def _connack_properties(self) -> Properties:

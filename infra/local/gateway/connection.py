@@ -28,6 +28,10 @@ class Sink(Protocol):
 
     def close(self) -> None: ...
 
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
 
 class ClientConnection:
     __slots__ = (
@@ -54,6 +58,7 @@ class ClientConnection:
         "session",
         "sink",
         "source_ip",
+        "stash",
         "subscription_count",
         "version",
         "will",
@@ -97,6 +102,8 @@ class ClientConnection:
         self.rate_tokens = 0.0
         self.rate_last = 0.0
         self.subscription_count = 0
+        # Packets read but not yet handled while the connection is held (backpressure.py).
+        self.stash: list[Packet] | None = None
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.client_id!r} {self.listener} from {self.source_ip}>"

@@ -24,8 +24,10 @@ from infra.local.trace import current_trace, new_trace_id
 
 from . import lifecycle
 from .authorizer import Authorizer
+from .backpressure import PublisherHold
 from .codec import Properties, SubscriptionOptions, join_publish
 from .connection import ClientConnection
+from .journal import Journal, retained_from_record
 from .limits import Limits
 from .session import (
     FORWARDED_PROPERTIES,
@@ -97,7 +99,16 @@ class Router:
             "refused": 0,
             "malformed": 0,
             "connect_throttled": 0,
+            # Backpressure (backpressure.py): times the stack became saturated, publishes
+            # that waited, publishers told (0x97 or THROTTLED), subscribers found slow.
+            "backpressure_episodes": 0,
+            "publishers_held": 0,
+            "publishers_throttled": 0,
+            "slow_subscribers": 0,
         }
+        self.hold = PublisherHold(limits, loop, self.stats)
+        # Where retained messages and persistent sessions are written through (journal.py).
+        self.journal: Journal | None = None
 
     # ------------------------------------------------------------------ accepted messages
 
@@ -108,6 +119,8 @@ class Router:
                 self.retained[msg.topic] = msg
             else:
                 self.retained.pop(msg.topic, None)
+            if self.journal is not None:
+                self.journal.retained_changed(msg.topic, msg if msg.payload else None)
         self.tap(msg, source)
         self.route(msg)
 
@@ -247,6 +260,8 @@ class Router:
     def deliver(
         self, session: Session, msg: Message, qos: int, retain: bool, share: ShareKey | None = None
     ) -> None:
+        if qos == 1 and session.expiry_interval and self.journal is not None:
+            self.journal.session_changed(session.client_id)
         conn = session.connection
         if conn is None:
             if qos == 1 and not session.enqueue(Delivery(msg, qos, retain, share)):
@@ -273,8 +288,11 @@ class Router:
             or session.pending
             or len(session.inflight) >= min(self.limits.max_inflight, conn.client_receive_maximum)
         ):
-            if not session.enqueue(Delivery(msg, qos, retain, share)):
+            if session.enqueue(Delivery(msg, qos, retain, share)):
+                self.hold.queue_grew(session, conn)
+            else:
                 self.stats["dropped_qos1"] += 1
+                self.hold.dropped(session)
             return
         self._send_qos1(conn, session, Delivery(msg, qos, retain, share))
 
@@ -302,6 +320,8 @@ class Router:
             if not self._may_receive(conn, msg.topic):
                 continue
             self._send_qos1(conn, session, delivery)
+        if session.slow or session in self.hold.busy:
+            self.hold.queue_shrank(session)
 
     def resume(self, conn: SessionConnection, session: Session) -> None:
         """Redeliver unacknowledged QoS 1 messages (DUP set), then the queue."""
@@ -411,12 +431,14 @@ class Router:
         new = topic_filter not in session.subscriptions
         session.subscriptions[topic_filter] = opts
         self._index_add(topic_filter, session.client_id, opts)
+        self.session_changed(session)
         return new
 
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
         self._index_remove(topic_filter, session.client_id)
+        self.session_changed(session)
         return True
 
     def _index_add(self, topic_filter: str, client_id: str, opts: SubscriptionOptions) -> None:
@@ -435,6 +457,8 @@ class Router:
     def detach(self, session: Session) -> None:
         """The session's connection is gone: keep it until its expiry, or drop it now."""
         session.connection = None
+        self.hold.forget(session)
+        self.session_changed(session)
         self._hand_over(session)
         if session.persistent:
             session.expires_at = time.time() + session.expiry_interval
@@ -446,6 +470,9 @@ class Router:
 
     def discard_session(self, session: Session) -> None:
         session.cancel_expiry()
+        self.hold.forget(session)
+        if self.journal is not None:
+            self.journal.session_changed(session.client_id)
         if session.connection is None:
             self._hand_over(session)  # what came back in since the disconnect
         for topic_filter in session.subscriptions:
@@ -462,6 +489,34 @@ class Router:
         if session.connection is None:
             log.info("session %r expired", session.client_id)
             self.discard_session(session)
+
+    # ------------------------------------------------------------------ write-through
+
+    def session_changed(self, session: Session) -> None:
+        """A persistent session's subscriptions, queue or window changed: journal it."""
+        if self.journal is not None and session.expiry_interval:
+            self.journal.session_changed(session.client_id)
+
+    def journal_record(self, client_id: str, now: float) -> dict[str, object] | None:
+        """The journal's view of a client id's session: its record, or None once gone."""
+        session = self.sessions.get(client_id)
+        return session_record(session, now) if session is not None else None
+
+    def compact_journal(self) -> None:
+        if self.journal is not None:
+            persistent = [c for c, s in self.sessions.items() if s.persistent]
+            self.journal.compact(list(self.retained.values()), persistent)
+
+    def restore_retained(self, records: list[dict[str, object]]) -> int:
+        """Bring back the retained messages the journal kept; returns how many."""
+        now = time.time()
+        restored = 0
+        for record in records:
+            msg = retained_from_record(record, now)
+            if msg is not None:
+                self.retained[msg.topic] = msg
+                restored += 1
+        return restored
 
     def export_sessions(self) -> list[dict[str, object]]:
         """Persistent sessions with no live connection, as JSON-ready records."""

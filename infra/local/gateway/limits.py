@@ -45,6 +45,17 @@ class Limits:
     # with a small burst so a page reload or a quick reconnect is not refused.
     connects_per_second_per_client: float = 1.0
     connect_burst: int = 5
+    # Backpressure (backpressure.py, docs/gateway.md): the rule work in flight (queued
+    # evaluations and action tasks) past which publishers are held, by count and by bytes
+    # (they are released under half of each) ...
+    rule_work_high_count: int = 1000
+    rule_work_high_bytes: int = 16 * 1024 * 1024
+    # ... a connected subscriber's queue length that holds them too (released under half) ...
+    busy_queue_messages: int = 200
+    # ... and how long a publisher waits before it is told: MQTT 5 PUBACK 0x97 while the
+    # stack stays saturated, MQTT 3.1.1 disconnected (THROTTLED); a subscriber busy that long
+    # is slow and no longer holds anyone.
+    publisher_hold_seconds: float = 5.0
 
     def clamp_keepalive(self, requested: int) -> int:
         """AWS replaces 0 with the default and clamps anything else into the allowed range."""

@@ -33,6 +33,7 @@ from .broker import Broker
 from .codec import ReasonCode
 from .connection import ClientConnection, Sink
 from .delivery import PublishOptions, PublishTap
+from .journal import Journal
 from .lifecycle import DisconnectReason
 from .limits import Limits
 
@@ -58,8 +59,9 @@ class GatewayConfig:
     wss_context: ssl.SSLContext | None = None  # server context for WSS (no client certificate)
     region: str = LOCAL_REGION
     limits: Limits = field(default_factory=Limits)
-    # Persistent sessions are written here on a clean stop and read back at start; None: they
-    # live in memory only. A crash (SIGKILL) loses them either way.
+    # Persistent sessions are written here on a clean stop and read back at start; beside it,
+    # ``journal.jsonl`` has them and the retained messages written through as they change
+    # (journal.py), for a crash. None: both live in memory only.
     session_file: Path | None = None
     # Host names answered on the WebSocket listeners besides loopback ones (DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
@@ -83,6 +85,14 @@ class _TransportSink:
 
     def close(self) -> None:
         self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
 
 class _BrokerProtocol(asyncio.Protocol):
@@ -224,6 +234,14 @@ class _WebSocketSink:
         except InvalidState:
             pass
         self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
 
 class MqttWebSocketProtocol(_BrokerProtocol):
@@ -409,7 +427,7 @@ class Gateway:
             loop=loop,
         )
         cfg = self.config
-        self._load_sessions()
+        self._load_state()
         host = cfg.host
         if cfg.mqtt_port is not None:
             await self._listen("mqtt", lambda: MqttStreamProtocol(self, "tcp"), host, cfg.mqtt_port)
@@ -472,27 +490,58 @@ class Gateway:
             await server.wait_closed()
         self._servers.clear()
         self.save_sessions()
+        if self._broker is not None and self._broker.router.journal is not None:
+            self._broker.router.journal.close()
 
     def save_sessions(self) -> None:
-        """Write the persistent sessions to ``config.session_file`` (after :meth:`stop`; the
-        stack calls it again once its rules have drained, so their last republishes are in)."""
+        """Write the persistent sessions to ``config.session_file`` and compact the journal
+        (after :meth:`stop`; the stack calls it again once its rules have drained, so their
+        last republishes are in)."""
         if self._broker is not None:
             self._save_sessions(self._broker.router.export_sessions())
+            self._broker.router.compact_journal()
 
-    def _load_sessions(self) -> None:
-        """Read the sessions the last clean stop saved, then remove the file: once loaded,
-        they live in memory, and a crash from here on must not resurrect stale copies."""
+    def _load_state(self) -> None:
+        """Retained messages from the journal; persistent sessions from the file the last
+        clean stop saved (then removed: from here on the journal has them) or, after a crash,
+        from the journal. The journal is then compacted to what is in memory."""
         path = self.config.session_file
-        if path is None or not path.exists():
+        if path is None:
             return
+        router = self.broker.router
+        loop = asyncio.get_running_loop()
+        journal = Journal(path.parent / "journal.jsonl", loop, router.journal_record)
+
+        def grown() -> None:
+            loop.call_soon(router.compact_journal)
+
+        journal.on_grown = grown
         try:
-            document = json.loads(path.read_text())
-            restored = self.broker.router.restore_sessions(document["sessions"])
+            retained, sessions = journal.load()
+            restored = router.restore_retained(retained)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("persistent sessions in %s not restored: %s", path, exc)
+            log.warning("journal %s not replayed: %s", journal.path, exc)
+            sessions = []
         else:
-            log.info("restored %d persistent session(s) from %s", restored, path)
+            if restored:
+                log.info("restored %d retained message(s) from %s", restored, journal.path)
+        source = journal.path
+        if path.exists():
+            source = path
+            try:
+                sessions = json.loads(path.read_text())["sessions"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("persistent sessions in %s not read: %s", path, exc)
+        try:
+            count = router.restore_sessions(sessions)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("persistent sessions from %s not restored: %s", source, exc)
+        else:
+            if count:
+                log.info("restored %d persistent session(s) from %s", count, source)
         path.unlink(missing_ok=True)
+        router.journal = journal
+        router.compact_journal()
 
     def _save_sessions(self, records: list[dict[str, object]]) -> None:
         path = self.config.session_file

@@ -132,6 +132,7 @@ class Session:
         "pending",
         "pending_will",
         "queued_bytes",
+        "slow",
         "subscriptions",
     )
 
@@ -154,6 +155,9 @@ class Session:
         self.expires_at: float | None = None
         self.connection: SessionConnection | None = None
         self.dropped = 0  # QoS 1 messages discarded because the queue was full (count or bytes)
+        # Busy for longer than the publisher hold's bound: no longer holds publishers back
+        # (backpressure.py) until its queue is short again.
+        self.slow = False
         # A will waiting out its MQTT 5 Will Delay Interval, and the timer that publishes it.
         self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None
 
@@ -266,19 +270,23 @@ def _message_record(delivery: Delivery, now: float) -> dict[str, Any] | None:
 
 
 def session_record(session: Session, now: float) -> dict[str, Any] | None:
-    """A persistent, offline session as JSON-ready data; None for one not worth keeping.
+    """A persistent session as JSON-ready data; None for one not worth keeping. A connected
+    session is written as if its connection ended now (the write-through journal's view).
 
     Unacknowledged in-flight messages come first, then the queue: on resume they are all
     sent again, which is what MQTT asks of unacknowledged QoS 1 messages anyway.
     """
-    if not session.persistent or session.expires_at is None or session.expires_at <= now:
+    expires_at = session.expires_at
+    if session.connection is not None:
+        expires_at = now + session.expiry_interval
+    if not session.persistent or expires_at is None or expires_at <= now:
         return None
     ordered = [*session.inflight.values(), *session.pending]
     messages = [r for r in (_message_record(d, now) for d in ordered) if r is not None]
     return {
         "clientId": session.client_id,
         "expiryInterval": session.expiry_interval,
-        "expiresAt": session.expires_at,
+        "expiresAt": expires_at,
         "subscriptions": {f: asdict(o) for f, o in session.subscriptions.items()},
         "messages": messages[: session.max_queued],
     }
