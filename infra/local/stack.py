@@ -453,6 +453,8 @@ class LocalStack:
         )
         self.rules.load(rules)
         self.rules.trace = self.trace if opts.trace else None
+        # Rule work in flight holds publishers back when saturated (docs/gateway.md).
+        self.rules.work = self.gateway.broker.hold.work
         self.gateway.add_tap(self.rules.on_publish)
 
     async def _flush_trace(self) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.local.gateway.backpressure import WorkGauge
 from infra.local.gateway.broker import PublishEvent
 from infra.local.rules.actions import (
     Action,
@@ -94,6 +95,9 @@ class RulesEngine:
     trace: TraceLog | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _pending: int = 0  # messages whose rules are queued for evaluation on the loop
+    # Where the work in flight (queued evaluations and tasks, by count and payload bytes) is
+    # reported: the gateway holds publishers while it is saturated (gateway/backpressure.py).
+    work: WorkGauge | None = None
 
     def load(self, definitions: list[RuleDefinition]) -> None:
         self.rules = [compile_rule(d) for d in definitions if not d.disabled]
@@ -126,17 +130,21 @@ class RulesEngine:
             return
         msg = _sql_message(event, topic)
         self._pending += 1
+        if self.work is not None:
+            self.work.add(len(event.payload))
         asyncio.get_running_loop().call_soon(
             self._evaluate_all, rules, msg, event.trace_id, context=contextvars.copy_context()
         )
 
     def _evaluate_all(self, rules: list[CompiledRule], msg: SqlMessage, trace_id: str) -> None:
         self._pending -= 1
+        if self.work is not None:
+            self.work.remove(len(msg.payload))
         # This callback's own context: what its actions publish or invoke carries the trace on.
         current_trace.set(trace_id or None)
         for rule in rules:
             if rule.blocking:
-                self._spawn(self._process(rule, msg, trace_id))
+                self._spawn(self._process(rule, msg, trace_id), len(msg.payload))
                 continue
             try:
                 result = rule.statement.evaluate(msg, self.services.sql_context)
@@ -147,12 +155,22 @@ class RulesEngine:
                 continue
             failures = self._matched(rule, msg, result, trace_id)
             if rule.other_actions or failures:
-                self._spawn(self._act(rule, msg, result, failures, trace_id))
+                self._spawn(self._act(rule, msg, result, failures, trace_id), len(msg.payload))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], nbytes: int) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        work = self.work
+        if work is None:
+            task.add_done_callback(self._tasks.discard)
+            return
+        work.add(nbytes)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            work.remove(nbytes)
+
+        task.add_done_callback(done)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for every in-progress rule execution (tests, shutdown)."""
