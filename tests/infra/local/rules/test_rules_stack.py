@@ -32,8 +32,8 @@ ACCOUNT = NAMES["account"]
 # REPUBLISH_ROLE (tests.support.stack_files) may publish to chat/pub/*, chat/in/*.
 STORE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-dynamodb"  # PutItem on <stack>-messages
 STREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-rule-kinesis"  # PutRecord on <stack>-stream
-# Item-level access to the stack's tables by name (the Lambdas' role), for get_dynamodb() and
-# for a table it may use that this test stack does not create (<stack>-state).
+# Item-level access to the stack's tables (the Lambdas' role), for get_dynamodb() and for a
+# table it may use that this test stack does not create (<stack>-state).
 TABLES_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-backend-lambda"
 FN = f"arn:aws:lambda:{NAMES['region']}:{ACCOUNT}:function:"
 TABLE = f"{STACK}-messages"
