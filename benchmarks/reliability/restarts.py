@@ -142,7 +142,7 @@ def crash(
     sent: dict[str, list[str]] = {p.client_id: [] for p in people}
     killer_done = threading.Event()
     snapshot: dict[str, Any] = {}
-    # An offline persistent session: a crash writes nothing, so it is expected to be lost.
+    # An offline persistent session: written through to the state dir, it survives the crash.
     keeper_identity = guest_identity(info)
     keeper = RoomClient(info, keeper_identity, clean_session=False)
     try:

@@ -31,5 +31,6 @@ def test_completed_stores_survive_a_crash_and_resends_are_stored_once(
     )
     assert counts["storedAfterResend"] == counts["storedItems"] == counts["sent"]
     assert counts["storedTwice"] == 0
-    # A crash writes no session file: persistent sessions are lost (docs/gateway.md).
-    assert counts["persistentSessionSurvived"] is False
+    # Persistent sessions are written through as they change: a crash keeps them
+    # (docs/gateway.md; test_crash_state.py checks their queues and retained messages).
+    assert counts["persistentSessionSurvived"] is True
