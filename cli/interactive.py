@@ -29,6 +29,7 @@ TYPING_EVERY = 3.0  # seconds between two `typing` stream events from us
 TYPING_SHOWN = 6.0  # how long someone stays "typing" in the status line
 # What devices in a room answer (client/edge/agent.py): typed bare, they go to the room as said.
 DEVICE_COMMANDS = frozenset({"/status"})
+PRIVATE_COMMANDS = frozenset({"/dm", "/group", "/g", "/accept", "/decline"})
 
 HELP = """\
 commands (anything else is said in the current room; start with // to say a leading /):
@@ -235,6 +236,8 @@ class ChatTerminal:
         if command.lower() in DEVICE_COMMANDS:
             self.client.say(self._need_room(), text, self.name)
             return True
+        if command in PRIVATE_COMMANDS and not self.client.signed_in:
+            raise SignInRequired()  # said before any argument is read: the feature needs it
         handler = self._commands().get(command)
         if handler is None:
             raise UsageError(

@@ -196,7 +196,8 @@ class ChatClient:
         self._last_failure = reason
         if self._connected.is_set():
             self._connected.clear()
-            self._emit(events.Disconnected(reason))
+            if not self._stopped.is_set():  # our own stop() is not news
+                self._emit(events.Disconnected(reason))
 
     def _hello(self) -> None:
         """Tell the backend who this session is (signed-in people prove it with their ID
@@ -289,12 +290,22 @@ class ChatClient:
         return replace(message, name=known.name, handle=known.handle, guest=known.guest)
 
     def _show(self, message: events.Message) -> None:
-        """Emit a live message named; one from a stranger waits (briefly, once per person)
-        for the ``whois`` answer, so even the first line shows a stored name."""
-        if self.directory.get(message.sender) is not None or message.handle:
+        """Emit a live message named; one naming a stranger (its sender, or whom a direct
+        message is to) waits briefly, once per person, for the ``whois`` answer, so even the
+        first line shows stored names."""
+        sender = next(
+            (
+                p
+                for p in (message.sender, message.to)
+                if p
+                and self.directory.get(p) is None
+                and not (p == message.sender and message.handle)
+            ),
+            None,
+        )
+        if sender is None:  # everyone it names is known
             self._emit(self._named(message))
             return
-        sender = message.sender
         with self._lock:
             room = sum(map(len, self._held.values())) < HELD_LIMIT
             waiting = self._held.get(sender)
