@@ -96,6 +96,8 @@ class Health:
     ready: bool
     components: dict[str, str]
     problems: tuple[str, ...] = field(default=())
+    # Counters worth watching (the gateway's drops, refusals and backpressure, docs/gateway.md).
+    metrics: dict[str, int] = field(default_factory=dict)
 
 
 HealthStatus = Callable[[], Awaitable[Health]]
@@ -273,6 +275,8 @@ class EdgeAPI:
     async def _health(self, request: web.Request) -> web.Response:
         health = await self._health_status()
         body: dict[str, Any] = {"status": "starting", "components": health.components}
+        if health.metrics:
+            body["metrics"] = health.metrics
         if health.ready:
             body["status"] = "degraded" if health.problems else "ok"
             if health.problems:
