@@ -540,7 +540,9 @@ class LocalStack:
             components["web"] = "ok" if self.web_port is not None else "starting"
         healthy = self.ready and all(state == "ok" for state in components.values())
         problems = await self._missing_declared() if healthy else ()
-        return Health(healthy, components, problems)
+        # The gateway's counters: drops, refusals, backpressure (docs/gateway.md).
+        metrics = self.gateway.counters() if self.gateway is not None else {}
+        return Health(healthy, components, problems, metrics)
 
     async def _missing_declared(self) -> tuple[str, ...]:
         """What the manifest declares but DynamoDB or Kinesis no longer has (an admin's
