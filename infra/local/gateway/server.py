@@ -402,6 +402,14 @@ class Gateway:
                 closed += 1
         return closed
 
+    def counters(self) -> dict[str, int]:
+        """The listeners' and the broker's counters (drops, refusals, backpressure), for the
+        stack's health report."""
+        counters = dict(self.stats)
+        if self._broker is not None:
+            counters.update(self._broker.stats)
+        return counters
+
     @property
     def broker(self) -> Broker:
         if self._broker is None:
