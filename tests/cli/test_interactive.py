@@ -278,3 +278,31 @@ def test_device_commands_go_to_the_room_and_errors_are_words(
     term.type("/quit\r")
     assert term.exit_status() == 0
     assert "AWS_ERROR" not in term.screen()
+
+
+def test_unread_counts_per_room_in_the_status_line_and_in_rooms(
+    terminal: Callable[..., Terminal], new_client: Callable[..., ChatClient]
+) -> None:
+    first, second = (f"tty-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    bob = new_client(name="Bob")
+    for room in (first, second):
+        bob.join(room)
+    term = terminal("--room", first)
+    term.expect(rf"#{first}>")
+    term.type(f"/join {second}\r")
+    term.expect(rf"you are in #{second}")
+    term.expect(rf"#{second}>")
+    _say_and_confirm(bob, first, "one")
+    _say_and_confirm(bob, first, "two")
+    term.expect(rf"#{first} <Bob @guest-\w+ \(guest\)> two")  # shown, and counted
+    term.expect(rf"\| unread #{first} 2 \|")  # the status line under the prompt
+    term.type("/rooms\r")
+    term.expect(rf"\* rooms: #{first} \(2 unread\), #{second} \(current\)")
+    term.type(f"/join {first}\r")  # going there reads them
+    term.expect(rf"current room: #{first}")
+    _say_and_confirm(bob, second, "three")
+    term.expect(rf"\| unread #{second} 1 \|")
+    term.type("/rooms\r")
+    term.expect(rf"\* rooms: #{first} \(current\), #{second} \(1 unread\)")
+    term.type("/quit\r")
+    assert term.exit_status() == 0
