@@ -17,7 +17,7 @@ from typing import Any
 
 from . import keys
 from .budgets import Budgets
-from .doors import require_door
+from .doors import PRIVATE, SignedIn, require_door
 from .edits import Edits, revised
 from .groups import Groups
 from .online import OnlineState
@@ -89,6 +89,7 @@ class Commands:
         self.edits = Edits(store, publisher)
         self.online = OnlineState(store.db, store.state_table)
         self.budgets = Budgets(store.db, store.state_table)
+        self.signed_in = SignedIn(store.db, store.state_table)
         # Where answers and errors for the request being handled go: the asking session's
         # replies topic, chat/in/<its client id> (docs/protocol.md, "People and sessions").
         self.reply_to = ""
@@ -134,6 +135,8 @@ class Commands:
                     "UNKNOWN_TYPE", f"unknown type {request['type'][:40]!r}", ref_of(request)
                 )
             require_door(request, event.get("door"))
+            if event.get("door") == PRIVATE:
+                self.signed_in.note(sender, ts)
             self.budgets.spend(sender, request, ts)
             handler(request, sender, ts)
         except ProtocolError as problem:
@@ -177,6 +180,7 @@ class Commands:
             )
         if targets == ["to"]:
             to = self.directory.resolve(request["to"], message_id, "to")
+            self.signed_in.require(to, message_id, "to")
             body["to"] = to
             self._deliver(keys.direct_conv(sender, to), body, sorted({sender, to}))
         else:

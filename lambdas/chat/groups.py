@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .doors import SignedIn
 from .names import clean_name
 from .people import Directory
 from .protocol import (
@@ -40,6 +41,7 @@ class Groups:
         self.store = store
         self.directory = Directory(store)
         self.publisher = publisher
+        self.signed_in = SignedIn(store.db, store.state_table)
         self.new_group_id = new_group_id
 
     # ------------------------------------------------------------------ state
@@ -197,6 +199,8 @@ class Groups:
                 "LIMIT_EXCEEDED", f"a group has at most {MAX_GROUP_MEMBERS} members", ref
             )
         people = [self.directory.resolve(m, ref, "members") for m in invited]
+        for person in people:
+            self.signed_in.require(person, ref, "members")  # never a guest (doors.py)
         # With an id, a retried or redelivered create makes the same group, not a second one.
         group = (
             "g-" + hashlib.sha256(f"{sender}|{ref}".encode()).hexdigest()[:32]
@@ -217,6 +221,7 @@ class Groups:
         ref = ref_of(request)
         group = require_group(request)
         person = self.directory.resolve(request.get("member"), ref, "member")
+        self.signed_in.require(person, ref, "member")  # never a guest (doors.py)
         meta = self._member_meta(group, sender, ref)
         if self.store.is_group_member(group, person):
             return  # already in: nothing to ask

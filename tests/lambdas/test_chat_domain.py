@@ -15,7 +15,7 @@ from moto import mock_aws
 from lambdas.chat import keys
 from lambdas.chat.activity import aggregate, handle_batch
 from lambdas.chat.commands import Commands
-from lambdas.chat.doors import PRIVATE
+from lambdas.chat.doors import PRIVATE, SignedIn
 from lambdas.chat.online import OnlineState
 from lambdas.chat.presence import handle_lifecycle
 from lambdas.chat.protocol import (
@@ -49,6 +49,10 @@ def published() -> RecordingPublisher:
 
 @pytest.fixture
 def commands(store: ChatStore, published: RecordingPublisher) -> Commands:
+    """A, B and C are signed-in people (each came through chat/private once)."""
+    signed_in = SignedIn(store.db, store.state_table)
+    for person in (A, B, C):
+        signed_in.note(person, 0)
     return Commands(store, published)
 
 

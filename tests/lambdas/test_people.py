@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from lambdas.chat import keys
 from lambdas.chat.commands import Commands
+from lambdas.chat.doors import SignedIn
 from lambdas.chat.edits import revised
 from lambdas.chat.names import check_handle, clean_name, generated_handle
 from lambdas.chat.people import Directory, default_profile
@@ -171,6 +172,8 @@ def test_guests_and_devices_get_their_handles(
 def test_an_invitee_gets_nothing_of_the_group_until_accepting(
     commands: Commands, published: RecordingPublisher
 ) -> None:
+    # Bob is signed in (he once came through chat/private): guests are never invited (doors.py).
+    SignedIn(commands.store.db, commands.store.state_table).note(BOB, 0)
     send(commands, ADA, 1, "private", type="create", id="c1", name="ops", members=[BOB])
     group = last(published, BOB, "invitation")["group"]
     send(commands, ADA, 2, "private", type="message", id="m1", group=group, text="secret")

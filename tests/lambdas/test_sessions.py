@@ -3,7 +3,9 @@ against moto's DynamoDB (tests/e2e/chat/test_sessions.py runs them on the local 
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +16,7 @@ from moto import mock_aws
 
 from lambdas.chat import doors, sessions
 from lambdas.chat.budgets import Budgets, RateLimited, budget_of
+from lambdas.chat.commands import Commands
 from lambdas.chat.online import KEEP_DISCONNECTED_MS, PRUNE_AT, SESSIONS, OnlineState
 from lambdas.chat.presence import handle_lifecycle
 from lambdas.chat.protocol import ProtocolError
@@ -204,3 +207,23 @@ def test_private_requests_need_the_signed_in_door() -> None:
         doors.require_door(request, doors.PRIVATE)
     for public in ({"type": "join", "room": "lobby"}, {"type": "history", "room": "lobby"}):
         doors.require_door(public, None)
+
+
+def test_nothing_private_is_sent_to_someone_who_never_signed_in(store: ChatStore) -> None:
+    """A guest identity proves nothing, so neither a direct message nor an invitation goes to
+    one; once a person has come through chat/private, both do."""
+    published = RecordingPublisher()
+    commands = Commands(store, published)
+
+    def private(sender: str, ts: int, **request: Any) -> None:
+        payload = base64.b64encode(json.dumps(request).encode()).decode()
+        commands.handle({"payload": payload, "sender": sender, "ts": ts, "door": doors.PRIVATE})
+
+    private(ALICE, T0, type="message", id="d1", to=BOB, text="psst")
+    private(ALICE, T0 + 1, type="create", id="g1", name="ops", members=[BOB])
+    refusals = [m["code"] for m in published.to(f"chat/in/{ALICE}") if m["type"] == "error"]
+    assert refusals == ["SIGN_IN_REQUIRED", "SIGN_IN_REQUIRED"]
+    assert published.to(f"chat/in/{BOB}") == []
+    private(BOB, T0 + 2, type="history", **{"with": ALICE})  # Bob signs in somewhere
+    private(ALICE, T0 + 3, type="message", id="d2", to=BOB, text="psst")
+    assert [m["id"] for m in published.to(f"chat/in/{BOB}") if m["type"] == "message"] == ["d2"]

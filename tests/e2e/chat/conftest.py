@@ -18,7 +18,7 @@ import pytest
 
 from lambdas.chat.doors import is_private
 from lambdas.chat.sessions import person_of, session_client_id
-from tests.support.cognito import guest_credentials, signed_in_credentials
+from tests.support.cognito import guest_credentials, logins, new_user, unsigned_client
 from tests.support.stack import InProcessStack, fresh_stack
 from tests.support.waiting import wait_for
 from tests.support.wss_client import Message, RecordingClient, inbox
@@ -213,6 +213,29 @@ def wait_connection_recorded(client: ChatClient, timeout: float = TIMEOUT) -> No
     wait_for(recorded, timeout, interval=0.02)
 
 
+def signed_in_identity(stack: InProcessStack) -> tuple[str, dict[str, Any], str]:
+    """A new user with a handle signs in: their identity id, its credentials (the first ones
+    attach the user IoT policy) and their ID token, for ``hello``."""
+    user = new_user(stack, handle=f"u-{uuid.uuid4().hex[:12]}")
+    login = logins(stack, user.id_token)
+    identity = unsigned_client(stack, "cognito-identity")
+    pool = stack.info["cognito"]["identityPoolId"]
+    identity_id = identity.get_id(IdentityPoolId=pool, Logins=login)["IdentityId"]
+    creds = identity.get_credentials_for_identity(IdentityId=identity_id, Logins=login)
+    return identity_id, creds["Credentials"], user.id_token
+
+
+def say_hello(client: ChatClient, token: str) -> Message:
+    """``hello`` with the ID token through the signed-in door, as a signed-in client starts:
+    the person is then someone private things may be sent to. Returns the profile."""
+    topic = inbox(client.client_id)
+    before = len(client.on(topic))
+    client.send_private("hello", token=token)
+    return client.wait_for_message(
+        topic, lambda m: m.get("type") == "profile", "the profile", after=before
+    )
+
+
 class People:
     """Makes connected chat clients on a stack and closes them all at the end of a test."""
 
@@ -227,17 +250,23 @@ class People:
         signed_in: bool = False,
         identity: tuple[str, dict[str, Any]] | None = None,
         session: str | None = None,
+        token: str | None = None,
     ) -> ChatClient:
         """A new connected client: a new identity unless ``identity`` reuses one; with
-        ``session``, it connects as that session of the identity (else as the bare id)."""
+        ``session``, it connects as that session of the identity (else as the bare id). A new
+        signed-in person says ``hello`` with their token, as do those given a ``token``."""
         stack = self.stack
-        identity_id, creds = identity or (
-            signed_in_credentials(stack) if signed_in else guest_credentials(stack)
-        )
+        if identity is None and signed_in:
+            identity_id, creds, token = signed_in_identity(stack)
+        else:
+            identity_id, creds = identity or guest_credentials(stack)
         client_id = session_client_id(identity_id, session) if session else identity_id
         client = ChatClient(stack, client_id, creds, name)
         self.clients.append(client)
-        return client.connect()
+        client.connect()
+        if token is not None:
+            say_hello(client, token)
+        return client
 
     def close(self) -> None:
         for client in self.clients:

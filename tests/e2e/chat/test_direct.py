@@ -1,5 +1,6 @@
 """Direct messages reach exactly the two people in the conversation, and only they can read
-its history. They need signed-in accounts and go through chat/private (docs/protocol.md)."""
+its history. They need signed-in accounts and go through chat/private (docs/protocol.md); a
+guest is neither sender nor recipient."""
 
 from __future__ import annotations
 
@@ -53,4 +54,25 @@ def test_direct_messages_reach_only_the_two_parties(people: People) -> None:
     assert eve.history("with", bob.client_id)["messages"] == []
     # ...and nothing of Ada and Bob's ever reached her.
     assert eve.of_type(inbox(eve.client_id), "message") == []
-    assert [topic for topic, _ in eve.raw] == [inbox(eve.client_id)] * 2
+    # (her profile, from her hello, and her two history pages: nothing else)
+    assert [topic for topic, _ in eve.raw] == [inbox(eve.client_id)] * 3
+
+
+def test_a_guest_gets_no_direct_messages_and_sends_none(people: People) -> None:
+    """A guest identity's credentials are anyone's who knows its id (on AWS too), so nothing
+    private is ever sent to one, and a guest's own attempt is refused in plain words."""
+    ada = people.connect("Ada", signed_in=True)
+    guest = people.connect("Guest")
+    refused = unique("dm")
+    ada.send_private("message", id=refused, to=guest.client_id, text="psst")
+    ada.wait_error("SIGN_IN_REQUIRED", ref=refused)
+    tried = unique("dm")
+    guest.send("message", id=tried, to=ada.client_id, text="hi")
+    assert "signed-in" in guest.wait_error("SIGN_IN_REQUIRED", ref=tried)["message"]
+    # The legitimate conversation still works, and the guest got nothing of it.
+    bob = people.connect("Bob", signed_in=True)
+    fine = unique("dm")
+    ada.send_private("message", id=fine, to=bob.client_id, text="psst")
+    bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == fine, "the message")
+    assert guest.of_type(inbox(guest.client_id), "message") == []
+    assert ada.history("with", guest.client_id)["messages"] == []

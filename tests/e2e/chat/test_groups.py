@@ -96,5 +96,5 @@ def test_a_private_group_is_for_its_members_only(people: People) -> None:
     assert [m["id"] for m in bob.history("group", group)["messages"]] == [later, thanks, hello]
     # A reply to her own request means every earlier delivery has been made.
     assert mallory.history("room", unique("room"))["messages"] == []
-    assert [m["type"] for m in mallory.inbox] == ["error", "error", "error", "history"]
+    assert [m["type"] for m in mallory.inbox] == ["profile", "error", "error", "error", "history"]
     assert mallory.of_type(inbox(mallory.person), "message") == []

@@ -18,10 +18,11 @@ from tests.e2e.chat.conftest import (
     ChatClient,
     People,
     room_topic,
+    signed_in_identity,
     unique,
     wait_connection_recorded,
 )
-from tests.support.cognito import signed_in_credentials, wss_connection
+from tests.support.cognito import wss_connection
 from tests.support.stack import InProcessStack
 from tests.support.waiting import wait_for
 from tests.support.wss_client import inbox
@@ -89,8 +90,9 @@ def test_one_person_holds_three_kinds_of_session_at_once(
     bob.join(room)
     assert bob.subscribe(room_topic(room)) == [1]
 
-    alice_id, creds = identity = signed_in_credentials(chat_stack)
-    tab = people.connect(identity=identity, session=session_part("paho"))
+    alice_id, creds, token = signed_in_identity(chat_stack)
+    identity = (alice_id, creds)
+    tab = people.connect(identity=identity, session=session_part("paho"), token=token)
     wait_connection_recorded(tab)
     tab.join(room)
     assert tab.subscribe(room_topic(room)) == [1]
@@ -142,7 +144,8 @@ def test_one_person_holds_three_kinds_of_session_at_once(
 def test_a_session_hears_its_own_answers_and_the_others_do_not(
     people: People, chat_stack: InProcessStack, room: str
 ) -> None:
-    identity = signed_in_credentials(chat_stack)
+    alice_id, creds, _ = signed_in_identity(chat_stack)
+    identity = (alice_id, creds)
     first = people.connect(identity=identity, session=session_part("one"))
     second = people.connect(identity=identity, session=session_part("two"))
     first.join(room)  # the history page answers the joining session only
