@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from infra.local.lambda_runtime import LambdaRuntime, log_path
+from infra.local.trace import traced
 from tests.infra.local.lambda_runtime.helpers import fn, run_runtime
 from tests.support.waiting import wait_for
 
@@ -96,7 +97,7 @@ def test_logs_prints_each_line_with_its_time_and_request_id(tmp_path: Path) -> N
     lines = out.splitlines()
     assert not any(line.startswith(("START", "END")) for line in lines)
     logged = next(line for line in lines if "a warning with the request id" in line)
-    assert re.match(rf"^\d\d:\d\d:\d\d\.\d{{3}} {request_id[:8]} WARNING ", logged)
+    assert re.match(rf"^\d\d:\d\d:\d\d\.\d{{3}} {request_id[:8]} -\s+WARNING ", logged)
     printed = next(line for line in lines if "hello from the handler" in line)
     assert printed.split()[1] == request_id[:8]
     report = next(line for line in lines if " REPORT " in line)
@@ -121,3 +122,20 @@ def test_logs_since_keeps_only_recent_invocations(tmp_path: Path) -> None:
     refused = _iotchat("logs", "chatty", "--since", "yesterday", "--state-dir", str(tmp_path))
     _, err = refused.communicate(timeout=30)
     assert refused.returncode == 2 and "not a duration" in err
+
+
+def test_logs_name_the_trace_of_each_invocation_s_lines(tmp_path: Path) -> None:
+    trace_id = "4f4d22fd-b720-49d3-991f-00000000c351"
+
+    async def body(runtime: LambdaRuntime) -> None:
+        with traced(trace_id):
+            runtime.invoke_async("chatty", {})
+        await runtime.drain(30)
+
+    run_runtime(tmp_path, FUNCTIONS, body)
+    process = _iotchat("logs", "chatty", "--state-dir", str(tmp_path))
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) >= 4  # print, fd 1, logging, REPORT
+    assert all(line.split()[2] == trace_id[:8] for line in lines)

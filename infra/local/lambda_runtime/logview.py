@@ -2,9 +2,10 @@
 
 The log file is what Lambda writes to CloudWatch (START, the handler's output, END, REPORT), one
 text line per line. Read raw, a line of ``print`` output says neither when nor for which
-request; this view prefixes every line with the time and request id of its invocation (from the
-runtime's timestamped log lines), folds START and END away, shortens REPORT to its duration,
-cold start and trace, and can keep only invocations since a moment (``--since 10m``).
+request; this view prefixes every line with the time, request id and trace of its invocation (the
+time from the runtime's timestamped log lines, the trace from its REPORT line, so an
+invocation's lines are printed once it has ended), folds START and END away, shortens REPORT to
+its duration and cold start, and can keep only invocations since a moment (``--since 10m``).
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def _clock(epoch: float) -> str:
 class _Invocation:
     request_id: str
     began: float | None = None
-    # (time if the line has one, request id, text), until the invocation's time is known.
+    # (time if the line has one, request id, text), until the invocation's REPORT.
     pending: list[tuple[float | None, str, str]] = field(default_factory=list)
+    trace: str = ""  # the first 8 hex digits of its trace id, from the REPORT line
 
 
 class LogView:
@@ -72,8 +74,10 @@ class LogView:
         if _END.match(line):
             return []
         if found := _REPORT.match(line):
-            out = self._emit(None, found.group(1), self._report(line, found))
-            return out + self._finish()
+            if self.current is not None and (trace := _TRACE.search(line)):
+                self.current.trace = trace.group(1)
+            self._emit(None, found.group(1), self._report(line, found))
+            return self._finish()
         if found := _LOGGED.match(line):
             at = _epoch(found.group(2), found.group(3))
             text = f"{found.group(1):<5} {found.group(5)}"
@@ -87,9 +91,9 @@ class LogView:
         return self.current.request_id if self.current is not None else ""
 
     @staticmethod
-    def _prefix(at: float | None, request_id: str, text: str) -> str:
+    def _prefix(at: float | None, request_id: str, text: str, trace: str = "") -> str:
         stamp = _clock(at) if at is not None else BLANK_TIME
-        return f"{stamp} {request_id[:8]:<8} {text}"
+        return f"{stamp} {request_id[:8]:<8} {trace or '-':<8} {text}"
 
     @staticmethod
     def _report(line: str, found: re.Match[str]) -> str:
@@ -98,34 +102,31 @@ class LogView:
             parts.append(f"cold start {float(init.group(1)):.0f} ms")
         if status := _STATUS.search(line):
             parts.append(status.group(1))
-        if trace := _TRACE.search(line):
-            parts.append(f"trace {trace.group(1)}")
         return "REPORT " + ", ".join(parts)
 
     def _emit(self, at: float | None, request_id: str, text: str) -> list[str]:
-        """Lines of an invocation wait until its first time is known (they are printed with
-        it), or its REPORT; lines outside any invocation (an init error) go at once."""
+        """An invocation's lines wait for its REPORT, which names its trace (and they are
+        printed with their invocation's time when they carry none); lines outside any
+        invocation (an init error) go at once."""
         invocation = self.current
         if invocation is None:
             return [self._prefix(at, request_id, text)] if self.since is None else []
         invocation.pending.append((at, request_id, text))
         if invocation.began is None and at is not None:
             invocation.began = at
-        if invocation.began is None:
-            return []
-        return self._flush(invocation)
+        return []
 
-    def _flush(self, invocation: _Invocation) -> list[str]:
-        pending, invocation.pending = invocation.pending, []
+    def _finish(self) -> list[str]:
+        invocation, self.current = self.current, None
+        if invocation is None:
+            return []
         began = invocation.began
         if self.since is not None and (began is None or began < self.since):
             return []  # too old, or it cannot be placed in time
-        return [self._prefix(at or began, request_id, text) for at, request_id, text in pending]
-
-    def _finish(self) -> list[str]:
-        out = self._flush(self.current) if self.current is not None else []
-        self.current = None
-        return out
+        return [
+            self._prefix(at or began, request_id, text, invocation.trace)
+            for at, request_id, text in invocation.pending
+        ]
 
 
 def print_log(
