@@ -67,13 +67,50 @@ def add_roles(t: Template) -> None:
                     "Policies": [
                         {
                             "PolicyName": name,
-                            "PolicyDocument": render_cloudformation(load_document("iam", name)),
+                            "PolicyDocument": render_cloudformation(
+                                exact_resources(t, load_document("iam", name))
+                            ),
                         }
                     ],
                 },
             },
         )
         t.roles[f"{{stack}}-{name}"] = role_id
+
+
+# A policy resource ``...{stack}-*...`` of these kinds names the stack's own resources of that
+# kind: (what precedes the pattern in the ARN, the manifest section, the name field).
+_STACK_PATTERNS = (
+    (":table/", "tables", "TableName"),
+    (":stream/", "streams", "StreamName"),
+    (":log-group:/aws/lambda/", "functions", "name"),
+    (":function:", "functions", "name"),
+)
+
+
+def exact_resources(t: Template, document: dict[str, Any]) -> dict[str, Any]:
+    """The policy with each ``{stack}-*`` resource replaced by the ARNs of the stack's declared
+    resources it covers: locally one stack runs and the prefix is exact enough, but in an
+    account ``table/chat-*`` of stack ``chat`` also matches stack ``chat-dev``'s tables."""
+    manifest = json.loads(t.manifest_path.read_text(encoding="utf-8"))
+
+    def expand(resource: str) -> list[str]:
+        if "{stack}-*" not in resource:
+            return [resource]
+        for prefix, section, field in _STACK_PATTERNS:
+            if prefix + "{stack}-*" in resource:
+                names = [entry[field] for entry in manifest.get(section, [])]
+                return [resource.replace("{stack}-*", name, 1) for name in names]
+        raise TemplateError(f"policy resource {resource!r}: the template cannot name it exactly")
+
+    statements = []
+    for statement in document["Statement"]:
+        resources = statement.get("Resource")
+        if resources is not None:
+            listed = [resources] if isinstance(resources, str) else resources
+            statement = {**statement, "Resource": [r for x in listed for r in expand(x)]}
+        statements.append(statement)
+    return {**document, "Statement": statements}
 
 
 def rules_using_role(t: Template, role: str) -> list[str]:
