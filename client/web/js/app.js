@@ -446,7 +446,9 @@ function onProfiles(profiles, answer) {
 
 function showMyProfile() {
   const me = people.get(session.identityId);
-  if (me) $("my-name").textContent = people.label(session.identityId);
+  if (!me) return;
+  $("my-name").textContent = people.label(session.identityId);
+  if (document.activeElement !== $("my-display-name")) $("my-display-name").value = me.name || "";
 }
 
 function rerender() {
@@ -572,7 +574,14 @@ function onError(m) {
       }
     }
   }
-  if (code === "LIMIT_EXCEEDED") {
+  if (code === "INVALID_NAME") {
+    notice(`That name cannot be used: ${String(m.message || "it is empty, invisible or holds direction controls")}.`);
+    showMyProfile(); // back to the stored name
+  } else if (code === "SIGN_IN_REQUIRED") {
+    notice("Direct messages and private groups need an account: sign out and sign up to use them.");
+  } else if (code === "RATE_LIMITED") {
+    notice(`Slow down a little: try again in ${Number(m.retryAfter) || 60} s.`);
+  } else if (code === "LIMIT_EXCEEDED") {
     notice(`You are in as many rooms as the chat allows (${MAX_ROOMS}). Leave a room to join another.`);
   } else {
     notice(`Error ${code}: ${String(m.message || "")}`);
@@ -1118,6 +1127,14 @@ function wireChat() {
   $("notify").addEventListener("click", async () => {
     await notifications.toggle();
     showNotifyButton();
+  });
+  onSubmitText("name-form", "my-display-name", (name) => {
+    if (!name) return notice("A display name cannot be empty.");
+    localStorage.setItem(NAME_KEY, name);
+    $("display-name").value = name; // said with hello from now on
+    send({ type: "name", name, id: newId() });
+    $("my-display-name").blur();
+    return false; // keep it shown: the profile answer confirms it
   });
   onSubmitText("join-form", "join-room", (room) => {
     if (!ROOM_RE.test(room)) return notice("Room names are 1-64 letters, digits, _ or -.");

@@ -245,3 +245,27 @@ def test_notifications_are_opt_in_and_only_for_direct_messages_and_mentions_whil
     bob.page.locator("#dms .conv").click()
     bob.expect_message("seen while looking")
     assert len(bob.page.evaluate(shown)) == 2  # a visible tab already shows it
+
+
+def test_a_new_display_name_shows_everywhere_and_a_deceptive_one_is_refused(
+    tabs: NewTab,
+) -> None:
+    _, ada, bob = pair_in_a_room(tabs)
+    handle = ada.handle
+    ada.say("said under my first name")
+    said = bob.expect_message("said under my first name")
+    expect(said.locator(".sender")).to_have_text(f"Ada @{handle}")
+
+    ada.page.fill("#my-display-name", "Ada Lovelace")
+    ada.page.press("#my-display-name", "Enter")
+    expect(ada.page.locator("#my-name")).to_have_text(f"Ada Lovelace @{handle}")
+    # Others see the stored name change on what she said and in who is here.
+    expect(said.locator(".sender")).to_have_text(f"Ada Lovelace @{handle}")
+    expect(bob.online().filter(has_text="Ada Lovelace")).to_have_count(1)
+
+    # A name with a right-to-left override is refused, and the stored one stays.
+    ada.page.fill("#my-display-name", "Admin\u202e")
+    ada.page.press("#my-display-name", "Enter")
+    expect(ada.page.locator("#notice")).to_contain_text("That name cannot be used")
+    expect(ada.page.locator("#my-display-name")).to_have_value("Ada Lovelace")
+    expect(said.locator(".sender")).to_have_text(f"Ada Lovelace @{handle}")

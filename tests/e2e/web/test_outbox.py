@@ -17,12 +17,14 @@ from tests.e2e.web.pages import Tab, unique
 NewTab = Callable[..., Tab]
 
 # Installed before the page's scripts: the first WebSocket write holding window.loseText
-# never leaves the browser and the socket dies with it, as when a phone loses its network
-# while a message is in flight. window.lostWrites counts what was eaten.
+# never leaves the browser and (unless window.closeWithIt is false) the socket dies with it, as
+# when a phone loses its network while a message is in flight. window.lostWrites counts what
+# was eaten.
 LOSE_ONE_WRITE = """
 (() => {
   window.loseText = null;
   window.lostWrites = 0;
+  window.closeWithIt = true;
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     if (window.loseText && ArrayBuffer.isView(data)) {
@@ -30,7 +32,7 @@ LOSE_ONE_WRITE = """
       if (text.includes(window.loseText)) {
         window.loseText = null;
         window.lostWrites += 1;
-        this.close();
+        if (window.closeWithIt) this.close();
         return undefined;
       }
     }
@@ -74,3 +76,26 @@ def test_a_message_lost_in_flight_is_sent_again_and_shown_once(tabs: NewTab) -> 
     # The socket closed under it: the page logs nothing for that, but tolerate the browser's
     # own note about a WebSocket closed before it opened, should one appear.
     bob.console_errors[:] = [e for e in bob.console_errors if "WebSocket" not in e]
+
+
+def test_a_message_lost_on_a_connection_that_stays_up_is_sent_again_after_a_while(
+    tabs: NewTab,
+) -> None:
+    room = unique("room")
+    bob_tab = tabs("bob")
+    bob_tab.page.add_init_script(LOSE_ONE_WRITE)
+    bob = bob_tab.as_guest("Bob")
+    ada = tabs("ada").as_guest("Ada")
+    bob.join(room)
+    ada.join(room)
+
+    text = unique("lost quietly")
+    bob.page.evaluate("(text) => { window.loseText = text; window.closeWithIt = false; }", text)
+    bob.say(text)
+    assert bob.page.evaluate("() => window.lostWrites") == 1
+    expect(bob.expect_message(text)).to_have_class(re.compile(r"\bpending\b"))
+    # Nothing tells the page the message was lost; its outbox resends it after 10 s.
+    arrived = ada.page.locator("#messages li", has=ada.page.get_by_text(text, exact=True))
+    expect(arrived).to_have_count(1, timeout=30_000)
+    expect(bob.expect_message(text)).not_to_have_class(re.compile(r"\bpending\b"), timeout=30_000)
+    assert ada.messages().count(text) == 1
