@@ -174,7 +174,8 @@ def _membership(event: events.Membership) -> str:
     who = _profile(event.person)
     by = f" by {_profile(event.by)}" if event.by and event.by.person != event.person.person else ""
     if event.event == "renamed":
-        return f"the group is now called '{_printable(event.name or '')}'{by}"
+        actor = _profile(event.by or event.person)
+        return f"{actor} renamed the group to '{_printable(event.name or '')}'"
     verbs = {"invited": "was invited", "joined": "joined", "declined": "declined the invitation"}
     verbs |= {"left": "left", "removed": "was removed"}
     return f"{who} {verbs.get(event.event, _printable(event.event))}{by}"

@@ -203,6 +203,16 @@ def test_direct_messages_invitations_edits_and_deletions_from_the_terminal(
     term.type("/g ops thanks\r")
     _message(bob, group=group, text="thanks")
     assert "before you accepted" not in term.screen()
+    bob.rename(group, "ops-team")
+    term.expect(rf"\[{group}\] \* Bob @{bob_handle} renamed the group to 'ops-team'")
+    term.type("/group leave ops-team\r")  # the new name is the one it answers to
+    left = _event(bob, events.Membership, group=group, event="left")
+    assert isinstance(left, events.Membership) and left.person.person == ada.identity_id
+
+    bob.create_group("quiet", [ada_handle])
+    quiet = term.expect(r"invites you to the group 'quiet' \((g-[0-9a-f]{32})\)").group(1)
+    term.type("/decline quiet\r")
+    _event(bob, events.Membership, group=quiet, event="declined")
 
     term.type("frist\r")
     first = _message(bob, room=room, text="frist")
