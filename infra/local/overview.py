@@ -8,22 +8,41 @@ client with its subscriptions.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from infra.local.stack import LocalStack
 
-# Counting a table reads it all; a page of the overview reads at most this many pages each.
+# Counting a table reads it all; a page of the overview reads at most this many pages each,
+# and a count is reused for this long (the page refreshes every few seconds).
 MAX_COUNT_PAGES = 20
+COUNT_TTL = 10.0
 
 
-async def stack_overview(stack: LocalStack) -> dict[str, Any]:
-    return {
-        "rules": _rules(stack),
-        "functions": _functions(stack),
-        "tables": [await _table(stack, name) for name in stack.declared_tables],
-        "clients": _clients(stack),
-    }
+class StackOverview:
+    """``await overview()``: the lists, read now; table counts at most every COUNT_TTL."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self._counted: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def __call__(self) -> dict[str, Any]:
+        stack = self.stack
+        return {
+            "rules": _rules(stack),
+            "functions": _functions(stack),
+            "tables": [await self._count(name) for name in stack.declared_tables],
+            "clients": _clients(stack),
+        }
+
+    async def _count(self, name: str) -> dict[str, Any]:
+        now = time.monotonic()
+        cached = self._counted.get(name)
+        if cached is None or now - cached[0] > COUNT_TTL:
+            cached = (now, await _table(self.stack, name))
+            self._counted[name] = cached
+        return cached[1]
 
 
 def _rules(stack: LocalStack) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ from .lambda_runtime.credentials import RoleCredentials
 from .lambda_runtime.event_sources import EventSourceMappings, session_clients
 from .logs import LocalLogs, LogsAPI
 from .logs import service as logs_service
-from .overview import stack_overview
+from .overview import StackOverview
 from .port_owner import check_ports
 from .registry import Registry, RegistryCredentialStore, watch_deactivations
 from .rules.access import RuleAccess
@@ -358,7 +358,7 @@ class LocalStack:
                     allowed_hosts=opts.allowed_hosts,
                     limits=web_limits(opts.http_limits),
                     developer=DeveloperPage(
-                        lambda: stack_overview(self),
+                        StackOverview(self),
                         self.trace,
                         admin_check(ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY),
                     ),
