@@ -79,6 +79,8 @@ def test_the_admin_sees_rules_functions_tables_clients_and_the_live_trace(
         page.click("#trace-form button[type=submit]")
         said = ada.say(room, "<b>seen in the trace</b>")
         page.wait_for_selector(f"#trace li:has-text('{said}')")
+        # The store's outcome follows its message by a poll or two.
+        page.wait_for_selector("#trace li:has-text('chat_room_store -> dynamoDBv2')")
         lines = page.locator("#trace li").all_text_contents()
         first = next(line for line in lines if said in line)
         assert f"publish {room_topic(room)} from n/a" in first and ", rule)" in first
