@@ -128,7 +128,10 @@ def test_trace_follows_each_message_through_rules_actions_and_lambdas(tmp_path: 
             def answered(s: list[dict[str, Any]]) -> bool:
                 return any(e["eventType"] == "Publish-In" and e["topicName"] == inbox for e in s)
 
-            steps = steps_until(follower, marker, answered)
+            def invoked(s: list[dict[str, Any]]) -> bool:
+                return answered(s) and any(e["eventType"] == "FunctionExecution" for e in s)
+
+            steps = steps_until(follower, marker, invoked)
             assert executions(steps)[0][:2] == ("chat_commands", "LambdaAction")
             (invocation,) = [s for s in steps if s["eventType"] == "FunctionExecution"]
             assert invocation["functionName"] == "iotchat-commands"
@@ -141,7 +144,7 @@ def test_trace_follows_each_message_through_rules_actions_and_lambdas(tmp_path: 
             # An invalid message: chat_invalid answers with an error, nothing else runs.
             bad = unique("bad")
             ada.publish({"type": "message", "id": bad, "room": "bad room", "text": "x"})
-            steps = steps_until(follower, bad, answered)
+            steps = steps_until(follower, bad, lambda s: answered(s) and executions(s))
             assert [s["ruleName"] for s in steps if s["eventType"] == "RuleMatch"] == [
                 "chat_invalid"
             ]
