@@ -146,8 +146,8 @@ def logs(
         ".iotchat"
     ),
 ) -> None:
-    """Print a Lambda function's log: each line with its time and request id, one REPORT
-    summary per invocation naming its trace (``--raw``: the file as Lambda writes it)."""
+    """Print a Lambda function's log, each line with its time, request id and trace id
+    (``--raw``: the file as Lambda writes it)."""
     import sys
 
     from infra.local.lambda_runtime.logtail import copy_log, is_known, known_functions
