@@ -134,11 +134,11 @@ def test_direct_messages_keep_the_first_copy_and_edits_reach_both(people: People
 
     assert [m["text"] for m in page(bob, ada_id)] == ["see you at 5"]
 
+    # Ada's phone, another session of hers, sees her edit too (on her person's inbox).
+    phone = people.connect(identity=(ada_id, ada_creds), session="phone-0123456789")
     ada.send_private("edit", id=dm, text="see you at 7", **{"with": bob_handle})
-    for client in (ada, bob):
-        change = client.wait_for_message(
-            inbox(client.client_id), lambda m: m.get("type") == "edit", "the edit"
-        )
+    for client, topic in ((ada, inbox(ada_id)), (phone, inbox(ada_id)), (bob, inbox(bob_id))):
+        change = client.wait_for_message(topic, lambda m: m.get("type") == "edit", "the edit")
         assert (change["id"], change["text"], change["to"]) == (dm, "see you at 7", bob_id)
     (shown,) = page(bob, ada_id)
     assert shown["text"] == "see you at 7" and shown["edited"]
