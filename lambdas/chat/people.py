@@ -51,7 +51,10 @@ class TokenCheck(Protocol):
 
 class CognitoTokenCheck:
     """``GetId`` with the token as the identity pool's login: Cognito verifies the token
-    (signature, issuer, audience, expiry) and names the identity it belongs to."""
+    (signature, issuer, audience, expiry) and names the identity it belongs to. GetId is a
+    public API that needs no IAM permission
+    (https://boto3.amazonaws.com/v1/documentation/api/latest/reference/services/cognito-identity/client/get_id.html);
+    a login not yet linked makes a new, empty identity, which never equals the sender."""
 
     def __init__(self, cognito_identity: Any, identity_pool_id: str, provider: str) -> None:
         self.client = cognito_identity
