@@ -475,6 +475,8 @@ function onChatMessage(m) {
   if (conv === active) {
     appendMessages(!mine && !wasPending);
     renderTyping();
+    // The list is redrawn as a whole; a screen reader hears only what is new.
+    if (!mine && typeof m.text === "string") $("announce").textContent = `${people.label(m.sender)}: ${m.text}`;
   } else if (!mine) {
     conv.unread += 1;
   }
@@ -681,7 +683,7 @@ function listButton(conv, label) {
   const classes = ["conv"];
   if (conv === active) classes.push("active");
   if (conv.unread) classes.push("unread");
-  const button = el("button", { type: "button", class: classes.join(" ") }, label);
+  const button = el("button", { type: "button", class: classes.join(" "), dataset: { key: conv.key } }, label);
   if (conv === active) button.setAttribute("aria-current", "true");
   if (conv.unread) {
     button.append(el("span", { class: "badge" }, String(conv.unread)));
@@ -691,11 +693,22 @@ function listButton(conv, label) {
   return el("li", {}, button);
 }
 
+// The lists are rebuilt as a whole; a keyboard user's focus stays on the same entry.
 function renderSidebar() {
+  const focused = document.activeElement;
+  const focusKey = focused && $("sidebar").contains(focused) ? focused.dataset.key : undefined;
+  drawSidebar();
+  if (focusKey) {
+    const again = [...$("sidebar").querySelectorAll("[data-key]")].find((b) => b.dataset.key === focusKey);
+    if (again) again.focus();
+  }
+}
+
+function drawSidebar() {
   const rooms = $("rooms");
   clear(rooms);
   for (const conv of state.list("room")) {
-    const leave = el("button", { type: "button", class: "leave", title: `Leave #${conv.id}`, "aria-label": `Leave #${conv.id}` }, "×");
+    const leave = el("button", { type: "button", class: "leave", title: `Leave #${conv.id}`, "aria-label": `Leave #${conv.id}`, dataset: { key: `leave:${conv.key}` } }, "×");
     leave.addEventListener("click", () => leaveRoom(conv));
     const item = listButton(conv, `#${conv.id}`);
     item.append(leave);
