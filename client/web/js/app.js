@@ -892,7 +892,8 @@ function renderPeople() {
       }
       members.append(item);
     }
-    $("leave-group").hidden = Boolean(mine);
+    $("leave-group").hidden = Boolean(mine); // the creator cannot leave, but renames
+    $("rename-form").hidden = !mine;
   }
   renderDevices();
   renderPeopleKnown();
@@ -1162,6 +1163,10 @@ function wireChat() {
     return send({ type: "whois", people: [handle] });
   });
   onSubmitText("group-form", "group-name", (name) => name && sendPrivate({ type: "create", name, id: newId() }));
+  onSubmitText("rename-form", "group-rename", (name) => {
+    if (!name || active.kind !== "group") return false;
+    return sendPrivate({ type: "rename", group: active.id, name, id: newId() });
+  });
   onSubmitText("invite-form", "invite-member", (typed) => {
     const handle = typed.replace(/^@/, "");
     if (!ANY_HANDLE_RE.test(handle) || active.kind !== "group") return notice("A handle is letters, digits, _ or -, like @ada.");

@@ -198,6 +198,20 @@ def test_direct_messages_and_groups_by_consent_between_signed_in_people(
     expect(cy.page.locator("#groups .conv")).to_have_count(0)
     assert "Bob in the group" not in cy.messages()
 
+    # Only the creator renames and removes; members see both.
+    expect(bob.page.locator("#rename-form")).to_be_hidden()
+    renamed = unique("ops-renamed")
+    ada.page.fill("#group-rename", renamed)
+    ada.page.click("#rename-form button")
+    expect(bob.page.locator("#conv-title")).to_have_text(f"Group: {renamed}")
+    expect(bob.page.locator("#messages .system", has_text="renamed")).to_have_count(1)
+    ada.page.locator("#members li", has_text=f"@{bob_handle}").locator("button.remove").click()
+    expect(bob.page.locator("#groups .conv")).to_have_count(0)
+    expect(ada.page.locator("#members li")).to_have_count(1)
+    ada.say("after Bob left")
+    ada.expect_message("after Bob left")
+    assert "after Bob left" not in bob.messages()
+
 
 def test_a_declined_invitation_delivers_nothing(tabs: NewTab, web_stack: WebStack) -> None:
     ada = tabs("ada").sign_in(account(web_stack, handle_for("ada")))
