@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -45,3 +46,32 @@ def test_duplicate_names_are_refused() -> None:
     entry = {"name": "f", "handler": "a.b"}
     with pytest.raises(ManifestError, match="declared twice"):
         Manifest.from_dict({"functions": [entry, entry]})
+
+
+# The busiest minute of a day holds this share of its sessions (everyone's morning reconnect),
+# and a function should cope with bursts this many times that minute's average.
+PEAK_MINUTE_SHARE = 0.01
+HEADROOM = 4
+
+
+def test_concurrency_is_sized_from_the_cost_models_largest_workload() -> None:
+    """Little's law on docs/cost.md's 100,000-user workload: at most rate x duration
+    invocations run at once. Each session costs one commands invocation and two presence
+    ones (infra/aws/cost.py); AWS reserves none of it unless deploy --reserve-concurrency."""
+    from infra.aws.cost import COMMANDS_MS, PRESENCE_MS, Workload
+
+    workload = Workload(users=100_000, messages_per_user_per_day=20)
+    sessions_per_second = (
+        workload.users * workload.sessions_per_user_per_day * PEAK_MINUTE_SHARE / 60
+    )
+    needed = {
+        "iotchat-commands": sessions_per_second * COMMANDS_MS / 1000,
+        "iotchat-presence": 2 * sessions_per_second * PRESENCE_MS / 1000,
+    }
+    manifest = Manifest.load()
+    for name, busy in needed.items():
+        spec = manifest.get(name)
+        assert spec is not None and spec.reserved_concurrency is not None
+        assert spec.reserved_concurrency >= math.ceil(round(busy * HEADROOM, 6)), name
+    stream = manifest.get("iotchat-stream")
+    assert stream is not None and stream.reserved_concurrency == 1  # one shard, one batch

@@ -17,9 +17,11 @@ from botocore.stub import Stubber
 from infra.aws.concurrency import ConcurrencyRefused, check_reservations
 from infra.aws.deploy import DeployError
 from infra.aws.template import build_template, reserved_concurrency
+from lambdas.manifest import Manifest
 from tests.infra.aws.test_deploy import REGION, deployment, session  # noqa: F401  (fixture)
 
 WANTED = reserved_concurrency(build_template("chat-a", reserve_concurrency=True))
+TOTAL = sum(WANTED.values())  # the manifest's reservedConcurrency, summed
 
 
 def lambda_stub(
@@ -65,7 +67,8 @@ def lambda_stub(
 
 def test_the_template_reserves_nothing_unless_asked() -> None:
     assert reserved_concurrency(build_template("chat-a")) == {}
-    assert WANTED["chat-a-commands"] == 2 and sum(WANTED.values()) == 7
+    commands = Manifest.load().get("iotchat-commands")
+    assert commands is not None and WANTED["chat-a-commands"] == commands.reserved_concurrency
     # checkov's concurrency check is suppressed, with its reason, only where nothing is reserved
     for reserve in (False, True):
         template = build_template("chat-a", reserve_concurrency=reserve)
@@ -81,19 +84,19 @@ def test_a_low_quota_account_is_refused_with_the_numbers(limit: int) -> None:
     with pytest.raises(ConcurrencyRefused) as refused:
         check_reservations(lambda_stub(limit, limit), WANTED)
     message = str(refused.value)
-    assert (
-        "reserves 7 units" in message and f"leave {limit - 7} of the account's {limit}" in message
-    )
+    assert f"reserves {TOTAL} units" in message
+    assert f"leave {limit - TOTAL} of the account's {limit}" in message
     assert "at least 100 unreserved" in message and "without --reserve-concurrency" in message
 
 
 def test_an_account_with_room_is_allowed() -> None:
     line = check_reservations(lambda_stub(1000, 1000), WANTED)
-    assert line == "reserved concurrency: 7 units; 993 of 1000 stay unreserved"
+    assert line == f"reserved concurrency: {TOTAL} units; {1000 - TOTAL} of 1000 stay unreserved"
     # exactly 100 left is allowed, 99 is not
-    assert "100 of 107" in check_reservations(lambda_stub(107, 107), WANTED)
+    exact = 100 + TOTAL
+    assert f"100 of {exact}" in check_reservations(lambda_stub(exact, exact), WANTED)
     with pytest.raises(ConcurrencyRefused):
-        check_reservations(lambda_stub(106, 106), WANTED)
+        check_reservations(lambda_stub(exact - 1, exact - 1), WANTED)
 
 
 def test_an_update_counts_the_units_the_stack_already_holds() -> None:
