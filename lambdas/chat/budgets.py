@@ -18,7 +18,7 @@ from .store import is_conditional_failure, to_item
 WINDOW_MS = 60_000
 # Per person and minute. A person reading back through a long room, joining their rooms after
 # a restart and chatting fast stays well inside these; a script flooding does not.
-LIMITS = {"history": 60, "join": 60, "direct": 60}
+LIMITS = {"history": 60, "join": 60, "direct": 60, "hello": 20, "name": 10, "whois": 60}
 # Counters outlive their minute a little, then DynamoDB's TTL (on AWS) deletes them.
 KEEP_SECONDS = 300
 
@@ -26,7 +26,9 @@ KEEP_SECONDS = 300
 def budget_of(request: dict[str, Any]) -> str | None:
     """Which budget a request spends, if any."""
     kind = request.get("type")
-    if kind in ("history", "join"):
+    # hello with a token costs a Cognito GetId (an account-wide quota); a name change is one
+    # publish per room the person is in.
+    if kind in ("history", "join", "hello", "name", "whois"):
         return str(kind)
     if kind == "message" and "to" in request:
         return "direct"

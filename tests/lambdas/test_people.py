@@ -222,3 +222,20 @@ def test_history_applies_revisions_even_after_a_late_copy(
     assert shown["m0"]["text"] == "keep" and "edited" not in shown["m0"]
     assert (shown["m1"]["text"], shown["m1"]["edited"]) == ("fixed", 2000)
     assert "text" not in shown["m2"] and shown["m2"]["deleted"] == 2001
+
+
+def test_a_flood_of_hellos_or_renames_is_rate_limited(
+    commands: Commands, published: RecordingPublisher, tokens: Tokens
+) -> None:
+    token = tokens.issue(ADA, **{"custom:handle": "ada"})
+    for i in range(25):
+        send(commands, ADA, 1_000 + i, type="hello", token=token)
+    answers = [m["type"] for m in published.to(f"chat/in/{ADA}")]
+    assert answers.count("profile") == 20 and answers.count("error") == 5
+    assert last(published, ADA, "error")["code"] == "RATE_LIMITED"
+    for i in range(12):
+        send(commands, ADA, 2_000 + i, type="name", name=f"Ada {i}")
+    assert [m["name"] for m in published.to(f"chat/in/{ADA}") if m.get("ts")][-1] == "Ada 9"
+    # Bob is not affected.
+    send(commands, BOB, 2_100, type="name", name="Bob")
+    assert last(published, BOB, "profile")["name"] == "Bob"
