@@ -126,6 +126,7 @@ class ChatClient:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._stopped = threading.Event()
+        self._reconnected_at = 0.0  # outbox clock time of the last reconnect
         self._last_failure = ""
         callbacks = TransportCallbacks(self._received, self._on_connected, self._on_disconnected)
         options = ConnectOptions(keep_alive, min_backoff, max_backoff)
@@ -173,6 +174,7 @@ class ChatClient:
             self.transport.subscribe(f"chat/pub/{room}")
         self._hello()
         if resumed:
+            self._reconnected_at = self.outbox.now()
             # What was sent but not carried back may have been lost with the connection.
             for entry in self.outbox.all_pending():
                 self.transport.publish(entry.topic, entry.payload)
@@ -247,6 +249,10 @@ class ChatClient:
                 for message in reversed(event.messages):
                     if self._first_sight(message):
                         self._emit(_replayed(message))
+                ours = {m.id for m in event.messages if m.sender == self.person}
+                for entry in self.outbox.unstored(event.target, ours, self._reconnected_at):
+                    with contextlib.suppress(Exception):  # the outbox tries again later
+                        self.transport.publish(entry.topic, entry.payload)
                 return
             for message in event.messages:
                 self._first_sight(message)
@@ -436,7 +442,7 @@ class ChatClient:
         message_id = str(uuid.uuid4())
         body = {"type": "message", "id": message_id, **where, "text": text, "name": name}
         payload = _encode(_without_none(body))
-        self.outbox.add(message_id, topic, payload)
+        self.outbox.add(message_id, topic, payload, where.get("room"))
         with contextlib.suppress(Exception):  # offline: the outbox sends it on reconnect
             self.transport.publish(topic, payload)
         return message_id

@@ -8,6 +8,11 @@ it again, with the same ``id`` and bytes, after a reconnect or when it has waite
 backend stores a sender's ``id`` once and clients drop a second copy by ``id``, so a resend is
 never shown or stored twice (docs/protocol.md).
 
+A room's echo proves delivery, not storage: a stack that dies between the two (a SIGKILL) has
+carried a message it never stored. So carried room messages are kept a while longer, and the
+history page a client reads after a reconnect is checked against them (:meth:`Outbox.unstored`):
+what the room carried but history does not hold is sent again.
+
 An ``error`` naming the message ends it: a refusal (``INVALID_TEXT``...) is final, while
 ``STORE_FAILED``, ``INTERNAL`` and ``RATE_LIMITED`` mean "not kept, try again", so the message
 is sent again even if the room had already carried it. Memory is bounded by a count and bytes;
@@ -26,7 +31,7 @@ RESEND_AFTER = 8.0  # seconds without the message coming back before it is sent 
 MAX_BACKOFF = 60.0  # the longest wait between two resends of one message
 MAX_MESSAGES = 1_000
 MAX_BYTES = 4 * 1024 * 1024
-KEEP_CONFIRMED = 30.0  # seconds a carried message is kept in case its store fails
+KEEP_CONFIRMED = 120.0  # seconds a carried message is kept in case it was never stored
 CONFIRMED_LIMIT = 500
 # Errors that mean "this message was not kept: send it again" (docs/protocol.md, Errors).
 TRANSIENT = frozenset({"STORE_FAILED", "INTERNAL", "RATE_LIMITED"})
@@ -44,6 +49,7 @@ class Pending:
     sent: float  # monotonic time of the last send
     wait: float  # how long to wait before the next resend
     attempts: int = 1
+    room: str | None = None  # for a room message: where history must hold it
 
 
 class Outbox:
@@ -76,7 +82,7 @@ class Outbox:
         with self._lock:
             return list(self._pending)
 
-    def add(self, message_id: str, topic: str, payload: bytes) -> None:
+    def add(self, message_id: str, topic: str, payload: bytes, room: str | None = None) -> None:
         with self._lock:
             if message_id in self._pending:
                 return
@@ -89,7 +95,7 @@ class Outbox:
                     "try again once the connection is back"
                 )
             self._pending[message_id] = Pending(
-                message_id, topic, payload, self._clock(), self.resend_after
+                message_id, topic, payload, self._clock(), self.resend_after, room=room
             )
             self._bytes += len(payload)
 
@@ -127,6 +133,28 @@ class Outbox:
             entry.sent = self._clock()
             entry.wait = retry_after if retry_after is not None else 0.0
             return True
+
+    def now(self) -> float:
+        return self._clock()
+
+    def unstored(self, room: str, stored: set[str], before: float) -> list[Pending]:
+        """Room messages carried before ``before`` (a reconnect) but missing from ``room``'s
+        history page read after it (``stored``: our ids on it): pending again and returned, to
+        be sent again now. A resend of one that was stored after all is harmless: the store
+        keeps the first copy, clients show one."""
+        now = self._clock()
+        with self._lock:
+            missing = [
+                entry
+                for message_id, (entry, carried) in self._confirmed.items()
+                if entry.room == room and message_id not in stored and carried < before
+            ]
+            for entry in missing:
+                del self._confirmed[entry.message_id]
+                self._pending[entry.message_id] = entry
+                self._bytes += len(entry.payload)
+                self._mark_sent(entry, now)
+            return missing
 
     def due(self) -> list[Pending]:
         """Messages waited on too long; each is marked sent now, with a longer next wait."""

@@ -79,3 +79,20 @@ def test_memory_is_bounded_by_count_and_bytes_and_full_is_said_not_dropped() -> 
     box.confirm("a")
     box.add("c", "chat/out", b"1")
     assert box.pending_ids() == ["b", "c"]
+
+
+def test_room_messages_carried_but_missing_from_history_after_a_reconnect_go_again() -> None:
+    clock = Clock()
+    box = Outbox(clock=clock)
+    for message_id in ("stored", "lost", "elsewhere"):
+        room = "other" if message_id == "elsewhere" else "lobby"
+        box.add(message_id, "chat/out", message_id.encode(), room)
+        box.confirm(message_id)  # the rooms carried all three
+    clock.now += 5
+    reconnected = box.now()
+    box.add("after", "chat/out", b"after", "lobby")
+    box.confirm("after")  # carried after the reconnect: its store may simply not be done yet
+    again = box.unstored("lobby", {"stored"}, reconnected)
+    assert [e.payload for e in again] == [b"lost"]  # the stack died between carry and store
+    assert box.pending_ids() == ["lost"]
+    assert box.unstored("lobby", {"stored"}, reconnected) == []  # asked once per reading
