@@ -300,8 +300,10 @@ def test_a_publish_that_did_not_come_over_mqtt_takes_no_chat_path() -> None:
     for topic, payload, path in (
         ("chat/out", room, "chat_room_message"),
         ("chat/out", join, "chat_commands"),
+        ("chat/out", b'{"type":"bogus"}', "chat_invalid"),
         ("chat/private", direct, "chat_private"),
         ("chat/stream", typing, "chat_stream"),
+        ("chat/stream", b'{"type":"bogus"}', "chat_stream_invalid"),
     ):
         assert path in matches(topic, payload, "us-east-1:abc"), path
         assert path not in matches(topic, payload, sessions.NOT_MQTT), path
