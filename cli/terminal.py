@@ -270,6 +270,10 @@ def send(
     outbox sends it again meanwhile if the connection drops or the echo is late."""
     client = connect(session, protocol, kind="cli-send", name=name)
     try:
+        if name:  # stored before the message is seen, so readers see it with the name
+            client.wait_for(
+                lambda e: isinstance(e, events.Profile) and e.person == client.person, timeout
+            )
         client.watch(room)
         message_id = client.say(room, text, name=name)
 

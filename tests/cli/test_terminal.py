@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -194,3 +195,30 @@ def test_an_unreachable_stack_is_exit_4_in_words(
         down = run_cli(args, env)
         assert down.returncode == 4, down.stderr
         assert "is the stack running?" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_listen_prints_stored_names_and_handles_never_a_claimed_name(
+    chat_stack: InProcessStack, tmp_path: Path
+) -> None:
+    room = f"cli-{uuid.uuid4().hex[:8]}"
+    listener = subprocess.Popen(
+        [*CLI, "listen", "--room", room],
+        env=cli_env(chat_stack, tmp_path, "hank"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert listener.stdout is not None  # stdout=PIPE
+    try:
+        out = Lines(listener.stdout)
+        wait_for(lambda: any("online" in line for line in out.lines), timeout=30)
+        alice = cli_env(chat_stack, tmp_path, "alice")
+        named = run_cli(["send", "--room", room, "--name", "Alice", "my name is stored"], alice)
+        assert named.returncode == 0, named.stderr
+        line = wait_for(
+            lambda: next((t for t in out.lines if "my name is stored" in t), None), timeout=30
+        )
+        assert re.search(r"#cli-\w+ <Alice @guest-[0-9a-f]+ \(guest\)> my name is stored$", line)
+    finally:
+        listener.send_signal(signal.SIGINT)
+        assert listener.wait(20) == 0
