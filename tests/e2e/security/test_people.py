@@ -147,6 +147,7 @@ def test_an_https_publish_is_neither_delivered_nor_stored(
     # No answer went anywhere: the commands did not run, and no error was sent.
     assert guest.of_type(inbox(guest.client_id), "history") == []
     assert guest.errors() == []
+    assert stack.taps_on(inbox("n/a")) == []
 
 
 def test_a_flood_of_history_requests_is_rate_limited_and_others_still_get_answers(
