@@ -4,12 +4,18 @@ custom:handle), a display name set with ``name``, generated handles for guests; 
 
 from __future__ import annotations
 
+import json
 import unicodedata
+import uuid
+from pathlib import Path
 
 import pytest
 
+from infra.local.registry import create_device
 from tests.e2e.chat.accounts import account, fresh_handle, hello, signed_in
 from tests.e2e.chat.conftest import ChatClient, People, inbox, room_topic, unique
+from tests.e2e.security.helpers import tls_session
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -133,3 +139,34 @@ def test_direct_messages_address_people_by_handle(people: People) -> None:
     lost = unique("dm")
     ada.send_private("message", id=lost, to="nobody-has-this", text="lost")
     assert ada.wait_error("NOT_FOUND", ref=lost)["message"]
+
+
+def test_a_device_is_shown_by_its_whole_thing_name(people: People, tmp_path: Path) -> None:
+    stack = people.stack
+    thing = f"pi-kitchen-{uuid.uuid4().hex[:8]}"
+    files = create_device(stack.stack.registry, stack.ca, thing, tmp_path / thing)
+    device = tls_session(stack, files.cert_path, files.key_path)
+    try:
+        assert device.connect(thing) == 0  # mutual TLS, as a device connects
+        room = unique("room")
+        bob = people.connect()
+        bob.join(room)
+        hi = json.dumps({"type": "hello", "name": "Admin"}).encode()
+        assert device.publish("chat/out", hi) == 0
+        said = unique("m")
+        message = {"type": "message", "id": said, "room": room, "text": "21.5 C", "name": "Root"}
+        assert device.publish("chat/out", json.dumps(message).encode()) == 0
+
+        def shown() -> dict | None:
+            page = bob.history("room", room)
+            return next((m for m in page["messages"] if m["id"] == said), None)
+
+        found = wait_for(shown, 10, 0.05)
+        assert found is not None
+        assert (found["sender"], found["handle"]) == (thing, thing)  # the whole thing name
+        assert found["name"] == "Admin"  # the display name it set, never the one it claimed
+        answer = bob.request("whois", "people", "type", "people", people=[thing])
+        (profile,) = answer["people"]
+        assert (profile["handle"], profile["device"], profile["guest"]) == (thing, True, False)
+    finally:
+        device.close()
