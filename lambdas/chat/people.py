@@ -228,9 +228,12 @@ class People:
         else:
             profile = {"person": sender, "handle": sender, "name": sender, "device": True}
             self.directory.claim(sender, sender)  # best effort: a thing name is its handle
+        profile = {k: v for k, v in profile.items() if k not in ("pk", "sk", "at")}
         if name is not None:
             profile["name"] = name
-        changed = profile != stored
+        changed = stored is None or profile != {
+            k: v for k, v in stored.items() if k not in ("pk", "sk", "at")
+        }
         if changed:
             self.directory.save(profile, ts)
         self.publisher.publish(reply, {"v": VERSION, "type": "profile", **public(profile)})

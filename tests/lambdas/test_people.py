@@ -161,6 +161,10 @@ def test_guests_and_devices_get_their_handles(
     guest = last(published, EVE, "profile")
     assert guest["handle"].startswith("guest-") and guest["guest"] is True
     assert guest["name"] == "Admin"  # shown, but always as a guest's
+    send(commands, EVE, 2, type="hello", name="Eve")  # a name with a later hello is kept
+    assert last(published, EVE, "profile")["name"] == "Eve"
+    send(commands, EVE, 3, type="hello")
+    assert last(published, EVE, "profile")["name"] == "Eve"
     send(commands, "pi-kitchen", 2, type="hello")
     device = last(published, "pi-kitchen", "profile")
     assert (device["handle"], device["device"]) == ("pi-kitchen", True)
