@@ -280,7 +280,7 @@ class Groups:
         was_invited = self._drop_invitation(group, person)
         if not (was_member or was_invited):
             raise ProtocolError("NOT_A_MEMBER", "that person is not in the group", ref)
-        self._tell_members(group, body, also=[person] if was_member else [])
+        self._tell_members(group, body, also=[person])  # an invitee learns it was withdrawn
         if was_member:
             self.announce(group)
 
