@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import queue
 import re
 import threading
@@ -28,6 +29,7 @@ from .directory import Directory
 from .events import Event, Message
 from .identity import ClientIdentity, Identity
 from .outbox import Outbox
+from .reasons import describe_error
 from .sessions import session_client_id
 from .stack_file import StackInfo
 from .transport import (
@@ -39,6 +41,7 @@ from .transport import (
     TransportFactory,
 )
 
+log = logging.getLogger("iotchat.client")
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ROOM_RULE = "1-64 characters of A-Z a-z 0-9 _ -"
 OUT = "chat/out"
@@ -172,7 +175,10 @@ class ChatClient:
             rooms = dict(self.rooms)
         for room in rooms:
             self.transport.subscribe(f"chat/pub/{room}")
-        self._hello()
+        try:
+            self._hello()
+        except Exception as exc:  # no token right now: the chat works, names wait for the next
+            log.warning("could not say hello: %s", describe_error(exc))
         if resumed:
             self._reconnected_at = self.outbox.now()
             # What was sent but not carried back may have been lost with the connection.
