@@ -418,8 +418,8 @@ function isMessage(m) {
 }
 
 // Who sent it, as a history page or presence names them (never a live message's claim).
-function learnFrom(person, fields) {
-  return people.learn(person, fields);
+function learnFrom(person, fields, ts) {
+  return people.learn(person, fields, ts);
 }
 
 // `answer`: a whois answer, which also settles a handle typed in the direct form.
@@ -427,7 +427,7 @@ function onProfiles(profiles, answer) {
   let changed = false;
   for (const p of profiles) {
     if (!p || typeof p.person !== "string") continue;
-    changed = learnFrom(p.person, p) || changed;
+    changed = learnFrom(p.person, p, p.ts) || changed;
     if (p.person === session.identityId) {
       showMyProfile();
       if (afterHello) afterHello();
@@ -520,7 +520,7 @@ function onPresence(m) {
   if (typeof m.room !== "string" || !person) return;
   const conv = state.find("room", m.room);
   if (!conv) return;
-  learnFrom(person, m);
+  learnFrom(person, m, Number(m.ts));
   const status = m.status === "online" ? "online" : "offline";
   if (conv.setPresence(person, status, null, Number(m.ts) || 0) && conv === active) renderPeople();
 }

@@ -14,15 +14,23 @@ export class Directory {
     this.asked = new Set(); // people a whois was sent for
   }
 
-  // Takes what a backend message says about a person; true if anything changed.
-  learn(person, fields) {
+  // Takes what a backend message says about a person; true if anything changed. `ts` is the
+  // time of a `profile` or `presence` event: once a timed update is known, an older one, or an
+  // untimed answer (who, whois, history) that may have been read before it, only fills gaps.
+  learn(person, fields, ts) {
     if (typeof person !== "string" || !fields) return false;
     const known = this.profiles.get(person) || {};
+    const timed = typeof ts === "number" && Number.isFinite(ts);
+    const stale = typeof known.ts === "number" && (!timed || ts < known.ts);
     const next = { ...known, person };
-    if (typeof fields.handle === "string" && HANDLE_RE.test(fields.handle)) next.handle = fields.handle;
-    if (typeof fields.name === "string" && fields.name) next.name = fields.name;
-    if (typeof fields.guest === "boolean") next.guest = fields.guest;
-    if (typeof fields.device === "boolean") next.device = fields.device;
+    const take = (field, ok) => {
+      if (ok(fields[field]) && (!stale || next[field] === undefined)) next[field] = fields[field];
+    };
+    take("handle", (v) => typeof v === "string" && HANDLE_RE.test(v));
+    take("name", (v) => typeof v === "string" && v.length > 0);
+    take("guest", (v) => typeof v === "boolean");
+    take("device", (v) => typeof v === "boolean");
+    if (timed && !stale) next.ts = ts;
     const changed = JSON.stringify(known) !== JSON.stringify(next);
     if (changed) this.profiles.set(person, next);
     return changed;
