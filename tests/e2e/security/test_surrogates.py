@@ -95,12 +95,12 @@ def test_a_direct_message_with_a_lone_surrogate_gets_one_error_and_one_invocatio
     stack: InProcessStack, people: People
 ) -> None:
     ada = people.connect("Ada", signed_in=True)
-    bob = people.connect("Bob")
+    bob = people.connect("Bob", signed_in=True)  # direct messages are for signed-in people
     drain_lambdas(stack)
     before = reports(stack, COMMANDS)
 
     bad = unique("dm")
-    ada.send("message", id=bad, to=bob.client_id, text=LONE)
+    ada.send_private("message", id=bad, to=bob.client_id, text=LONE)
     ada.wait_error("INVALID_TEXT", ref=bad)
     drain_lambdas(stack)  # a retry, had there been one, would have finished by now
     assert reports(stack, COMMANDS) == before + 1, "the commands Lambda ran more than once"
@@ -109,7 +109,7 @@ def test_a_direct_message_with_a_lone_surrogate_gets_one_error_and_one_invocatio
 
     # Beside it, a normal direct message is delivered (and the bad one never was).
     good = unique("dm")
-    ada.send("message", id=good, to=bob.client_id, text="hi \U0001f600")
+    ada.send_private("message", id=good, to=bob.client_id, text="hi \U0001f600")
     got = bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == good, "the DM")
     assert got["text"] == "hi \U0001f600" and got["sender"] == ada.client_id
     assert [m.get("id") for m in bob.of_type(inbox(bob.client_id), "message")] == [good]
