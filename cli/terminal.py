@@ -66,6 +66,7 @@ def open_session(stack_file: Path | None, session_file: Path | None = None) -> S
     return Session(stack, identity)
 
 
+PROFILE_WAIT = 5.0  # seconds `send` waits for hello's answer before posting anyway
 SIGN_IN_HINT = "sign up with `iotchat signup` or sign in with `iotchat login`"
 
 
@@ -270,10 +271,12 @@ def send(
     outbox sends it again meanwhile if the connection drops or the echo is late."""
     client = connect(session, protocol, kind="cli-send", name=name)
     try:
-        if name:  # stored before the message is seen, so readers see it with the name
-            client.wait_for(
-                lambda e: isinstance(e, events.Profile) and e.person == client.person, timeout
-            )
+        # The backend knows who we are (hello's answer) before the message is seen, so
+        # readers who ask see our stored name and handle, not a default one.
+        client.wait_for(
+            lambda e: isinstance(e, events.Profile) and e.person == client.person,
+            min(timeout, PROFILE_WAIT),
+        )
         client.watch(room)
         message_id = client.say(room, text, name=name)
 

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from client import events
+from client.chat_client import ChatClient
 from tests.support.cognito import outbox_codes
 from tests.support.stack import InProcessStack
 from tests.support.waiting import wait_for
@@ -107,12 +110,16 @@ def test_send_refused_and_missing_stack_exit_codes(
 
 
 def test_signup_with_the_outbox_code_then_send_as_the_user(
-    chat_stack: InProcessStack, tmp_path: Path
+    chat_stack: InProcessStack, tmp_path: Path, new_client: Callable[..., ChatClient]
 ) -> None:
     email = f"u{uuid.uuid4().hex[:8]}@example.com"
+    handle = f"dora{uuid.uuid4().hex[:8]}"
     env = cli_env(chat_stack, tmp_path, "dora")
+    for refused in ("Dora Explorer", "guest-dora", "x"):  # what a handle cannot be
+        wrong = run_cli(["signup", "--email", email, "--password", "P", "--handle", refused], env)
+        assert wrong.returncode == 2 and "cannot be a handle" in wrong.stderr
     process = subprocess.Popen(
-        [*CLI, "signup", "--email", email, "--password", "Correct-Horse-9"],
+        [*CLI, "signup", "--email", email, "--password", "Correct-Horse-9", "--handle", handle],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -128,8 +135,15 @@ def test_signup_with_the_outbox_code_then_send_as_the_user(
     (entry,) = sessions.values()
     user_id = entry["user"]["identityId"]
     room = f"cli-{uuid.uuid4().hex[:8]}"
+    reader = new_client(name_wait=5.0)
+    reader.join(room)
     sent = run_cli(["send", "--room", room, "as a user"], env)
     assert sent.returncode == 0, sent.stderr
+    seen = reader.wait_for(
+        lambda e: isinstance(e, events.Message) and e.id == sent.stdout.strip(), timeout=20
+    )
+    assert isinstance(seen, events.Message)
+    assert (seen.sender, seen.handle, seen.guest) == (user_id, handle, False)  # chosen at sign-up
     bad = run_cli(["login", "--email", email, "--password", "wrong-Password-1"], env)
     assert bad.returncode == 3
     good = run_cli(["login", "--email", email, "--password", "Correct-Horse-9"], env)
