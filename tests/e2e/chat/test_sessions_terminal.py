@@ -264,5 +264,14 @@ def test_a_guest_is_told_in_words_what_needs_an_account_and_keeps_chatting(
     term.type("public words\r")
     said = _message(bob, room=room, text="public words")
     assert said.guest and said.name == "Gus"
+    for bad in ("Gus\u202eevil", "\u200b"):  # a bidi override; only an invisible character
+        term.type(f"/name {bad}\r")
+        term.expect(r"error: [^\n]*\(INVALID_NAME\)")
+    term.type("/name Gustav\r")  # a real change: stored, and what everyone sees from now on
+    term.expect(r"\* you are Gustav @guest-\w+ \(guest\)")
+    renamed = _event(bob, events.Profile, person=said.sender, name="Gustav")
+    assert isinstance(renamed, events.Profile) and renamed.guest
+    term.type("new name\r")
+    assert _message(bob, room=room, text="new name").name == "Gustav"
     term.type("/quit\r")
     assert term.exit_status() == 0
