@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+NAME_HELP = "Your display name: stored and shown to everyone next to your @handle."
 ProtocolOption = Annotated[
     str,
     typer.Option("--protocol", help="mqtt5 (default) or mqtt311."),
@@ -62,7 +63,7 @@ def _check_protocol(protocol: str) -> str:
 def send(
     text: Annotated[str, typer.Argument(help="What to say.")],
     room: Annotated[str, typer.Option("--room", "-r", help="The room to post to.")],
-    name: Annotated[str | None, typer.Option(help="Display name shown with the message.")] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     stack_file: StackFileOption = None,
     session_file: SessionOption = None,
     protocol: ProtocolOption = "mqtt5",
@@ -87,7 +88,7 @@ def listen(
     json_lines: Annotated[
         bool, typer.Option("--json", help="One JSON object per line instead of text.")
     ] = False,
-    name: Annotated[str | None, typer.Option(help="Display name shown to the rooms.")] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     stack_file: StackFileOption = None,
     session_file: SessionOption = None,
     protocol: ProtocolOption = "mqtt5",
@@ -105,7 +106,7 @@ def listen(
 
 def chat(
     room: Annotated[str, typer.Option("--room", "-r", help="The room to start in.")] = "lobby",
-    name: Annotated[str | None, typer.Option(help="Display name shown with what you say.")] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     stack_file: StackFileOption = None,
     session_file: SessionOption = None,
     protocol: ProtocolOption = "mqtt5",
