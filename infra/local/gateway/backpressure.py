@@ -26,6 +26,7 @@ could not deliver within an hour (same page), so the slow subscriber stays conne
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -124,9 +125,11 @@ class PublisherHold:
             self.stats["backpressure_episodes"] += 1
             self._arm()
         elif not self._release_scheduled:
-            # Not from inside the callback that freed the work (an engine task's end).
+            # Not from inside the callback that freed the work (an engine task's end), and in
+            # a context of its own: the publishes it lets through must not inherit that
+            # message's trace id or republish hop count.
             self._release_scheduled = True
-            self.loop.call_soon(self._release)
+            self.loop.call_soon(self._release, context=contextvars.Context())
 
     def queue_grew(self, session: Session, conn: SessionConnection) -> None:
         """A connected session's queue just took a delivery: busy once long enough (a held
@@ -187,7 +190,9 @@ class PublisherHold:
 
     def _arm(self) -> None:
         if self._tick is None:
-            self._tick = self.loop.call_later(TICK_SECONDS, self._on_tick)
+            self._tick = self.loop.call_later(
+                TICK_SECONDS, self._on_tick, context=contextvars.Context()
+            )
 
     def _on_tick(self) -> None:
         """The one timer: publishers held too long get AWS's answer, subscribers busy too long

@@ -11,6 +11,7 @@ awaits, so one event loop serves every listener.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +74,10 @@ from .topics import (
 
 log = logging.getLogger("iotchat.gateway")
 
+# How often the keep-alive sweep runs: a silent connection is closed between 1.5 x its
+# keep-alive and that plus one sweep.
+KEEPALIVE_SWEEP_SECONDS = 1.0
+
 # A handler takes the packet class its type number decodes to; the codec guarantees the
 # pairing, which a dict keyed by type number cannot express to the type checker.
 Handler = Callable[[ClientConnection, Any], None]
@@ -104,6 +109,7 @@ class Broker:
         self.loop = loop or asyncio.get_running_loop()
         self.flusher = Flusher(self.loop)
         self.connections: dict[str, ClientConnection] = {}
+        self._keepalive_sweep: asyncio.TimerHandle | None = None
         self.router = Router(self.limits, self.authorizer, self.loop)
         self.hold = self.router.hold
         self.hold.resume = self._resume_held
@@ -265,9 +271,6 @@ class Broker:
 
     def _finish(self, conn: ClientConnection, reason: str) -> None:
         """Everything that follows the end of a connection, exactly once."""
-        if conn.keepalive_handle is not None:
-            conn.keepalive_handle.cancel()
-            conn.keepalive_handle = None
         conn.closed = True
         conn.stash = None
         self.hold.closed(conn)
@@ -285,20 +288,33 @@ class Broker:
             self.router.lifecycle_event(lifecycle.disconnected(conn.identity, now_ms(), reason))
 
     def arm_keepalive(self, conn: ClientConnection) -> None:
-        deadline = conn.last_seen + conn.keep_alive * 1.5
-        conn.keepalive_handle = self.loop.call_at(deadline, self._check_keepalive, conn)
+        """Keep-alive is checked by one sweep a second over the connections, not by a timer
+        per connection (a timer, its handle and its context cost ~350 bytes each)."""
+        self._arm_sweep()
 
-    def _check_keepalive(self, conn: ClientConnection) -> None:
-        conn.keepalive_handle = None
-        if conn.closed:
-            return
-        if self.loop.time() - conn.last_seen >= conn.keep_alive * 1.5:
+    def _arm_sweep(self) -> None:
+        if self._keepalive_sweep is None:
+            # Its own context: the lifecycle events it causes are nobody's republish.
+            self._keepalive_sweep = self.loop.call_later(
+                KEEPALIVE_SWEEP_SECONDS, self._sweep_keepalive, context=contextvars.Context()
+            )
+
+    def _sweep_keepalive(self) -> None:
+        """Close every connection silent for 1.5 x its keep-alive (AWS's rule)."""
+        self._keepalive_sweep = None
+        now = self.loop.time()
+        expired = [
+            conn
+            for conn in self.connections.values()
+            if now - conn.last_seen >= conn.keep_alive * 1.5 and not conn.closed
+        ]
+        for conn in expired:
             log.info("keep-alive timeout for %r", conn)
             self.close(
                 conn, DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT, ReasonCode.KEEP_ALIVE_TIMEOUT
             )
-        else:
-            self.arm_keepalive(conn)
+        if self.connections:
+            self._arm_sweep()
 
     # ------------------------------------------------------------------ CONNECT
 
@@ -376,9 +392,11 @@ class Broker:
                 DisconnectReason.CLIENT_ERROR, ReasonCode.TOPIC_ALIAS_INVALID, "topic alias"
             )
         if topic:
+            if conn.aliases is None:
+                conn.aliases = {}
             conn.aliases[alias] = topic
             return topic
-        known = conn.aliases.get(alias)
+        known = conn.aliases.get(alias) if conn.aliases is not None else None
         if known is None:
             raise Refusal(DisconnectReason.CLIENT_ERROR, ReasonCode.PROTOCOL_ERROR, "unknown alias")
         return known
@@ -529,6 +547,9 @@ class Broker:
 
     def shutdown(self) -> None:
         """Server-initiated close of every connection (lifecycle events and wills included)."""
+        if self._keepalive_sweep is not None:
+            self._keepalive_sweep.cancel()
+            self._keepalive_sweep = None
         for conn in list(self.connections.values()):
             self.close(
                 conn, DisconnectReason.SERVER_INITIATED_DISCONNECT, ReasonCode.SERVER_SHUTTING_DOWN

@@ -62,8 +62,9 @@ class Connector:
         # ordering relies on it), so a client's first connection in this process starts from
         # the start time in microseconds rather than 0.
         self._version_base = time.time_ns() // 1000
-        # Per client id: (tokens left, loop time of the last CONNECT) of its connect bucket.
-        self._connect_buckets: dict[str, tuple[float, float]] = {}
+        # Per client id: the loop time its connect bucket is full again (a token bucket kept
+        # as one number, as GCRA does: no tuple per client id).
+        self._connect_buckets: dict[str, float] = {}
 
     def handle(self, conn: ClientConnection, packet: Connect) -> None:
         conn.version = packet.protocol_level
@@ -151,10 +152,9 @@ class Connector:
         rate, burst = limits.connects_per_second_per_client, float(limits.connect_burst)
         now = self.broker.loop.time()
         buckets = self._connect_buckets
-        tokens, last = buckets.get(conn.client_id, (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate)
+        full_at = max(buckets.get(conn.client_id, now), now)
+        tokens = burst - (full_at - now) * rate
         if tokens < 1.0:
-            buckets[conn.client_id] = (tokens, now)
             self.broker.stats["connect_throttled"] += 1
             raise ConnectRefused(
                 None,
@@ -162,11 +162,10 @@ class Connector:
                 "connection rate exceeded",
                 DisconnectReason.THROTTLED,
             )
-        buckets[conn.client_id] = (tokens - 1.0, now)
+        buckets[conn.client_id] = full_at + (1.0 / rate if rate > 0 else float("inf"))
         if len(buckets) > 10_000:  # forget the client ids whose bucket is full again
-            full = burst / rate if rate > 0 else float("inf")
-            for client_id, (_, seen) in list(buckets.items()):
-                if now - seen > full:
+            for client_id, full in list(buckets.items()):
+                if full <= now:
                     del buckets[client_id]
 
     def _check_will(self, conn: ClientConnection, packet: Connect) -> None:
@@ -233,8 +232,6 @@ class Connector:
             )
         session, session_present = self._attach_session(conn, packet.clean_start, expiry)
         conn.keep_alive = keep_alive
-        if conn.keepalive_handle is not None:
-            conn.keepalive_handle.cancel()
         broker.arm_keepalive(conn)
         conn.rate_tokens = limits.publishes_per_second
         conn.rate_last = broker.loop.time()

@@ -45,7 +45,6 @@ class ClientConnection:
         "flusher",
         "identity",
         "keep_alive",
-        "keepalive_handle",
         "last_seen",
         "listener",
         "out",
@@ -91,14 +90,13 @@ class ClientConnection:
         self.will: Will | None = None
         self.will_delay = 0
         self.keep_alive = 0
-        self.keepalive_handle: asyncio.TimerHandle | None = None
         self.last_seen = 0.0
-        self.out: list[bytes] = []
+        self.out: list[bytes] | None = None  # this turn's writes, once there are any
         self.out_bytes = 0  # what ``out`` holds; the transport's buffer sets ``paused``
         self.paused = False
         self.client_receive_maximum = 65535
         self.client_max_packet: int | None = None
-        self.aliases: dict[int, str] = {}
+        self.aliases: dict[int, str] | None = None  # MQTT 5 topic aliases, once one is set
         self.rate_tokens = 0.0
         self.rate_last = 0.0
         self.subscription_count = 0
@@ -113,9 +111,11 @@ class ClientConnection:
         if self.closed:
             return
         out = self.out
-        if not out:
+        if out is None:
+            self.out = [data]
             self.flusher.mark(self)
-        out.append(data)
+        else:
+            out.append(data)
         self.out_bytes += len(data)
 
     def take_rate_token(self, now: float, rate: float) -> bool:
@@ -133,10 +133,10 @@ class ClientConnection:
 
     def flush(self) -> None:
         out = self.out
-        if not out:
+        if out is None:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
+        self.out = None
         self.out_bytes = 0
         if not self.closed:
             self.sink.write(data)

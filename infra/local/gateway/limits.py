@@ -47,15 +47,21 @@ class Limits:
     connect_burst: int = 5
     # Backpressure (backpressure.py, docs/gateway.md): the rule work in flight (queued
     # evaluations and action tasks) past which publishers are held, by count and by bytes
-    # (they are released under half of each) ...
-    rule_work_high_count: int = 1000
+    # (they are released under half of each). Each queued evaluation of a room message becomes
+    # one delivery per subscriber, so this also bounds the burst a subscriber's queue takes ...
+    rule_work_high_count: int = 256
     rule_work_high_bytes: int = 16 * 1024 * 1024
     # ... a connected subscriber's queue length that holds them too (released under half) ...
-    busy_queue_messages: int = 200
+    busy_queue_messages: int = 100
     # ... and how long a publisher waits before it is told: MQTT 5 PUBACK 0x97 while the
     # stack stays saturated, MQTT 3.1.1 disconnected (THROTTLED); a subscriber busy that long
     # is slow and no longer holds anyone.
     publisher_hold_seconds: float = 5.0
+    # The kernel's receive buffer of each connection (SO_RCVBUF, set on the listeners and
+    # inherited by accepted sockets; 0 leaves the kernel's autotuning, up to several MB).
+    # Backpressure only reaches a sender once this buffer is full: a few MB would be tens of
+    # thousands of small publishes waiting unseen, and seconds of latency after an overload.
+    receive_buffer_bytes: int = 128 * 1024
 
     def clamp_keepalive(self, requested: int) -> int:
         """AWS replaces 0 with the default and clamps anything else into the allowed range."""

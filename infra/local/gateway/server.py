@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -72,29 +73,6 @@ def _peer_ip(transport: asyncio.BaseTransport) -> str:
     return peer[0] if isinstance(peer, tuple) and peer else "127.0.0.1"
 
 
-class _TransportSink:
-    """Sink over a stream transport (plain TCP or TLS)."""
-
-    __slots__ = ("transport",)
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def pause_reading(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.resume_reading()
-
-
 class _BrokerProtocol(asyncio.Protocol):
     """What both listeners share: one broker connection per transport, fed and paused here.
 
@@ -102,6 +80,9 @@ class _BrokerProtocol(asyncio.Protocol):
     ``max_pending_connections`` and must be done (TLS handshake, WebSocket upgrade, CONNECT)
     by ``connect_deadline_seconds`` after accept, however slowly its bytes arrive.
     """
+
+    # One per connection: no instance dict.
+    __slots__ = ("accepted_at", "conn", "deadline", "gateway", "listener", "stream")
 
     def __init__(self, gateway: Gateway, listener: str) -> None:
         self.gateway = gateway
@@ -184,7 +165,31 @@ class _BrokerProtocol(asyncio.Protocol):
 
 
 class MqttStreamProtocol(_BrokerProtocol):
-    """MQTT directly over TCP or TLS."""
+    """MQTT directly over TCP or TLS; also the broker's :class:`Sink` for its connection (one
+    object less per connection than a separate sink)."""
+
+    __slots__ = ()
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The stream, under the name a sink's transport goes by."""
+        return self.stream
+
+    def write(self, data: bytes) -> None:
+        assert self.stream is not None
+        self.stream.write(data)
+
+    def close(self) -> None:
+        assert self.stream is not None
+        self.stream.close()
+
+    def pause_reading(self) -> None:
+        if self.stream is not None and not self.stream.is_closing():
+            self.stream.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.stream is not None and not self.stream.is_closing():
+            self.stream.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = self._set_up(transport)
@@ -196,7 +201,7 @@ class MqttStreamProtocol(_BrokerProtocol):
             if principal is None:
                 stream.close()
                 return
-        self._attach(_TransportSink(stream), stream, principal)
+        self._attach(self, stream, principal)
 
     def data_received(self, data: bytes) -> None:
         if self.conn is not None:
@@ -246,6 +251,8 @@ class _WebSocketSink:
 
 class MqttWebSocketProtocol(_BrokerProtocol):
     """MQTT over WebSocket at ``/mqtt``, the handshake authenticated by SigV4 query parameters."""
+
+    __slots__ = ("transport", "ttl_handle", "ws")
 
     def __init__(self, gateway: Gateway, listener: str = "wss") -> None:
         super().__init__(gateway, listener)
@@ -477,6 +484,10 @@ class Gateway:
             # The handshake is part of the connect deadline (it counts from accept).
             ssl_handshake_timeout=cfg_limits.connect_deadline_seconds if context else None,
         )
+        receive_buffer = cfg_limits.receive_buffer_bytes
+        if receive_buffer:
+            for sock in server.sockets:  # accepted sockets inherit it
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self._servers[name] = server
         self.ports[name] = server.sockets[0].getsockname()[1]
         log.info("%s listener on %s:%d", name, host, self.ports[name])

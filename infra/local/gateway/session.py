@@ -96,6 +96,9 @@ class Delivery:
 
 
 DELIVERY_OVERHEAD = 200  # bytes a queued delivery costs beyond its topic and payload
+# Every session without queued messages shares this one: an empty deque costs ~760 bytes and
+# most sessions never queue anything. maxlen=0 makes an append to it a no-op, never a leak.
+NO_PENDING: deque[Delivery] = deque(maxlen=0)
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
 
@@ -142,8 +145,9 @@ class Session:
         self.client_id = client_id
         self.subscriptions: dict[str, SubscriptionOptions] = {}
         self.inflight: dict[int, Delivery] = {}
-        # Only enqueue(), take() and clear_pending() change it: queued_bytes follows it.
-        self.pending: deque[Delivery] = deque()
+        # Only enqueue(), take(), clear_pending() and withdraw() change it: queued_bytes
+        # follows it. NO_PENDING while empty.
+        self.pending: deque[Delivery] = NO_PENDING
         self.max_queued = max_queued
         self.max_queued_bytes = max_queued_bytes
         self.queued_bytes = 0
@@ -180,6 +184,8 @@ class Session:
         if len(self.pending) >= self.max_queued or self.queued_bytes + size > self.max_queued_bytes:
             self.dropped += 1
             return False
+        if self.pending is NO_PENDING:
+            self.pending = deque()
         self.pending.append(delivery)
         self.queued_bytes += size
         return True
@@ -188,10 +194,12 @@ class Session:
         """The oldest queued delivery, out of the queue."""
         delivery = self.pending.popleft()
         self.queued_bytes -= delivery.size
+        if not self.pending:
+            self.pending = NO_PENDING
         return delivery
 
     def clear_pending(self) -> None:
-        self.pending.clear()
+        self.pending = NO_PENDING
         self.queued_bytes = 0
 
     def withdraw(self, wanted: Callable[[Delivery], bool]) -> list[Delivery]:
@@ -209,7 +217,7 @@ class Session:
                 self.queued_bytes -= delivery.size
             else:
                 kept.append(delivery)
-        self.pending = kept
+        self.pending = kept if kept else NO_PENDING
         return taken
 
     def take_will(self) -> Message | None:

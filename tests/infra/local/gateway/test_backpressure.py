@@ -10,6 +10,7 @@ clients and raw sockets over loopback TCP.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from infra.local.gateway import Limits
 from infra.local.gateway.delivery import PublishEvent
+from infra.local.trace import current_trace
 from tests.infra.local.gateway.peers import disconnect_reason, presence, uid
 from tests.support.raw_mqtt import tcp_connect, tcp_subscribe
 from tests.support.stack import GatewayHandle
@@ -41,12 +43,13 @@ class RuleWork:
             self.gauge.add(len(event.payload))
             self.in_flight.append(len(event.payload))
 
-    def finish_all(self) -> None:
-        def finish() -> None:
-            while self.in_flight:
-                self.gauge.remove(self.in_flight.pop())
+    def finish_all_now(self) -> None:
+        """On the gateway's loop."""
+        while self.in_flight:
+            self.gauge.remove(self.in_flight.pop())
 
-        self.gw.call(finish)
+    def finish_all(self) -> None:
+        self.gw.call(self.finish_all_now)
 
 
 def stats(gw: GatewayHandle) -> dict[str, int]:
@@ -202,3 +205,27 @@ def test_slow_subscriber_reading_again_is_served(start_gateway, peers):
     wait_for(lambda: len(sub.payloads(topic)) == 200, timeout=20)
     session = gw.call(lambda: gw.gateway.broker.sessions[sub.client_id])
     assert not session.slow and gw.call(lambda: not gw.gateway.broker.hold.saturated)
+
+
+def test_released_publishes_do_not_inherit_the_context_that_released_them(
+    held_gateway, work, peers
+):
+    """The work that ends a saturation ends inside some message's callback (its trace id,
+    its republish hop count): the held publishes let through must not carry them on."""
+    gw = held_gateway
+    topic = f"work/{uid('room')}"
+    pub = peers(gw, uid("pub"))
+    for n in range(HIGH + 5):
+        pub.publish(topic, f"m{n}".encode())
+    wait_for(lambda: stats(gw)["publishers_held"] == 1)
+
+    def finish_in_a_traced_callback() -> None:
+        context = contextvars.copy_context()
+        context.run(current_trace.set, "the-releasing-message")
+        context.run(work.finish_all_now)
+
+    gw.call(finish_in_a_traced_callback)
+    wait_for(lambda: len(pub.pubacks) == HIGH + 5)
+    traces = [e.trace_id for e in gw.tapped if e.topic == topic]
+    assert len(traces) == HIGH + 5
+    assert "the-releasing-message" not in traces
