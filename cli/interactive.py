@@ -236,7 +236,7 @@ class ChatTerminal:
         if command.lower() in DEVICE_COMMANDS:
             self.client.say(self._need_room(), text, self.name)
             return True
-        if command in PRIVATE_COMMANDS and not self.client.signed_in:
+        if command in PRIVATE_COMMANDS and not self.client.private_allowed:
             raise SignInRequired()  # said before any argument is read: the feature needs it
         handler = self._commands().get(command)
         if handler is None:

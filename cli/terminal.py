@@ -274,7 +274,10 @@ def send(
         # The backend knows who we are (hello's answer) before the message is seen, so
         # readers who ask see our stored name and handle, not a default one.
         client.wait_for(
-            lambda e: isinstance(e, events.Profile) and e.person == client.person,
+            lambda e: (
+                (isinstance(e, events.Profile) and e.person == client.person)
+                or (isinstance(e, events.ChatError) and e.ref is None)
+            ),  # hello refused: go on
             min(timeout, PROFILE_WAIT),
         )
         client.watch(room)

@@ -112,6 +112,9 @@ class ChatClient:
             session_client_id(self.person, session) if session and cognito else self.person
         )
         self.signed_in = cognito and bool(getattr(identity, "signed_in", False))
+        # Who may use chat/private: signed-in people, and devices, whose certificate proves
+        # who they are; never a guest, whose identity id is a bearer token on AWS.
+        self.private_allowed = self.signed_in or not cognito
         self.inbox = f"chat/in/{self.person}"
         self.replies = f"chat/in/{self.client_id}"
         self.name = name
@@ -396,7 +399,7 @@ class ChatClient:
 
     def _private(self, body: dict[str, Any]) -> Any:
         """A direct or group command: on the private topic, and never tried by a guest."""
-        if not self.signed_in:
+        if not self.private_allowed:
             raise SignInRequired()
         return self._send(body, PRIVATE)
 
@@ -432,13 +435,13 @@ class ChatClient:
         return self._post({"room": room}, text, name, OUT)
 
     def direct(self, to: str, text: str, name: str | None = None) -> str:
-        """A direct message to a person (by handle, or person id); signed-in people only."""
-        if not self.signed_in:
+        """A direct message to a person (by handle, or person id); never from a guest."""
+        if not self.private_allowed:
             raise SignInRequired()
         return self._post({"to": to}, text, name, PRIVATE)
 
     def group_say(self, group: str, text: str, name: str | None = None) -> str:
-        if not self.signed_in:
+        if not self.private_allowed:
             raise SignInRequired()
         return self._post({"group": group}, text, name, PRIVATE)
 

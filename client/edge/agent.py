@@ -159,11 +159,7 @@ class EdgeAgent:
         if reply is None:
             return
         if message.direct:
-            # Direct messages travel on chat/private, which only signed-in people may use
-            # (docs/protocol.md, "Guests and signed-in people"); a device cannot answer there.
-            log.info(
-                "not answering a direct /%s: devices cannot send direct messages", command.name
-            )
+            self.chat.direct(message.sender, reply, self.thing_name)
         else:
             self.chat.say(self.room, reply, self.thing_name)
 

@@ -174,16 +174,14 @@ def test_an_addressed_unknown_command_gets_a_hint(rig):
     assert "unknown command /reboot" in reply["text"] and "/help" in reply["text"]
 
 
-def test_a_direct_status_request_gets_no_direct_answer_while_the_room_one_works(rig):
-    """Devices have no door to direct messages (chat/private is for signed-in people)."""
+def test_a_direct_status_request_is_answered_directly(rig):
     edge, transport, _ = rig
     body = {"type": "message", "id": "d1", "to": THING, "text": "/status", "sender": "u1"}
     transport.deliver(f"chat/in/{THING}", {**body, "ts": 1})
-    transport.deliver(f"chat/pub/{ROOM}", _room_message("u1", "/status", "in-room"))
     _drain(edge)
-    [reply] = transport.sent()[1:]
-    assert reply["room"] == ROOM and reply["text"].startswith(f"{THING}: up")
-    assert not any(topic == "chat/private" for topic, _ in transport.published)
+    [reply] = transport.sent(topic="chat/private")  # a device's certificate opens that door
+    assert reply["to"] == "u1" and "room" not in reply
+    assert reply["text"].startswith(f"{THING}: up")
 
 
 def test_each_command_is_answered_once_even_if_redelivered(rig):
