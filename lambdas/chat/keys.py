@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from dataclasses import dataclass
 
 from .protocol import ProtocolError
 
-_TSID = re.compile(r"^\d{13}#[A-Za-z0-9:_-]{1,128}\|[A-Za-z0-9_-]{1,64}$")
-_MID = re.compile(r"^[A-Za-z0-9:_-]{1,128}\|[A-Za-z0-9_-]{1,64}$")
+# A room message's item may end with its text's digest (``copy_mid``).
+_MID_PART = r"[A-Za-z0-9:_-]{1,128}\|[A-Za-z0-9_-]{1,64}(?:#[0-9a-f]{64})?"
+_TSID = re.compile(r"^\d{13}#" + _MID_PART + "$")
+_MID = re.compile("^" + _MID_PART + "$")
+# Between a message's ``mid`` and this suffix lie exactly its copies: ids never hold "#" or
+# "$", and "#" < "$" sorts below every character an id may hold (docs/data-model.md).
+_COPIES_END = "$"
 
 
 def room_conv(room: str) -> str:
@@ -31,6 +37,17 @@ def group_conv(group: str) -> str:
 def mid(sender: str, message_id: str) -> str:
     """The item key within a conversation: a redelivery has the same one, a stranger cannot."""
     return f"{sender}|{message_id}"
+
+
+def copy_mid(item_mid: str, text: str) -> str:
+    """The key the store rule gives a room message: ``<sender>|<id>#<sha256 of the text>``,
+    so an identical resend lands on its own item and a different text lands beside it."""
+    return f"{item_mid}#{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def copies_range(item_mid: str) -> tuple[str, str]:
+    """Bounds (inclusive) of a sort-key range holding ``item_mid`` and all its copies."""
+    return item_mid, item_mid + _COPIES_END
 
 
 def tsid(ts: int, item_mid: str) -> str:
