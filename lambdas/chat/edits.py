@@ -11,6 +11,11 @@ a rule's ``dynamoDBv2`` action, which has no condition
 redelivery of the original can land on the message item again; the revision item has no
 ``tsid``, so it is in no history page by itself, and history applies it to the message it names,
 so a deleted message never comes back and an edit is never undone.
+
+The store rule keeps each distinct text of a room message in its own copy
+(``<sender>|<id>#<digest>``, lambdas/chat/keys.copy_mid). A change gathers every copy into one
+item under the plain key ``<sender>|<id>``, at the first copy's time, and deletes the copies, so
+neither an older text nor its digest stays in the table.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from .protocol import (
     room_events_topic,
 )
 from .publisher import Publisher
-from .store import ChatStore, from_item, is_conditional_failure, to_item
+from .store import ChatStore, from_item, to_item
 
 REVISION = "rev#"
 
@@ -62,15 +67,17 @@ class Edits:
             )
         conv, target, audience = self._conversation(request, sender, message_id)
         item_mid = keys.mid(sender, message_id)
-        stored = self.store.get_message(conv, item_mid)
+        copies = self.store.message_copies(conv, item_mid, limit=None)
+        timed = [copy for copy in copies if copy.get("tsid")]
+        first = min(timed, key=lambda copy: copy["tsid"]) if timed else None
         earlier = self.store.get_message(conv, revision_mid(item_mid))
-        if stored is None or stored.get("deleted") or (earlier or {}).get("deleted"):
+        if first is None or first.get("deleted") or (earlier or {}).get("deleted"):
             raise ProtocolError("NOT_FOUND", "no such message of yours", message_id)
         if text is None:
             revision: dict[str, Any] = {"deleted": ts}
         else:
             revision = {"text": text, "edited": ts}
-        self._write(conv, item_mid, revision)
+        self._write(conv, item_mid, first, copies, revision)
         body: dict[str, Any] = {
             "v": VERSION,
             "type": "edit" if text is not None else "delete",
@@ -105,29 +112,27 @@ class Edits:
         members = self.store.group_members(group)
         return keys.group_conv(group), {"group": group}, [inbox(m) for m in members]
 
-    def _write(self, conv: str, item_mid: str, revision: dict[str, Any]) -> None:
-        """The message item loses its old text (or gets the new one); the revision item keeps
-        the change safe from a late redelivery of the original."""
-        if "deleted" in revision:
-            update = "SET deleted = :d REMOVE #t, #n"
-            values = {":d": revision["deleted"]}
-        else:
-            update = "SET #t = :t, edited = :e REMOVE #n"
-            values = {":t": revision["text"], ":e": revision["edited"]}
-        try:
-            self.store.db.update_item(
-                TableName=self.store.messages_table,
-                Key=to_item({"conv": conv, "mid": item_mid}),
-                UpdateExpression=update,
-                ConditionExpression="attribute_exists(mid)",
-                ExpressionAttributeNames={"#t": "text", "#n": "name"},
-                ExpressionAttributeValues=to_item(values),
-            )
-        except Exception as exc:
-            if not is_conditional_failure(exc):
-                raise
+    def _write(
+        self,
+        conv: str,
+        item_mid: str,
+        first: dict[str, Any],
+        copies: list[dict[str, Any]],
+        revision: dict[str, Any],
+    ) -> None:
+        """One item at the first copy's time holds the change; the other copies go (and with
+        them every old text); the revision item keeps the change safe from a late copy."""
+        kept = {k: v for k, v in first.items() if k not in ("text", "name", "edited", "deleted")}
+        kept.update(mid=item_mid, tsid=keys.tsid(first["ts"], item_mid), **revision)
+        table = self.store.messages_table
+        self.store.db.put_item(TableName=table, Item=to_item(kept))
+        for copy in copies:
+            if copy["mid"] != item_mid:
+                self.store.db.delete_item(
+                    TableName=table, Key=to_item({"conv": conv, "mid": copy["mid"]})
+                )
         self.store.db.put_item(
-            TableName=self.store.messages_table,
+            TableName=table,
             Item=to_item(
                 {
                     "conv": conv,

@@ -24,6 +24,10 @@ BY_TIME = "byTime"
 # Reading a room's members to answer "who" stops after this many items (online or not).
 WHO_MAX_READ = 1000
 WHO_MAX_ONLINE = 100
+# A message re-sent with many different texts: history weighs at most this many of its copies.
+COPIES_READ = 32
+# A history page that met only later copies reads on this many times before it answers empty.
+HISTORY_READS = 4
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +117,39 @@ class ChatStore:
         ).get("Item")
         return from_item(item) if item else None
 
+    def message_copies(
+        self, conv: str, item_mid: str, limit: int | None = COPIES_READ
+    ) -> list[dict[str, Any]]:
+        """The items of one message: ``item_mid`` itself and the store rule's copies of it
+        (``<mid>#<digest>``, one per distinct text), strongly consistent; all of them when
+        ``limit`` is None."""
+        low, high = keys.copies_range(item_mid)
+        request: dict[str, Any] = {
+            "TableName": self.messages_table,
+            "KeyConditionExpression": "conv = :c AND mid BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": to_item({":c": conv, ":lo": low, ":hi": high}),
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            if limit is not None:
+                request["Limit"] = limit - len(found)
+            response = self.db.query(**request)
+            found += [from_item(item) for item in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start or (limit is not None and len(found) >= limit):
+                return found
+            request["ExclusiveStartKey"] = start
+
+    def _is_first_copy(self, conv: str, item: dict[str, Any]) -> bool:
+        """Whether a room item is the first stored copy of its message (earliest ``tsid``):
+        the one live readers kept, and the only one history shows."""
+        if not conv.startswith("room#"):
+            return True  # written by the commands Lambda, conditionally: never copied
+        copies = self.message_copies(conv, keys.mid(item["sender"], item["id"]))
+        timed = [copy["tsid"] for copy in copies if copy.get("tsid")]
+        return not timed or min(timed) == item["tsid"]
+
     def history_page(
         self,
         conv: str,
@@ -121,35 +158,45 @@ class ChatStore:
         max_bytes: int = MAX_PAGE_BYTES,
     ) -> Page:
         """Newest first, at most ``limit`` messages and ``max_bytes`` of JSON, with a cursor
-        to the next (older) page, or None when nothing older exists."""
-        request: dict[str, Any] = {
-            "TableName": self.messages_table,
-            "IndexName": BY_TIME,
-            "KeyConditionExpression": "conv = :c",
-            "ExpressionAttributeValues": {":c": {"S": conv}},
-            "ScanIndexForward": False,
-            "ConsistentRead": True,
-            # One more than asked for tells whether an older page exists.
-            "Limit": limit + 1,
-        }
-        if cursor is not None:
-            request["ExclusiveStartKey"] = {
-                "conv": {"S": conv},
-                "mid": {"S": cursor.mid},
-                "tsid": {"S": cursor.tsid},
-            }
-        items = [from_item(item) for item in self.db.query(**request).get("Items", [])]
+        to the next (older) page, or None when nothing older exists. A room message stored
+        more than once (re-sent with another text) shows once, as first stored."""
         messages: list[dict[str, Any]] = []
         size = 0
-        for item in items[:limit]:
-            body = wire_message(item)
-            size += len(dumps(body)) + 1
-            if messages and size > max_bytes:
-                return Page(messages, _cursor_after(items[len(messages) - 1]))
-            messages.append(body)
-        if len(items) > limit and messages:
-            return Page(messages, _cursor_after(items[len(messages) - 1]))
-        return Page(messages, None)
+        last: dict[str, Any] | None = None  # the last item this page has passed
+        for _ in range(HISTORY_READS):
+            request: dict[str, Any] = {
+                "TableName": self.messages_table,
+                "IndexName": BY_TIME,
+                "KeyConditionExpression": "conv = :c",
+                "ExpressionAttributeValues": {":c": {"S": conv}},
+                "ScanIndexForward": False,
+                "ConsistentRead": True,
+                # One more than asked for tells whether an older page exists.
+                "Limit": limit - len(messages) + 1,
+            }
+            if cursor is not None:
+                request["ExclusiveStartKey"] = {
+                    "conv": {"S": conv},
+                    "mid": {"S": cursor.mid},
+                    "tsid": {"S": cursor.tsid},
+                }
+            items = [from_item(item) for item in self.db.query(**request).get("Items", [])]
+            wanted = limit - len(messages)
+            for item in items[:wanted]:
+                if self._is_first_copy(conv, item):
+                    body = wire_message(item)
+                    size += len(dumps(body)) + 1
+                    if messages and size > max_bytes:
+                        return Page(messages, _cursor_after(last) if last else None)
+                    messages.append(body)
+                last = item
+            if len(items) <= wanted or last is None:
+                return Page(messages, None)
+            cursor = _cursor_after(last)
+            if messages:
+                return Page(messages, cursor)
+        # Only later copies so far: an empty page that still says where to go on.
+        return Page(messages, cursor)
 
     # ------------------------------------------------------------------ rooms
 

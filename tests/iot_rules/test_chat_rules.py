@@ -158,8 +158,15 @@ def test_stored_item_keys_match_the_lambda_keys() -> None:
     )["chat_room_message"]
     item = matches("chat/pub/lobby", json.dumps(room_message).encode())["chat_room_store"]
     assert item["conv"] == keys.room_conv("lobby")
-    assert item["mid"] == keys.mid("us-east-1:a", "m1")
+    # Keyed by the text's digest too: an identical resend is the same item, another text not.
+    assert item["mid"] == keys.copy_mid(keys.mid("us-east-1:a", "m1"), "hi")
     assert item["tsid"] == keys.tsid(TS, item["mid"])
+    assert keys.Cursor.decode(keys.Cursor(item["tsid"], item["mid"]).encode()).mid == item["mid"]
+    low, high = keys.copies_range(keys.mid("us-east-1:a", "m1"))
+    assert low < item["mid"] < high
+    other = dict(room_message, text="hi!")
+    again = matches("chat/pub/lobby", json.dumps(other).encode())["chat_room_store"]
+    assert again["mid"] != item["mid"] and low < again["mid"] < high
     assert item["expiresAt"] == TS // 1000 + protocol.RETENTION_DAYS * 86400
     # Presence and activity on the room topic are not messages: never stored.
     presence = {"v": 1, "type": "presence", "room": "lobby", "clientId": "x", "status": "online"}
