@@ -9,13 +9,14 @@ import signal
 import time
 import uuid
 from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import wait_until
 from benchmarks.reliability.room_client import TIMEOUT, RoomClient
 from benchmarks.reliability.stack_process import Info, StackProcess, running_stack
-from benchmarks.reliability.store import guest_identity, stored_ids
+from benchmarks.reliability.store import guest_identity, signed_in_identity, stored_ids
 from tests.support.messages_table import dm_conv, room_conv
 
 # The commands Lambda wrapped so a test can catch it mid-invoke (see its docstring).
@@ -48,12 +49,16 @@ def lambda_worker_kill(stack: StackProcess, markers: Path) -> dict[str, Any]:
     anything and once after it stored and delivered: Lambda's retry stores it once and
     delivers it."""
     info = stack.info
-    ada = RoomClient(info, guest_identity(info))
-    bob = RoomClient(info, guest_identity(info))
+    # Direct messages are for signed-in people, through chat/private (docs/protocol.md).
+    ada = RoomClient(info, signed_in_identity(info, stack.state_dir))
+    bob = RoomClient(info, signed_in_identity(info, stack.state_dir))
     results: dict[str, Any] = {"scenario": "lambda-worker-kill"}
     try:
         ada.connect()
         bob.connect()
+        for person, other in ((ada, bob), (bob, ada)):  # each comes through the door once
+            person.send_tracked({"type": "history", "with": other.client_id}, "chat/private")
+            person.wait(partial(_has_history, person), "a history page through chat/private")
         for when in ("before", "after"):
             results[when] = _kill_mid_invoke(info, ada, bob, markers, when)
         return results
@@ -62,20 +67,25 @@ def lambda_worker_kill(stack: StackProcess, markers: Path) -> dict[str, Any]:
         bob.close()
 
 
+def _has_history(client: RoomClient) -> bool:
+    return any(m.get("type") == "history" for m in client.received.get(client.inbox_topic, []))
+
+
 def _kill_mid_invoke(
     info: Info, ada: RoomClient, bob: RoomClient, markers: Path, when: str
 ) -> dict[str, Any]:
     """Ada sends Bob a direct message; its worker is killed ``when`` (before or after) it
     stored the message; returns what was stored, delivered and retried."""
     message_id = f"dm-{when}-{uuid.uuid4().hex[:8]}"
-    ada.send(
+    ada.send_tracked(
         {
             "v": 1,
             "type": "message",
             "id": message_id,
             "to": bob.client_id,
             "text": f"reliability:kill-{when}",
-        }
+        },
+        "chat/private",
     )
     marker = markers / f"{message_id}.pid"
     wait_until(marker.exists, TIMEOUT, f"worker busy with {message_id}")
