@@ -16,12 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from . import keys
+from .belongings import Belongings
 from .budgets import Budgets
 from .doors import PRIVATE, SignedIn, require_door
 from .edits import Edits, revised
 from .groups import Groups
 from .online import OnlineState
-from .people import Directory, People, TokenCheck
+from .people import Directory, People, TokenCheck, is_identity
 from .protocol import (
     CLIENT_ID,
     MAX_ROOMS_PER_CLIENT,
@@ -93,6 +94,8 @@ class Commands:
         # Where answers and errors for the request being handled go: the asking session's
         # replies topic, chat/in/<its client id> (docs/protocol.md, "People and sessions").
         self.reply_to = ""
+        # The door the request being handled came through (doors.py).
+        self.door: object = None
         self.handlers: dict[str, Callable[[dict[str, Any], str, int], None]] = {
             "message": self.message,
             "join": self.join,
@@ -126,6 +129,7 @@ class Commands:
             return
         sender = person_of(session)
         self.reply_to = inbox(session)
+        self.door = event.get("door")
         request: dict[str, Any] = {}
         try:
             request = decode_request(event.get("payload"))
@@ -308,8 +312,16 @@ class Commands:
     # ------------------------------------------------------------------ people and groups
 
     def hello(self, request: dict[str, Any], sender: str, ts: int) -> None:
-        """The person's profile, then any invitations still waiting for an answer."""
-        self.people.hello(request, sender, ts, self.reply_to)
+        """The person's profile with the rooms and groups they belong to (so a new session
+        anywhere starts with them), then any invitations still waiting for an answer.
+
+        Rooms are public, so a guest gets theirs; groups are private and come only through
+        the signed-in door (or to a device, whose certificate proves it)."""
+        belongings = Belongings(self.store)
+        also: dict[str, Any] = {"rooms": belongings.rooms(sender)}
+        if self.door == PRIVATE or not is_identity(sender):
+            also["groups"] = belongings.groups(sender)
+        self.people.hello(request, sender, ts, self.reply_to, also)
         for invitation in self.groups.pending(sender):
             self.publisher.publish(
                 self.reply_to,

@@ -215,7 +215,16 @@ class People:
         self.publisher = publisher
         self.tokens = tokens
 
-    def hello(self, request: dict[str, Any], sender: str, ts: int, reply: str) -> None:
+    def hello(
+        self,
+        request: dict[str, Any],
+        sender: str,
+        ts: int,
+        reply: str,
+        also: dict[str, Any] | None = None,
+    ) -> None:
+        """Make or read the person's profile and answer with it; ``also`` adds fields to that
+        answer only (the rooms and groups the person belongs to), never to announcements."""
         ref = ref_of(request)
         name = clean_name(request["name"], ref) if "name" in request else None
         stored = self.directory.get(sender)
@@ -236,7 +245,8 @@ class People:
         }
         if changed:
             self.directory.save(profile, ts)
-        self.publisher.publish(reply, {"v": VERSION, "type": "profile", **public(profile)})
+        answer = {"v": VERSION, "type": "profile", **public(profile), **(also or {})}
+        self.publisher.publish(reply, answer)
         if changed and stored is not None:
             self._announce(sender, profile, ts)
 
