@@ -210,14 +210,15 @@ def test_history_applies_revisions_even_after_a_late_copy(
     assert last(published, BOB, "error")["code"] == "NOT_OWNER"
     events = [(m["type"], m["id"]) for m in published.to("chat/events/lobby")]
     assert events == [("edit", "m1"), ("delete", "m2")]
-    # What the store rule does with a late copy: PutItem over the message item.
+    # What the store rule does with a late copy: PutItem of its copy (keyed by its text).
     late = {"id": "m2", "room": "lobby", "text": "drop me", "sender": ADA, "ts": 3000}
+    late_mid = keys.copy_mid(keys.mid(ADA, "m2"), "drop me")
     store.db.put_item(
         TableName=store.messages_table,
         Item={
             "conv": {"S": conv},
-            "mid": {"S": keys.mid(ADA, "m2")},
-            "tsid": {"S": keys.tsid(3000, keys.mid(ADA, "m2"))},
+            "mid": {"S": late_mid},
+            "tsid": {"S": keys.tsid(3000, late_mid)},
             **{k: {"S": v} for k, v in late.items() if isinstance(v, str)},
             "ts": {"N": "3000"},
         },
