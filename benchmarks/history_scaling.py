@@ -201,7 +201,7 @@ def check_seeded_format(
     requester.publish({"v": 1, "type": "message", "id": message_id, "room": room, "text": "hi"})
     key = {
         "conv": {"S": keys.room_conv(room)},
-        "mid": {"S": keys.mid(requester.client_id, message_id)},
+        "mid": {"S": keys.copy_mid(keys.mid(requester.client_id, message_id), "hi")},
     }
 
     def stored() -> dict[str, Any] | None:
