@@ -71,8 +71,9 @@ def seeded_message(room: str, run: str, i: int, first_ts: int) -> dict[str, Any]
     sender = f"seed-{run}-{i % SENDERS}"
     message_id = str(uuid.UUID(int=(int(run, 16) << 64) | i))
     ts = first_ts + i
-    item_mid = keys.mid(sender, message_id)
     head = f"seeded message {i} "
+    text = head + "x" * max(TEXT_CHARS - len(head), 1)
+    item_mid = keys.copy_mid(keys.mid(sender, message_id), text)
     return {
         "conv": keys.room_conv(room),
         "mid": item_mid,
@@ -80,7 +81,7 @@ def seeded_message(room: str, run: str, i: int, first_ts: int) -> dict[str, Any]
         "ts": ts,
         "id": message_id,
         "room": room,
-        "text": head + "x" * max(TEXT_CHARS - len(head), 1),
+        "text": text,
         "sender": sender,
         "expiresAt": ts // 1000 + RETENTION_DAYS * 86400,
     }
