@@ -273,6 +273,66 @@ def test_lambda_invoke_and_its_log_group(stack, tmp_path):
     assert not any(request_id in e["message"] for e in fresh)
 
 
+def _cli_v2() -> str:
+    """Debian's AWS CLI v2 (``apt-get install awscli``, in ``scripts/setup --dev``): ``logs
+    tail`` exists only in v2, which is not on PyPI; the dev extras pin v1 for the rest."""
+    path = "/usr/bin/aws"
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.startswith("aws-cli/2."), f"no AWS CLI v2 at {path}: {version}"
+    return path
+
+
+def _invoke_rule_errors(stack: InProcessStack, out: Path) -> str:
+    """Invoke the rule-errors function through the CLI; its request id."""
+    event = {"ruleName": "cli", "topic": "chat/out", "failures": []}
+    invoked = ok(
+        stack,
+        "lambda", "invoke", "--function-name", "iotchat-rule-errors",
+        "--payload", json.dumps(event), "--log-type", "Tail", str(out),
+    )  # fmt: skip
+    tail = base64.b64decode(invoked["LogResult"]).decode()
+    return tail.split("START RequestId: ", 1)[1].split()[0]
+
+
+def test_logs_tail_prints_and_follows_a_functions_log(stack, tmp_path):
+    cli = _cli_v2()
+    group = "/aws/lambda/iotchat-rule-errors"
+    # v2.9 predates AWS_ENDPOINT_URL (v2.13): the endpoint goes on the command line too.
+    env = _env(stack, "test", "test", None)
+    first = _invoke_rule_errors(stack, tmp_path / "out.json")
+    done = subprocess.run(
+        [cli, "logs", "tail", group, "--since", "10m", "--endpoint-url", stack.endpoint],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"END RequestId: {first}" in done.stdout
+
+    lines: list[str] = []
+    follow = subprocess.Popen(
+        [cli, "logs", "tail", group, "--follow", "--since", "1s", "--endpoint-url", stack.endpoint],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(follow.stdout.readline, "")),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    reader.start()
+    try:
+        later = _invoke_rule_errors(stack, tmp_path / "out.json")
+        # `--follow` polls every few seconds: the later invocation appears, once.
+        wait_for(lambda: any(f"END RequestId: {later}" in line for line in lines), 30)
+        assert sum(f"END RequestId: {later}" in line for line in lines) == 1
+    finally:
+        follow.terminate()
+        follow.wait(10)
+
+
 def test_cognito_admin_calls_and_the_sign_up_path(stack):
     pool = stack.info["cognito"]["userPoolId"]
     client = stack.info["cognito"]["userPoolClientId"]
