@@ -226,14 +226,18 @@ function enter(newSession) {
   }
   $("account-only").hidden = !isGuest();
 
+  // Rooms and groups kept in this browser are only a cache until hello's answer says what the
+  // person belongs to (onBelongings); the default room of a first visit stays only while the
+  // server lists no room.
   const rooms = loadList("rooms").filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS);
-  for (const room of rooms.length ? rooms : [DEFAULT_ROOM]) state.get("room", room);
+  for (const room of rooms) state.get("room", room).cached = true;
+  if (!rooms.length) state.get("room", DEFAULT_ROOM).fallback = true; // kept if the server lists none
   if (!isGuest()) {
     for (const other of loadList("dms")) if (CLIENT_ID_RE.test(other)) state.get("dm", other);
     for (const g of loadList("groups")) {
       if (g && typeof g.id === "string") {
         state.groups.set(g.id, { name: String(g.name || g.id), owner: null, members: [] });
-        state.get("group", g.id, String(g.name || g.id));
+        state.get("group", g.id, String(g.name || g.id)).cached = true;
       }
     }
   }
@@ -335,8 +339,11 @@ function onConnected(reconnect) {
 function resume(reconnect) {
   for (const room of state.list("room")) {
     room.presence.clear();
-    if (reconnect && room.joined) send({ type: "history", room: room.id, limit: HISTORY_LIMIT });
-    else room.joined = send({ type: "join", room: room.id });
+    // A room hello's answer listed is joined already: its newest page is enough (and spares
+    // the person's join budget when a page with many rooms loads).
+    if ((reconnect && room.joined) || room.onServer) {
+      room.joined = send({ type: "history", room: room.id, limit: HISTORY_LIMIT });
+    } else room.joined = send({ type: "join", room: room.id });
     room.whoAfterHistory = true;
   }
   if (!isGuest()) {
@@ -430,7 +437,12 @@ function onProfiles(profiles, answer) {
     changed = learnFrom(p.person, p, p.ts) || changed;
     if (p.person === session.identityId) {
       showMyProfile();
-      if (afterHello) afterHello();
+      if (Array.isArray(p.rooms) || Array.isArray(p.groups)) {
+        onBelongings(p).then((added) => {
+          if (afterHello) afterHello(); // joins every room, asks every group's history
+          else catchUp(added); // the wait for hello ran out: only the new ones
+        });
+      } else if (afterHello) afterHello();
     }
     if (pendingDm && p.handle === pendingDm) {
       pendingDm = null;
@@ -442,6 +454,79 @@ function onProfiles(profiles, answer) {
     pendingDm = null;
   }
   if (changed) rerender();
+}
+
+// Hello's answer lists the rooms and groups the person belongs to (docs/protocol.md): they
+// join what the page shows, and what only this browser's cache remembered is dropped. Rooms
+// stay within MAX_ROOMS, subscribed in chunks of at most 8 filters (connection.js).
+async function onBelongings(answer) {
+  const mine = state;
+  const hadRooms = new Set(state.list("room").map((c) => c.id));
+  const hadGroups = new Set(state.list("group").map((c) => c.id));
+  if (Array.isArray(answer.rooms)) {
+    const listed = answer.rooms.filter((r) => typeof r === "string" && ROOM_RE.test(r));
+    const listedSet = new Set(listed);
+    for (const conv of state.list("room")) {
+      const stale = conv.cached || (conv.fallback && listed.length > 0);
+      if (stale && !listedSet.has(conv.id)) state.remove("room", conv.id);
+    }
+    let over = 0;
+    for (const room of listed) {
+      const known = state.find("room", room);
+      const conv = known || (state.list("room").length < MAX_ROOMS ? state.get("room", room) : null);
+      if (!conv) over += 1;
+      else Object.assign(conv, { cached: false, fallback: false, onServer: true });
+    }
+    if (over) notice(`You are in ${listed.length} rooms; this page follows ${MAX_ROOMS} of them (one connection's limit).`);
+  }
+  if (Array.isArray(answer.groups) && !isGuest()) {
+    const listed = answer.groups.filter((g) => g && typeof g.group === "string");
+    const listedIds = new Set(listed.map((g) => g.group));
+    for (const conv of state.list("group")) {
+      if (conv.cached && !listedIds.has(conv.id)) {
+        state.groups.delete(conv.id);
+        state.remove("group", conv.id);
+      }
+    }
+    for (const g of listed) {
+      const name = typeof g.name === "string" && g.name ? g.name : g.group;
+      const known = state.groups.get(g.group);
+      const owner = typeof g.owner === "string" ? g.owner : known ? known.owner : null;
+      state.groups.set(g.group, { name, owner, members: known ? known.members : [] });
+      const conv = state.get("group", g.group, name);
+      conv.title = name;
+      conv.cached = false;
+      invitations.delete(g.group);
+    }
+  }
+  if (!state.list("room").length && !state.list("group").length) state.get("room", DEFAULT_ROOM);
+  const now = new Set(state.list("room").map((c) => c.id));
+  const gone = [...hadRooms].filter((r) => !now.has(r)).map((r) => `chat/pub/${r}`);
+  const added = [...now].filter((r) => !hadRooms.has(r)).map((r) => `chat/pub/${r}`);
+  if (active && !state.find(active.kind, active.id)) active = state.list("room")[0] || state.list("group")[0];
+  const newGroups = state.list("group").filter((c) => !hadGroups.has(c.id));
+  saveLists();
+  rerender();
+  const result = { rooms: added.map((t) => t.slice("chat/pub/".length)), groups: newGroups };
+  if (!connection) return result;
+  await connection.unsubscribeMany(gone); // first, so that the total stays within the cap
+  const refused = await connection.subscribeMany(added);
+  if (mine === state && refused.length && connection.connected) {
+    notice(`Not allowed to follow: ${refused.map((t) => t.replace("chat/pub/", "#")).join(", ")}`);
+  }
+  return result;
+}
+
+// Rooms and groups hello's answer added after the page had already resumed without it.
+function catchUp({ rooms, groups }) {
+  if (!state) return;
+  for (const room of rooms) {
+    const conv = state.find("room", room);
+    if (!conv) continue;
+    conv.joined = send({ type: "join", room });
+    conv.whoAfterHistory = true;
+  }
+  for (const conv of groups) sendPrivate({ type: "history", group: conv.id, limit: HISTORY_LIMIT });
 }
 
 function showMyProfile() {

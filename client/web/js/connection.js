@@ -202,6 +202,35 @@ export class Connection extends EventTarget {
     if (this.client && this.connected) this.client.subscribe(topic, { qos: 1 });
   }
 
+  // Several topics, at most 8 filters per SUBSCRIBE, each chunk acknowledged before the next;
+  // resolves to the topics refused (all of them when the connection went meanwhile).
+  async subscribeMany(topics) {
+    const client = this.client;
+    const refused = [];
+    for (const chunk of chunks(topics)) {
+      if (!client || client !== this.client || !this.connected) return topics;
+      try {
+        const granted = await client.subscribeAsync(chunk, { qos: 1 });
+        for (const g of granted) if (g.qos === 128) refused.push(g.topic);
+      } catch {
+        refused.push(...chunk);
+      }
+    }
+    return refused;
+  }
+
+  async unsubscribeMany(topics) {
+    const client = this.client;
+    for (const chunk of chunks(topics)) {
+      if (!client || client !== this.client || !this.connected) return;
+      try {
+        await client.unsubscribeAsync(chunk);
+      } catch {
+        return; // the connection went: the next connect subscribes from topics() again
+      }
+    }
+  }
+
   // Whether anything published now can reach the backend (else the outbox keeps it).
   get online() {
     return Boolean(this.client && this.connected);
