@@ -140,6 +140,7 @@ def crash(
     room = f"crash-{uuid.uuid4().hex[:8]}"
     people = [RoomClient(info, guest_identity(info)) for _ in range(clients)]
     sent: dict[str, list[str]] = {p.client_id: [] for p in people}
+    texts: dict[str, str] = {}  # each id's text: a resend repeats it, as an outbox does
     killer_done = threading.Event()
     snapshot: dict[str, Any] = {}
     # An offline persistent session: written through to the state dir, it survives the crash.
@@ -162,7 +163,8 @@ def crash(
                 for person in people:
                     message_id = f"c-{person.client_id[-8:]}-{n}"
                     sent[person.client_id].append(message_id)
-                    person.say(room, message_id, f"message {n}")
+                    texts[message_id] = f"message {n}"
+                    person.say(room, message_id, texts[message_id])
                 if n == kill_after:
                     # Durable before the kill: what a Query already returns now.
                     snapshot["stored"] = set(stored_ids(info, room_conv(room)))
@@ -171,7 +173,8 @@ def crash(
                         for person in people:
                             message_id = f"b-{person.client_id[-8:]}-{k}"
                             sent[person.client_id].append(message_id)
-                            person.say(room, message_id, f"burst {k}")
+                            texts[message_id] = f"burst {k}"
+                            person.say(room, message_id, texts[message_id])
                     # Kill once the stack is part-way through the burst.
                     wait_until(
                         lambda: (
@@ -208,8 +211,9 @@ def crash(
         acked_not_stored = acked - after
         missing = all_sent - after
 
-        # Recovery by the senders: resend every missing message with its original id, and a
-        # few stored ones too, to show that a repeat is not stored twice.
+        # Recovery by the senders: resend every missing message with its original id and text,
+        # and a few stored ones too, to show that a repeat is not stored twice (another text
+        # under the same id would be kept beside the first: docs/data-model.md).
         again = [RoomClient(info, (p.client_id, p.creds)) for p in people]
         try:
             for person, old in zip(again, people, strict=True):
@@ -217,7 +221,7 @@ def crash(
                 mine = sent[old.client_id]
                 repeat = [i for i in mine if i not in after] + [i for i in mine if i in after][:3]
                 for message_id in repeat:
-                    person.say(room, message_id, "again")
+                    person.say(room, message_id, texts[message_id])
                 person.wait_acked(repeat, "resends acked")
             wait_until(
                 lambda: set(stored_ids(info, room_conv(room))) >= all_sent,
