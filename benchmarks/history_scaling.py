@@ -60,7 +60,17 @@ SEED_WORKERS = 4
 BATCH = 25  # BatchWriteItem's maximum
 RATIO_TARGET = 2.0
 REPLY_TIMEOUT = 10.0
-COMMANDS_CONCURRENCY = 2  # the commands Lambda's reservedConcurrency (lambdas/manifest.json)
+
+
+def _commands_concurrency() -> int:
+    """The commands Lambda's reservedConcurrency in lambdas/manifest.json (its worker count)."""
+    from lambdas.manifest import Manifest
+
+    spec = Manifest.load().get("iotchat-commands")
+    return (spec.reserved_concurrency if spec else None) or 1
+
+
+COMMANDS_CONCURRENCY = _commands_concurrency()
 
 
 # --------------------------------------------------------------------------- seeding
