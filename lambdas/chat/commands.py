@@ -315,11 +315,12 @@ class Commands:
         """The person's profile with the rooms and groups they belong to (so a new session
         anywhere starts with them), then any invitations still waiting for an answer.
 
-        Rooms are public, so a guest gets theirs; groups are private and come only through
-        the signed-in door (or to a device, whose certificate proves it)."""
+        Rooms are public, so a guest gets theirs; groups are private and come only to a
+        proven person: through the signed-in door, with an ID token (people.hello answers
+        only once Cognito confirmed it), or to a device, whose certificate proves it."""
         belongings = Belongings(self.store)
         also: dict[str, Any] = {"rooms": belongings.rooms(sender)}
-        if self.door == PRIVATE or not is_identity(sender):
+        if self.door == PRIVATE or "token" in request or not is_identity(sender):
             also["groups"] = belongings.groups(sender)
         self.people.hello(request, sender, ts, self.reply_to, also)
         for invitation in self.groups.pending(sender):

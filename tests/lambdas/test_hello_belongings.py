@@ -20,6 +20,7 @@ from lambdas.chat.protocol import MAX_ROOMS_PER_CLIENT
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.store import ChatStore
 from lambdas.manifest import Manifest
+from tests.lambdas.test_people import Tokens
 
 ADA = "us-east-1:00000000-0000-4000-8000-00000000000a"
 BOB = "us-east-1:00000000-0000-4000-8000-00000000000b"
@@ -43,10 +44,15 @@ def published() -> RecordingPublisher:
 
 
 @pytest.fixture
-def commands(store: ChatStore, published: RecordingPublisher) -> Commands:
+def tokens() -> Tokens:
+    return Tokens()
+
+
+@pytest.fixture
+def commands(store: ChatStore, published: RecordingPublisher, tokens: Tokens) -> Commands:
     for person in (ADA, BOB):  # signed in: they came through chat/private (doors.py)
         SignedIn(store.db, store.state_table).note(person, 0)
-    return Commands(store, published)
+    return Commands(store, published, tokens=tokens)
 
 
 def send(commands: Commands, who: str, ts: int, door: str | None = None, **request: Any) -> None:
@@ -81,19 +87,24 @@ def test_rooms_joined_in_one_session_come_with_hello_in_another(
 
 
 def test_a_guest_gets_its_rooms_but_never_groups(
-    commands: Commands, published: RecordingPublisher
+    commands: Commands, published: RecordingPublisher, tokens: Tokens
 ) -> None:
     send(commands, GUEST, 1, type="join", room="lobby")
     answer = hello_answer(commands, published, GUEST, None)
     assert answer["rooms"] == ["lobby"]
     assert answer["guest"] is True
     assert "groups" not in answer
-    # Ada's groups come through the signed-in door only, even to Ada herself.
+    # Ada's groups come only to a proven Ada: through the signed-in door, or with her token
+    # (a wrong token gets an error and nothing else).
     send(commands, ADA, 2, PRIVATE, type="create", id="c1", name="ops team")
     assert "groups" not in hello_answer(commands, published, ADA_PHONE, None)
     assert [g["name"] for g in hello_answer(commands, published, ADA_PHONE, PRIVATE)["groups"]] == [
         "ops team"
     ]
+    send(commands, ADA_PHONE, 3, token=tokens.issue(BOB), type="hello")
+    assert published.sent[-1][1]["code"] == "NOT_AUTHORIZED"
+    send(commands, ADA_PHONE, 4, token=tokens.issue(ADA), type="hello")
+    assert [g["name"] for g in published.to(f"chat/in/{ADA_PHONE}")[-1]["groups"]] == ["ops team"]
 
 
 def test_groups_in_the_answer_are_the_accepted_ones_with_their_current_names(
