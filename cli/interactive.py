@@ -27,6 +27,10 @@ OWN_KEPT = 20  # own messages per conversation that /edit and /delete can reach
 GROUP_ID = re.compile(r"g-[0-9a-f]{32}")
 TYPING_EVERY = 3.0  # seconds between two `typing` stream events from us
 TYPING_SHOWN = 6.0  # how long someone stays "typing" in the status line
+# AWS IoT allows 50 subscriptions per connection
+# (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits); two are
+# the person's inbox and this session's replies.
+MAX_ROOMS = 48
 # What devices in a room answer (client/edge/agent.py): typed bare, they go to the room as said.
 DEVICE_COMMANDS = frozenset({"/status"})
 PRIVATE_COMMANDS = frozenset({"/dm", "/group", "/g", "/accept", "/decline"})
@@ -90,6 +94,7 @@ class ChatTerminal:
         self._unread: dict[str, int] = {}  # room -> messages from others since last there
         self._own: dict[str, deque[events.Message]] = {}  # conversation -> our last messages
         self._last_typing = 0.0
+        self._told_belongings = False  # hello's rooms and groups are shown once, not per reconnect
 
     # ------------------------------------------------------------------ what the user sees
 
@@ -128,6 +133,8 @@ class ChatTerminal:
                 return
             if isinstance(event, events.Profile) and event.name:
                 self._say(f"* you are {self._who(event.person)}")
+            if isinstance(event, events.Profile):
+                self._belongings(event)
             return
         if isinstance(event, events.Disconnected):
             self.status = "reconnecting"
@@ -143,6 +150,28 @@ class ChatTerminal:
         if isinstance(event, events.ChatError) and event.code == "SIGN_IN_REQUIRED":
             text += f"; {SIGN_IN_HINT}"
         self._say(text)
+
+    def _belongings(self, answer: events.Profile) -> None:
+        """Hello's answer lists the rooms and groups the person is in, wherever they joined
+        them: the rooms are followed (up to what one connection can subscribe to) and both
+        are shown once."""
+        with self._lock:
+            first, self._told_belongings = not self._told_belongings, True
+        if answer.groups is not None:
+            with self._lock:
+                self._groups.update(dict(answer.groups))
+            if answer.groups and first:
+                names = ", ".join(_printable(name) for _, name in answer.groups[:20])
+                self._say(f"* your groups: {names}")
+        if answer.rooms is None:
+            return
+        rooms = [r for r in answer.rooms if valid_room(r)]
+        for room in rooms:
+            if room not in self.client.rooms and len(self.client.rooms) < MAX_ROOMS:
+                self.client.watch(room)
+        if rooms and first:
+            shown = ", ".join(f"#{r}" for r in rooms)
+            self._say(f"* your rooms: {shown} (/join ROOM to switch, /rooms for unread)")
 
     def _show_history(self, event: events.History) -> None:
         older = False

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -30,6 +30,9 @@ class Profile:
     name: str | None = None
     guest: bool = False
     device: bool = False
+    # Only on the answer to our own ``hello``: what the person belongs to, from the server.
+    rooms: tuple[str, ...] | None = None  # rooms joined
+    groups: tuple[tuple[str, str], ...] | None = None  # (group id, name) of groups joined
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,21 @@ def profile(body: Any) -> Profile | None:
     )
 
 
+def _with_belongings(found: Profile, body: dict[str, Any]) -> Profile:
+    """The rooms and groups hello's answer lists (docs/protocol.md); others carry none."""
+    rooms, groups = body.get("rooms"), body.get("groups")
+    if isinstance(rooms, list):
+        found = replace(found, rooms=tuple(r for r in rooms if isinstance(r, str)))
+    if isinstance(groups, list):
+        pairs = [
+            (g["group"], g["name"] if isinstance(g.get("name"), str) else g["group"])
+            for g in groups
+            if isinstance(g, dict) and isinstance(g.get("group"), str)
+        ]
+        found = replace(found, groups=tuple(pairs))
+    return found
+
+
 def _where(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in ("room", "to", "group") if isinstance(body.get(k), str)}
 
@@ -251,7 +269,8 @@ def parse(topic: str, payload: bytes) -> Event | None:
                 body.get("guest") is True,
             )
         if kind == "profile":
-            return profile(body.get("profile", body))
+            own = profile(body.get("profile", body))
+            return _with_belongings(own, body) if own is not None else None
         if kind == "people":
             found = [profile(p) for p in body.get("people", [])]
             return People([p for p in found if p is not None])
