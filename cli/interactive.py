@@ -155,6 +155,8 @@ class ChatTerminal:
         """Hello's answer lists the rooms and groups the person is in, wherever they joined
         them: the rooms are followed (up to what one connection can subscribe to) and both
         are shown once."""
+        if answer.rooms is None and answer.groups is None:
+            return  # a rename or another answer: not hello's
         with self._lock:
             first, self._told_belongings = not self._told_belongings, True
         if answer.groups is not None:
