@@ -2,9 +2,10 @@
 the stack accepting messages it then loses.
 
 Two things measure "behind": the rule work in flight (:class:`WorkGauge`, fed by the rules
-engine: the evaluations queued on the loop and the action tasks, by count and by bytes, with a
-high and a low watermark), and connected subscribers whose QoS 1 queue has grown past
-``Limits.busy_queue_messages`` (they are reading, just not as fast as messages come in).
+engine: the evaluations queued on the loop and the action tasks, each by count, and their
+bytes, each with a high and a low watermark), and connected subscribers whose QoS 1 queue
+has grown past ``Limits.busy_queue_messages`` (they are reading, just not as fast as
+messages come in).
 
 While either says so, the broker stops reading from every connection that has published
 (:class:`PublisherHold`): the packets left in the read it was handling wait in the connection,
@@ -46,43 +47,68 @@ LOG_INTERVAL_SECONDS = 10.0
 
 
 class WorkGauge:
-    """Work in flight behind the gateway, by count and bytes, with hysteresis: saturated from
-    the moment either passes its high watermark until both are under their low one."""
+    """Work in flight behind the gateway, with hysteresis: saturated from the moment one count
+    passes its high watermark until every one is under its low one (half).
+
+    Two counts, because they bound different things: the evaluations queued on the loop become
+    deliveries all at once (each room message one per subscriber), so few are allowed; the
+    action tasks (a store waiting for its batch write) only hold memory, and by Little's law
+    there are as many as the store rate times its latency, so many are allowed. Their payload
+    bytes together have a bound of their own."""
 
     __slots__ = (
         "bytes_",
-        "count",
+        "evaluations",
         "high_bytes",
-        "high_count",
+        "high_evaluations",
+        "high_tasks",
         "listener",
-        "low_bytes",
-        "low_count",
         "saturated",
+        "tasks",
     )
 
-    def __init__(self, high_count: int, high_bytes: int) -> None:
-        self.high_count = high_count
+    def __init__(self, high_evaluations: int, high_tasks: int, high_bytes: int) -> None:
+        self.high_evaluations = high_evaluations
+        self.high_tasks = high_tasks
         self.high_bytes = high_bytes
-        self.low_count = high_count // 2
-        self.low_bytes = high_bytes // 2
-        self.count = 0
+        self.evaluations = 0
+        self.tasks = 0
         self.bytes_ = 0
         self.saturated = False
         # Told of every change of ``saturated`` (the publisher hold).
         self.listener: Callable[[], None] | None = None
 
-    def add(self, nbytes: int) -> None:
-        self.count += 1
+    @property
+    def count(self) -> int:
+        return self.evaluations + self.tasks
+
+    def add(self, nbytes: int, *, task: bool = False) -> None:
+        if task:
+            self.tasks += 1
+        else:
+            self.evaluations += 1
         self.bytes_ += nbytes
-        if not self.saturated and (self.count > self.high_count or self.bytes_ > self.high_bytes):
+        if not self.saturated and (
+            self.evaluations > self.high_evaluations
+            or self.tasks > self.high_tasks
+            or self.bytes_ > self.high_bytes
+        ):
             self.saturated = True
             if self.listener is not None:
                 self.listener()
 
-    def remove(self, nbytes: int) -> None:
-        self.count -= 1
+    def remove(self, nbytes: int, *, task: bool = False) -> None:
+        if task:
+            self.tasks -= 1
+        else:
+            self.evaluations -= 1
         self.bytes_ -= nbytes
-        if self.saturated and self.count <= self.low_count and self.bytes_ <= self.low_bytes:
+        if (
+            self.saturated
+            and self.evaluations * 2 <= self.high_evaluations
+            and self.tasks * 2 <= self.high_tasks
+            and self.bytes_ * 2 <= self.high_bytes
+        ):
             self.saturated = False
             if self.listener is not None:
                 self.listener()
@@ -96,7 +122,9 @@ class PublisherHold:
     ) -> None:
         self.limits = limits
         self.loop = loop
-        self.work = WorkGauge(limits.rule_work_high_count, limits.rule_work_high_bytes)
+        self.work = WorkGauge(
+            limits.rule_evaluations_high, limits.rule_tasks_high, limits.rule_work_high_bytes
+        )
         self.work.listener = self.changed
         # Connected subscribers with a long queue, and since when (loop time).
         self.busy: dict[Session, float] = {}

@@ -45,11 +45,13 @@ class Limits:
     # with a small burst so a page reload or a quick reconnect is not refused.
     connects_per_second_per_client: float = 1.0
     connect_burst: int = 5
-    # Backpressure (backpressure.py, docs/gateway.md): the rule work in flight (queued
-    # evaluations and action tasks) past which publishers are held, by count and by bytes
-    # (they are released under half of each). Each queued evaluation of a room message becomes
-    # one delivery per subscriber, so this also bounds the burst a subscriber's queue takes ...
-    rule_work_high_count: int = 256
+    # Backpressure (backpressure.py, docs/gateway.md): the rule work in flight past which
+    # publishers are held (released under half of each): evaluations queued on the loop (each
+    # room message's becomes one delivery per subscriber at once, so this bounds the burst a
+    # subscriber's queue takes), action tasks (a store waiting for its write: as many as the
+    # store rate times its latency, which is seconds on a loaded machine) and their bytes ...
+    rule_evaluations_high: int = 256
+    rule_tasks_high: int = 2048
     rule_work_high_bytes: int = 16 * 1024 * 1024
     # ... a connected subscriber's queue length that holds them too (released under half) ...
     busy_queue_messages: int = 100

@@ -59,7 +59,7 @@ def stats(gw: GatewayHandle) -> dict[str, int]:
 @pytest.fixture
 def held_gateway(start_gateway: Any) -> GatewayHandle:
     return start_gateway(
-        Limits(rule_work_high_count=HIGH, publisher_hold_seconds=30, publishes_per_second=1e6)
+        Limits(rule_evaluations_high=HIGH, publisher_hold_seconds=30, publishes_per_second=1e6)
     )
 
 
@@ -113,7 +113,7 @@ def test_unsaturated_gateway_never_holds(held_gateway, work, peers):
 @pytest.fixture
 def impatient_gateway(start_gateway: Any) -> GatewayHandle:
     return start_gateway(
-        Limits(rule_work_high_count=HIGH, publisher_hold_seconds=1, publishes_per_second=1e6)
+        Limits(rule_evaluations_high=HIGH, publisher_hold_seconds=1, publishes_per_second=1e6)
     )
 
 
