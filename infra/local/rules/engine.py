@@ -164,11 +164,11 @@ class RulesEngine:
         if work is None:
             task.add_done_callback(self._tasks.discard)
             return
-        work.add(nbytes)
+        work.add(nbytes, task=True)
 
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
-            work.remove(nbytes)
+            work.remove(nbytes, task=True)
 
         task.add_done_callback(done)
 
