@@ -12,7 +12,8 @@ Every message the publisher wrote is accounted for: accepted (PUBACK 0x00), refu
 the sender was told) or never answered. Accepted ones must reach every subscriber and the
 table (or an error on the inbox). Reported too: the stack's RSS growth, the probes' p99
 publish-to-delivered latency unloaded and in 1-s windows after the overload, and how long it
-took to get back under ``max(2 x unloaded p99, unloaded p99 + 25 ms)``.
+took to get back under ``max(2 x unloaded p99, unloaded p99 + 50 ms)`` for three windows in a
+row.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ TEXT_BYTES = 100
 PROBE_RATE = 20.0
 SEND_BUFFER = 64 * 1024  # the publisher's socket buffer: a held publisher blocks soon
 RECOVERY_WINDOW_SECONDS = 1.0
+RECOVERY_MARGIN_MS = 50.0  # a loaded shared machine's own jitter
+RECOVERY_SUSTAINED = 3  # windows in a row under the bound: "back", not a lucky second
 
 
 def _room_message(message_id: str, room: str) -> bytes:
@@ -274,7 +277,7 @@ def pipeline_overload(
             ]
             unloaded = [ms for at, ms in latency if unloaded_from <= at < overload_from]
             unloaded_p99 = _p99(unloaded) or 0.0
-            bound = max(2 * unloaded_p99, unloaded_p99 + 25.0)
+            bound = max(2 * unloaded_p99, unloaded_p99 + RECOVERY_MARGIN_MS)
             windows = []
             window_ns = int(RECOVERY_WINDOW_SECONDS * 1e9)
             start = overload_to
@@ -283,8 +286,9 @@ def pipeline_overload(
                 windows.append(_p99(values))
                 start += window_ns
             recovered_after = None
-            for k in range(len(windows)):
-                if all(w is not None and w <= bound for w in windows[k:]):
+            for k in range(len(windows) - RECOVERY_SUSTAINED + 1):
+                run_of = windows[k : k + RECOVERY_SUSTAINED]
+                if all(w is not None and w <= bound for w in run_of):
                     recovered_after = k * RECOVERY_WINDOW_SECONDS
                     break
             disconnected = load.closed or probe.closed
