@@ -21,6 +21,7 @@ from lambdas.chat.people import CognitoTokenCheck
 from lambdas.chat.presence import handle_lifecycle
 from lambdas.chat.protocol import RETENTION_DAYS
 from lambdas.chat.publisher import IotDataPublisher
+from lambdas.chat.queries import queries as query_handler
 from lambdas.chat.rule_errors import handle_rule_error
 from lambdas.chat.store import ChatStore
 
@@ -101,6 +102,19 @@ def commands(event: dict[str, Any], context: Any) -> None:
     kind, sender = _command_type(event), event.get("sender")
     try:
         Commands(_store(), outcome, tokens=_tokens()).handle(event)
+    except Exception:
+        log.error("%s from %s -> failed (Lambda retries it)", kind, sender)
+        raise
+    log.info("%s from %s -> %s", kind, sender, outcome.describe())
+
+
+def queries(event: dict[str, Any], context: Any) -> None:
+    """who and whois, on their own function so a queue of commands never delays them
+    (lambdas/chat/queries.py)."""
+    outcome = _Outcome(_publisher())
+    kind, sender = _command_type(event), event.get("sender")
+    try:
+        query_handler(_store(), outcome).handle(event)
     except Exception:
         log.error("%s from %s -> failed (Lambda retries it)", kind, sender)
         raise

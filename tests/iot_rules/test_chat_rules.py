@@ -19,7 +19,7 @@ from lambdas.manifest import Manifest
 RULES = {rule.name: rule for rule in load_rules()}
 STATEMENTS = {name: compile_sql(rule.sql, rule.sql_version) for name, rule in RULES.items()}
 TS = 1_700_000_000_123
-CHAT_OUT_PATHS = ("chat_room_message", "chat_commands", "chat_invalid")
+CHAT_OUT_PATHS = ("chat_room_message", "chat_commands", "chat_queries", "chat_invalid")
 
 
 def matches(topic: str, payload: bytes, client_id: str = "us-east-1:abc") -> dict[str, Any]:
@@ -196,7 +196,9 @@ def test_limits_in_the_rules_are_the_protocol_limits() -> None:
     environment = commands_function.environment
     assert int(environment["RETENTION_DAYS"]) == protocol.RETENTION_DAYS
     commands = re.findall(r"WHEN '(\w+)' THEN true", RULES["chat_commands"].sql)
-    assert set(commands) == set(protocol.COMMAND_TYPES)
+    queries = re.findall(r"WHEN '(\w+)' THEN true", RULES["chat_queries"].sql)
+    assert not set(commands) & set(queries)
+    assert set(commands) | set(queries) == set(protocol.COMMAND_TYPES)
 
 
 def test_every_rule_has_an_error_action_and_commands_get_the_raw_payload() -> None:
