@@ -182,11 +182,11 @@ def _iot_chat(
         "million",
         iot["messages_per_million"],
     )
-    # Rules triggered (topic filter matched): a room message meets the 3 chat/out rules, and
-    # its republished copy the store rule; a join the 3 chat/out rules; each lifecycle event
-    # the presence rule; each presence update the room-events rule and, republished, the
-    # store rule.
-    triggered = w.messages * 4 + w.sessions * 3 + w.sessions * 2 * (1 + 2)
+    # Rules triggered (topic filter matched): a room message meets the 4 chat/out rules (room
+    # message, commands, queries, invalid), and its republished copy the store rule; a join
+    # the 4 chat/out rules; each lifecycle event the presence rule; each presence update the
+    # room-events rule and, republished, the store rule.
+    triggered = w.messages * 5 + w.sessions * 4 + w.sessions * 2 * (1 + 2)
     # Actions: room message -> republish + store; join -> commands Lambda; lifecycle ->
     # presence Lambda; presence update -> republish.
     actions = w.messages * 2 + w.sessions + w.sessions * 2 * 2
