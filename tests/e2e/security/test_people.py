@@ -5,12 +5,14 @@ legitimate action that still works:
   guest id (GetCredentialsForIdentity without logins): nothing private is hers to get, and no
   signed-in person's client id is hers to use.
 - An iot-data (HTTPS) publish to chat/out is not an MQTT sender: never delivered or stored.
-- One person's flood of history requests is RATE_LIMITED; another person's `who` still answers.
+- One person's flood of history requests is RATE_LIMITED; another person's `who` still answers
+  within a second.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +38,7 @@ pytestmark = pytest.mark.timeout(120)
 NOT_AUTHORIZED = 0x87
 FLOOD_SESSIONS = 5
 PER_SESSION = 30  # 150 in all: more than two minutes' budget of 60
-GENEROUS = 10.0  # a deadline for an answer under load, not a latency threshold
+WHO_DEADLINE = 1.0  # issue 15: another person's who answers in under a second
 
 
 @pytest.fixture(scope="module")
@@ -163,19 +165,33 @@ def test_a_flood_of_history_requests_is_rate_limited_and_others_still_get_answer
     ]
     other = people.connect("Other")
     other.join(room)
+    assert other.request("who", "who", "room", room, room=room)["room"] == room  # when quiet
     for n, session in enumerate(flood):
         asks = [{"type": "history", "room": room, "id": f"h{n}-{i}"} for i in range(PER_SESSION)]
         session.publish_many(asks, timeout=60)
 
+    # While the commands function works through the flood, another person's who is answered
+    # within a second (issue 15's acceptance; who has its own function, rule chat_queries).
+    started = time.monotonic()
+    before = len(other.inbox)
+    other.send("who", room=room)
+    answer = other.wait_for_message(
+        inbox(other.client_id),
+        lambda m: m.get("type") == "who" and m.get("room") == room,
+        "who answer during the flood",
+        timeout=max(0.0, WHO_DEADLINE - (time.monotonic() - started)),
+        after=before,
+    )
+    assert other.person in {entry["person"] for entry in answer["online"]}
+
     def refusals() -> list[dict[str, Any]]:
         return [e for s in flood for e in s.errors() if e["code"] == "RATE_LIMITED"]
 
-    wait_for(refusals, 60, interval=0.05)  # errors arrive on any of the sessions
+    # The flooder is refused: at least what is over two minutes' budget (the flood may
+    # straddle a minute), each refusal saying when to retry.
+    over = FLOOD_SESSIONS * PER_SESSION - 2 * 60
+    wait_for(lambda: len(refusals()) >= over, 60, interval=0.05)
     assert all(1 <= e["retryAfter"] <= 60 for e in refusals())
-    # Another person is not held back: their who is answered, within a generous deadline.
-    other.timeout = GENEROUS
-    answer = other.request("who", "who", "room", room, room=room)
-    assert other.person in {entry["person"] for entry in answer["online"]}
     # The flooder got at most a minute's budget of pages (two, if the flood straddled minutes).
     pages = [m for s in flood for m in s.of_type(inbox(s.client_id), "history")]
     assert len(pages) <= 2 * 60
