@@ -23,9 +23,15 @@ from typing import Any, cast
 
 import pytest
 
-from tests.e2e.chat.conftest import ChatClient, inbox, room_topic, unique
+from tests.e2e.chat.conftest import (
+    ChatClient,
+    inbox,
+    room_topic,
+    say_hello,
+    signed_in_identity,
+    unique,
+)
 from tests.infra.local.stack_process import running_stack
-from tests.support.cognito import guest_credentials, signed_in_credentials
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,11 +99,16 @@ def test_the_state_dir_and_every_file_in_it_are_private(tmp_path: Path) -> None:
         os.chmod(up_log, 0o644)
         with running_stack(state_dir, output=cast(int, output)) as (proc, info):
             stack = StackView(info, state_dir)
-            ada = ChatClient(cast(Any, stack), *signed_in_credentials(cast(Any, stack)), "Ada")
-            bob = ChatClient(cast(Any, stack), *guest_credentials(cast(Any, stack)), "Bob")
+            # Direct messages are between signed-in people, through the signed-in door.
+            ada_id, ada_creds, ada_token = signed_in_identity(cast(Any, stack))
+            bob_id, bob_creds, bob_token = signed_in_identity(cast(Any, stack))
+            ada = ChatClient(cast(Any, stack), ada_id, ada_creds, "Ada")
+            bob = ChatClient(cast(Any, stack), bob_id, bob_creds, "Bob")
             try:
                 ada.connect()
                 bob.connect()
+                say_hello(ada, ada_token)
+                say_hello(bob, bob_token)
                 # A room message (rules, republish, the messages table)...
                 room = unique("room")
                 assert bob.subscribe(room_topic(room)) == [1]
@@ -106,7 +117,7 @@ def test_the_state_dir_and_every_file_in_it_are_private(tmp_path: Path) -> None:
                 # ...and a direct message (the commands Lambda, stored in clear text).
                 secret = f"dm secret {uuid.uuid4().hex}"
                 dm = unique("dm")
-                ada.send("message", id=dm, to=bob.client_id, text=secret)
+                ada.send_private("message", id=dm, to=bob.client_id, text=secret)
                 bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == dm, "DM")
             finally:
                 ada.close()
