@@ -17,8 +17,9 @@ Two baselines, measured in the same run on the same machine:
 
 - **dynalite PutItem**: dynalite's raw single-item write rate, 16 concurrent connections on
   its socket, items of the same shape the store rule writes (no gateway, no rules);
-- **bare fan-out**: the same ramp, publishing the same messages straight to
-  ``chat/pub/<room>`` (no rules, no store): what the gateway alone delivers.
+- **bare fan-out**: the same ramp, the same messages published straight to a room-like topic
+  that no rule reads (``bench/pub/<room>``: ``chat/pub/+`` itself feeds the store rule), with
+  the subscribers on it: what the gateway alone delivers.
 
 At half the capacity, p50/p99 of publish-to-delivered (a subscriber's receive time) and
 publish-to-stored (first strongly consistent read, the store-latency reader) are reported.
@@ -175,7 +176,10 @@ def run_step(
     pub, sub = _tools()
     run = uuid.uuid4().hex[:8]
     room = f"tp-{run}"
-    room_topic = f"chat/pub/{room}"
+    # The bare fan-out uses a topic no rule reads: chat/pub/+ is the store rule's FROM, so
+    # publishing there straight would still store (and, without a sender, fail into the
+    # errorAction's Lambda), which is not "no rules, no store".
+    room_topic = f"chat/pub/{room}" if store else f"bench/pub/{room}"
     count = max(int(rate * seconds), 1)
     ids = [f"{run}-{n}" for n in range(count)]
     lines = [room_line(message_id, room, n) for n, message_id in enumerate(ids)]
