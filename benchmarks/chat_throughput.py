@@ -94,7 +94,7 @@ def room_line(message_id: str, room: str, seq: int) -> bytes:
         "type": "message",
         "id": message_id,
         "room": room,
-        "text": head + "x" * max(TEXT_BYTES - len(head), 1),
+        "body": head + "x" * max(TEXT_BYTES - len(head), 1),
     }
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
@@ -349,7 +349,7 @@ def dynalite_put_rate(stack: dict[str, Any], state_dir: Path, seconds: float) ->
             "tsid": {"S": f"{ts}#{sender}|{mid}"},
             "id": {"S": mid},
             "room": {"S": f"raw-{run}"},
-            "text": {"S": "x" * TEXT_BYTES},
+            "body": {"S": "x" * TEXT_BYTES},
             "sender": {"S": sender},
             "ts": {"N": str(ts)},
             "expiresAt": {"N": str(ts // 1000 + 31536000)},

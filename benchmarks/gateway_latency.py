@@ -79,8 +79,8 @@ def publisher_main(config: dict[str, Any]) -> None:
 def chat_message(room: str, sent_ns: int, seq: int, size: int) -> bytes:
     """A chat envelope (JSON, as rules need) carrying the send time, padded to ``size``."""
     body = {"type": "message", "id": f"{seq:08d}", "room": room, "sent": sent_ns, "seq": seq}
-    base = len(json.dumps({**body, "text": ""}, separators=(",", ":")))
-    body["text"] = "x" * max(size - base, 0)
+    base = len(json.dumps({**body, "body": ""}, separators=(",", ":")))
+    body["body"] = "x" * max(size - base, 0)
     return json.dumps(body, separators=(",", ":")).encode()
 
 

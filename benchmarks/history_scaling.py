@@ -91,7 +91,7 @@ def seeded_message(room: str, run: str, i: int, first_ts: int) -> dict[str, Any]
         "ts": ts,
         "id": message_id,
         "room": room,
-        "text": text,
+        "body": text,
         "sender": sender,
         "expiresAt": ts // 1000 + RETENTION_DAYS * 86400,
     }
@@ -209,7 +209,7 @@ def check_seeded_format(
     dynamodb = dynamodb_client(stack)
     room = f"format-{run}"
     message_id = str(uuid.uuid4())
-    requester.publish({"v": 1, "type": "message", "id": message_id, "room": room, "text": "hi"})
+    requester.publish({"v": 1, "type": "message", "id": message_id, "room": room, "body": "hi"})
     key = {
         "conv": {"S": keys.room_conv(room)},
         "mid": {"S": keys.copy_mid(keys.mid(requester.client_id, message_id), "hi")},

@@ -41,7 +41,7 @@ def measure(seconds: float) -> list[dict[str, Any]]:
             "type": "message",
             "id": "0b7c6a1e-2f",
             "room": "lobby",
-            "text": "hello there, how is everyone today?",
+            "body": "hello there, how is everyone today?",
         }
     ).encode()
     msg = SqlMessage(topic="chat/out", payload=payload, client_id="alice", timestamp_ms=1)

@@ -122,7 +122,7 @@ def room_message(message_id: str, room: str, seq: int) -> bytes:
         "type": "message",
         "id": message_id,
         "room": room,
-        "text": head + "x" * max(TEXT_BYTES - len(head), 1),
+        "body": head + "x" * max(TEXT_BYTES - len(head), 1),
     }
     return json.dumps(body, separators=(",", ":")).encode()
 

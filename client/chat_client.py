@@ -438,18 +438,18 @@ class ChatClient:
         """A direct message to a person (by handle, or person id); never from a guest."""
         if not self.private_allowed:
             raise SignInRequired()
-        return self._post({"to": to}, text, name, PRIVATE)
+        return self._post({"recipient": to}, text, name, PRIVATE)
 
     def group_say(self, group: str, text: str, name: str | None = None) -> str:
         if not self.private_allowed:
             raise SignInRequired()
-        return self._post({"group": group}, text, name, PRIVATE)
+        return self._post({"groupId": group}, text, name, PRIVATE)
 
     def _post(self, where: dict[str, str], text: str, name: str | None, topic: str) -> str:
         """A message to ``where`` (room, person or group) under a new idempotency key, kept in
         the outbox until it comes back."""
         message_id = str(uuid.uuid4())
-        body = {"type": "message", "id": message_id, **where, "text": text, "name": name}
+        body = {"type": "message", "id": message_id, **where, "body": text, "name": name}
         payload = _encode(_without_none(body))
         self.outbox.add(message_id, topic, payload, where.get("room"))
         with contextlib.suppress(Exception):  # offline: the outbox sends it on reconnect
@@ -466,7 +466,7 @@ class ChatClient:
         limit: int | None = None,
     ) -> None:
         body: dict[str, Any] = {"type": "history", "cursor": cursor, "limit": limit}
-        body.update({"room": room, "with": with_, "group": group})
+        body.update({"room": room, "with": with_, "groupId": group})
         if room is None:
             self._private(_without_none(body))
         else:
@@ -493,28 +493,28 @@ class ChatClient:
         return request_id
 
     def invite(self, group: str, member: str) -> None:
-        self._private({"type": "invite", "group": group, "member": member})
+        self._private({"type": "invite", "groupId": group, "member": member})
 
     def accept(self, group: str) -> None:
-        self._private({"type": "accept", "group": group})
+        self._private({"type": "accept", "groupId": group})
 
     def decline(self, group: str) -> None:
-        self._private({"type": "decline", "group": group})
+        self._private({"type": "decline", "groupId": group})
 
     def leave_group(self, group: str) -> None:
-        self._private({"type": "leave", "group": group})
+        self._private({"type": "leave", "groupId": group})
 
     def remove(self, group: str, member: str) -> None:
-        self._private({"type": "remove", "group": group, "member": member})
+        self._private({"type": "remove", "groupId": group, "member": member})
 
     def rename(self, group: str, name: str) -> None:
-        self._private({"type": "rename", "group": group, "name": name})
+        self._private({"type": "rename", "groupId": group, "name": name})
 
     # ------------------------------------------------------------------ edits and deletions
 
     def edit(self, message: Message, text: str) -> None:
         """Replace the text of one of our own messages (others see an ``edit``)."""
-        self._change({"type": "edit", "id": message.id, "text": text}, message)
+        self._change({"type": "edit", "id": message.id, "body": text}, message)
 
     def delete(self, message: Message) -> None:
         """Remove one of our own messages for good (others see a ``delete``)."""
@@ -525,7 +525,7 @@ class ChatClient:
         if message.room is not None:
             self._send({**body, "room": message.room})
         elif message.group is not None:
-            self._private({**body, "group": message.group})
+            self._private({**body, "groupId": message.group})
         else:
             other = message.to if message.sender == self.person else message.sender
             self._private({**body, "with": other})

@@ -196,12 +196,12 @@ def _message(body: dict[str, Any]) -> Message | None:
         return Message(
             id=str(body["id"]),
             sender=str(body["sender"]),
-            text="" if deleted is not None else str(body["text"]),
+            text="" if deleted is not None else str(body["body"]),
             ts=int(body["ts"]),
             name=_text(body, "name"),
             room=body.get("room"),
-            to=body.get("to"),
-            group=body.get("group"),
+            to=body.get("recipient"),
+            group=body.get("groupId"),
             handle=_text(body, "handle"),
             guest=body.get("guest") is True,
             edited=_ms(body, "edited"),
@@ -234,16 +234,20 @@ def _with_belongings(found: Profile, body: dict[str, Any]) -> Profile:
         found = replace(found, rooms=tuple(r for r in rooms if isinstance(r, str)))
     if isinstance(groups, list):
         pairs = [
-            (g["group"], g["name"] if isinstance(g.get("name"), str) else g["group"])
+            (g["groupId"], g["name"] if isinstance(g.get("name"), str) else g["groupId"])
             for g in groups
-            if isinstance(g, dict) and isinstance(g.get("group"), str)
+            if isinstance(g, dict) and isinstance(g.get("groupId"), str)
         ]
         found = replace(found, groups=tuple(pairs))
     return found
 
 
+# The wire's target fields (docs/protocol.md) and the attributes events keep them in.
+_TARGETS = {"room": "room", "recipient": "to", "groupId": "group"}
+
+
 def _where(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: body[k] for k in ("room", "to", "group") if isinstance(body.get(k), str)}
+    return {attr: body[k] for k, attr in _TARGETS.items() if isinstance(body.get(k), str)}
 
 
 def parse(topic: str, payload: bytes) -> Event | None:
@@ -278,13 +282,15 @@ def parse(topic: str, payload: bytes) -> Event | None:
             by = profile(body.get("by"))
             if by is None:
                 return None
-            return Invitation(body["group"], str(body.get("name", "")), by, int(body.get("ts", 0)))
+            return Invitation(
+                body["groupId"], str(body.get("name", "")), by, int(body.get("ts", 0))
+            )
         if kind == "membership":
             about = profile(body.get("person"))
             if about is None:
                 return None
             return Membership(
-                body["group"],
+                body["groupId"],
                 str(body["event"]),
                 about,
                 profile(body.get("by")),
@@ -295,7 +301,7 @@ def parse(topic: str, payload: bytes) -> Event | None:
             return Edit(
                 str(body["id"]),
                 str(body["sender"]),
-                str(body["text"]),
+                str(body["body"]),
                 int(body["edited"]),
                 **_where(body),
             )
@@ -304,16 +310,17 @@ def parse(topic: str, payload: bytes) -> Event | None:
                 str(body["id"]), str(body["sender"]), int(body["deleted"]), **_where(body)
             )
         if kind == "history":
-            target_kind = next(k for k in ("room", "with", "group") if k in body)
+            field = next(k for k in ("room", "with", "groupId") if k in body)
             messages = [m for m in map(_message, body.get("messages", [])) if m is not None]
-            return History(target_kind, body[target_kind], messages, body.get("cursor"))
+            kind_of = "group" if field == "groupId" else field
+            return History(kind_of, body[field], messages, body.get("cursor"))
         if kind == "who":
             return Who(body["room"], list(body.get("online", [])), bool(body.get("more")))
         if kind == "group":
             listed = list(body["members"])
             profiles = [p for p in map(profile, listed) if p is not None]
             members = [m for m in listed if isinstance(m, str)] + [p.person for p in profiles]
-            return Group(body["group"], body["name"], body["owner"], members, profiles)
+            return Group(body["groupId"], body["name"], body["owner"], members, profiles)
         if kind == "activity":
             return Activity(
                 body["room"],

@@ -82,8 +82,8 @@ def _kill_mid_invoke(
             "v": 1,
             "type": "message",
             "id": message_id,
-            "to": bob.client_id,
-            "text": f"reliability:kill-{when}",
+            "recipient": bob.client_id,
+            "body": f"reliability:kill-{when}",
         },
         "chat/private",
     )

@@ -43,7 +43,7 @@ RECOVERY_SUSTAINED = 3  # windows in a row under the bound: "back", not a lucky 
 
 
 def _room_message(message_id: str, room: str) -> bytes:
-    body = {"v": 1, "type": "message", "id": message_id, "room": room, "text": "x" * TEXT_BYTES}
+    body = {"v": 1, "type": "message", "id": message_id, "room": room, "body": "x" * TEXT_BYTES}
     return json.dumps(body, separators=(",", ":")).encode()
 
 

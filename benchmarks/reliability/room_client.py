@@ -42,7 +42,7 @@ class RoomClient(RecordingClient):
 
     def say(self, room: str, message_id: str, text: str = "x") -> None:
         """A QoS 1 room message; its PUBACK is recorded in :attr:`acked` when it arrives."""
-        self.send({"v": 1, "type": "message", "id": message_id, "room": room, "text": text})
+        self.send({"v": 1, "type": "message", "id": message_id, "room": room, "body": text})
 
     def send(self, body: dict[str, Any]) -> None:
         """A QoS 1 message on ``chat/out``, acknowledgement tracked by its ``id``."""

@@ -42,7 +42,7 @@ class Belongings:
         return [str(item["room"]) for item in items]
 
     def groups(self, person: str) -> list[dict[str, Any]]:
-        """``{"group", "name", "owner"}`` of each group the person is a member of (never
+        """``{"groupId", "name", "owner"}`` of each group the person is a member of (never
         one they are only invited to: invitations are ``invite#`` items elsewhere)."""
         ids = [str(i["group"]) for i in self._sort_keys(person, "group#", MAX_GROUPS_IN_HELLO)]
         if not ids:
@@ -57,7 +57,7 @@ class Belongings:
                 metas[str(meta["pk"]).removeprefix("group#")] = meta
             request = response.get("UnprocessedKeys") or {}
         return [
-            {"group": g, "name": str(metas[g].get("name", "")), "owner": metas[g].get("owner")}
+            {"groupId": g, "name": str(metas[g].get("name", "")), "owner": metas[g].get("owner")}
             for g in ids
             if g in metas  # a group whose meta is gone is no longer shown
         ]

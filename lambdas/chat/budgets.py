@@ -30,7 +30,7 @@ def budget_of(request: dict[str, Any]) -> str | None:
     # publish per room the person is in.
     if kind in ("history", "join", "hello", "name", "whois"):
         return str(kind)
-    if kind == "message" and "to" in request:
+    if kind == "message" and "recipient" in request:
         return "direct"
     return None
 

@@ -157,11 +157,11 @@ class Commands:
     # ------------------------------------------------------------------ messages
 
     def message(self, request: dict[str, Any], sender: str, ts: int) -> None:
-        targets = [f for f in ("room", "to", "group") if f in request]
+        targets = [f for f in ("room", "recipient", "groupId") if f in request]
         if len(targets) != 1:
             raise ProtocolError(
                 "INVALID_TARGET",
-                "a message needs exactly one of room, to, group",
+                "a message needs exactly one of room, recipient, groupId",
                 ref_of(request),
             )
         message_id = require_id(request)
@@ -173,7 +173,7 @@ class Commands:
             "v": VERSION,
             "type": "message",
             "id": message_id,
-            "text": text,
+            "body": text,
             "sender": sender,
             "ts": ts,
         }
@@ -182,15 +182,15 @@ class Commands:
             raise ProtocolError(
                 "INVALID_TARGET", "room messages are not sent through commands", message_id
             )
-        if targets == ["to"]:
-            to = self.directory.resolve(request["to"], message_id, "to")
-            self.signed_in.require(to, message_id, "to")
-            body["to"] = to
+        if targets == ["recipient"]:
+            to = self.directory.resolve(request["recipient"], message_id, "recipient")
+            self.signed_in.require(to, message_id, "recipient")
+            body["recipient"] = to
             self._deliver(keys.direct_conv(sender, to), body, sorted({sender, to}))
         else:
             group = require_group(request)
             self._require_group_member(group, sender, message_id)
-            body["group"] = group
+            body["groupId"] = group
             self._deliver(keys.group_conv(group), body, self.store.group_members(group))
 
     def _deliver(self, conv: str, body: dict[str, Any], recipients: list[str]) -> None:
@@ -236,7 +236,7 @@ class Commands:
         self._send_history("room", room, keys.room_conv(room), None, page_limit({}))
 
     def leave(self, request: dict[str, Any], sender: str, ts: int) -> None:
-        if "group" in request and "room" not in request:
+        if "groupId" in request and "room" not in request:
             self.groups.leave(request, sender, ts)
             return
         room = require_room(request)
@@ -262,10 +262,10 @@ class Commands:
 
     def history(self, request: dict[str, Any], sender: str, ts: int) -> None:
         ref = ref_of(request)
-        targets = [f for f in ("room", "with", "group") if f in request]
+        targets = [f for f in ("room", "with", "groupId") if f in request]
         if len(targets) != 1:
             raise ProtocolError(
-                "INVALID_REQUEST", "history needs exactly one of room, with, group", ref
+                "INVALID_REQUEST", "history needs exactly one of room, with, groupId", ref
             )
         limit = page_limit(request)
         cursor = None
@@ -281,7 +281,7 @@ class Commands:
         else:
             group = require_group(request)
             self._require_group_member(group, sender, ref)
-            self._send_history("group", group, keys.group_conv(group), cursor, limit)
+            self._send_history("groupId", group, keys.group_conv(group), cursor, limit)
 
     def _send_history(
         self,
@@ -329,7 +329,7 @@ class Commands:
                 {
                     "v": VERSION,
                     "type": "invitation",
-                    "group": invitation["group"],
+                    "groupId": invitation["group"],
                     "name": invitation.get("name", ""),
                     "by": self.directory.profile(invitation["by"]),
                     "ts": invitation["ts"],

@@ -17,7 +17,7 @@ from .sessions import is_identity_id
 PRIVATE = "private"
 # Every request that reads or writes a direct conversation or a group names it in one of
 # these fields; ``create`` makes a group before it has an id.
-PRIVATE_FIELDS = ("to", "with", "group")
+PRIVATE_FIELDS = ("recipient", "with", "groupId")
 PRIVATE_TYPES = ("create",)
 
 

@@ -35,7 +35,7 @@ from .protocol import (
     room_events_topic,
 )
 from .publisher import Publisher
-from .store import ChatStore, from_item, to_item
+from .store import ChatStore, current_fields, from_item, to_item
 
 REVISION = "rev#"
 
@@ -76,7 +76,7 @@ class Edits:
         if text is None:
             revision: dict[str, Any] = {"deleted": ts}
         else:
-            revision = {"text": text, "edited": ts}
+            revision = {"body": text, "edited": ts}
         self._write(conv, item_mid, first, copies, revision)
         body: dict[str, Any] = {
             "v": VERSION,
@@ -93,10 +93,10 @@ class Edits:
         self, request: dict[str, Any], sender: str, ref: str
     ) -> tuple[str, dict[str, str], list[str]]:
         """The conversation's key, the target fields of the event, and where it goes."""
-        targets = [f for f in ("room", "with", "group") if f in request]
+        targets = [f for f in ("room", "with", "groupId") if f in request]
         if len(targets) != 1:
             raise ProtocolError(
-                "INVALID_TARGET", "an edit or delete needs exactly one of room, with, group", ref
+                "INVALID_TARGET", "an edit or delete needs exactly one of room, with, groupId", ref
             )
         if targets == ["room"]:
             room = require_room(request)
@@ -105,12 +105,12 @@ class Edits:
             other = self.directory.resolve(request["with"], ref, "with")
             # As on the wire, `to` names the other party from the sender's side.
             people = sorted({sender, other})
-            return keys.direct_conv(sender, other), {"to": other}, [inbox(p) for p in people]
+            return keys.direct_conv(sender, other), {"recipient": other}, [inbox(p) for p in people]
         group = require_group(request)
         if not self.store.is_group_member(group, sender):
             raise ProtocolError("NOT_A_MEMBER", "only members can change group messages", ref)
         members = self.store.group_members(group)
-        return keys.group_conv(group), {"group": group}, [inbox(m) for m in members]
+        return keys.group_conv(group), {"groupId": group}, [inbox(m) for m in members]
 
     def _write(
         self,
@@ -122,7 +122,8 @@ class Edits:
     ) -> None:
         """One item at the first copy's time holds the change; the other copies go (and with
         them every old text); the revision item keeps the change safe from a late copy."""
-        kept = {k: v for k, v in first.items() if k not in ("text", "name", "edited", "deleted")}
+        gone = ("body", "name", "edited", "deleted")  # an item stored before the rename migrates
+        kept = {k: v for k, v in current_fields(first).items() if k not in gone}
         kept.update(mid=item_mid, tsid=keys.tsid(first["ts"], item_mid), **revision)
         table = self.store.messages_table
         self.store.db.put_item(TableName=table, Item=to_item(kept))
@@ -159,7 +160,7 @@ def revised(store: ChatStore, conv: str, messages: list[dict[str, Any]]) -> list
         while request:
             response = store.db.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(store.messages_table, []):
-                revision = from_item(item)
+                revision = current_fields(from_item(item))
                 revisions[revision["mid"]] = revision
             request = response.get("UnprocessedKeys") or {}
     out = []
@@ -168,8 +169,8 @@ def revised(store: ChatStore, conv: str, messages: list[dict[str, Any]]) -> list
         if change is None:
             out.append(message)
         elif change.get("deleted"):
-            body = {k: v for k, v in message.items() if k not in ("text", "edited")}
+            body = {k: v for k, v in message.items() if k not in ("body", "edited")}
             out.append({**body, "deleted": change["deleted"]})
         else:
-            out.append({**message, "text": change["text"], "edited": change["edited"]})
+            out.append({**message, "body": change["body"], "edited": change["edited"]})
     return out

@@ -143,7 +143,7 @@ class Groups:
         body: dict[str, Any] = {
             "v": VERSION,
             "type": "membership",
-            "group": group,
+            "groupId": group,
             "event": event,
             "person": profiles[person],
             "ts": ts,
@@ -162,7 +162,7 @@ class Groups:
         body = {
             "v": VERSION,
             "type": "group",
-            "group": group,
+            "groupId": group,
             "name": meta["name"],
             "owner": meta["owner"],
             "members": [profiles[m] for m in members],
@@ -177,7 +177,7 @@ class Groups:
             {
                 "v": VERSION,
                 "type": "invitation",
-                "group": group,
+                "groupId": group,
                 "name": name,
                 "by": self.directory.profile(by),
                 "ts": ts,

@@ -34,7 +34,7 @@ RETENTION_DAYS = 365
 BLANK = " \t\n\r\f\v"
 # A UTF-16 surrogate left alone: JSON lets a client write one ("\ud800"), but it is no character,
 # cannot be encoded in UTF-8 and no client can show it, so text and names holding one are
-# refused (the rules use the same test: regexp_matches(text, '^[^\uD800-\uDFFF]*+[\uD800-\uDFFF]')).
+# refused (the rules use the same test: regexp_matches(body, '^[^\uD800-\uDFFF]*+[\uD800-\uDFFF]')).
 # A valid pair ("\ud83d\ude00") is one code point once decoded, so it never matches here.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -141,16 +141,16 @@ def require_id(request: dict[str, Any]) -> str:
 
 
 def require_text(request: dict[str, Any]) -> str:
-    text = request.get("text")
+    text = request.get("body")
     if not isinstance(text, str) or not text.strip(BLANK) or not is_unicode_text(text):
         raise ProtocolError(
             "INVALID_TEXT",
-            "text must be a non-empty string of Unicode characters (no lone surrogates)",
+            "body must be a non-empty string of Unicode characters (no lone surrogates)",
             ref_of(request),
         )
     if java_length(text) > MAX_TEXT:
         raise ProtocolError(
-            "TEXT_TOO_LONG", f"text is limited to {MAX_TEXT} characters", ref_of(request)
+            "TEXT_TOO_LONG", f"body is limited to {MAX_TEXT} characters", ref_of(request)
         )
     return text
 
@@ -183,9 +183,9 @@ def require_client_id(request: dict[str, Any], field: str) -> str:
 
 
 def require_group(request: dict[str, Any]) -> str:
-    value = request.get("group")
+    value = request.get("groupId")
     if not isinstance(value, str) or not GROUP_ID.match(value):
-        raise ProtocolError("INVALID_REQUEST", "group must be a group id", ref_of(request))
+        raise ProtocolError("INVALID_REQUEST", "groupId must be a group id", ref_of(request))
     return value
 
 

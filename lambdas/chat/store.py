@@ -47,12 +47,26 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The attribute names items stored before the protocol renamed its fields used (the rules read
+# no SQL word since, docs/iot-sql.md): read as the new names, never written (docs/data-model.md,
+# "Migration").
+LEGACY_FIELDS = {"text": "body", "to": "recipient", "group": "groupId"}
+
+
+def current_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """``item`` with any legacy attribute under its new name (a new one present wins)."""
+    out = {LEGACY_FIELDS.get(k, k): v for k, v in item.items() if k in LEGACY_FIELDS}
+    out.update({k: v for k, v in item.items() if k not in LEGACY_FIELDS})
+    return out
+
+
 def wire_message(item: dict[str, Any]) -> dict[str, Any]:
     """A stored message as clients see it on a room topic or in a history page."""
+    item = current_fields(item)
     body: dict[str, Any] = {"v": VERSION, "type": "message", "id": item["id"]}
     # No "name": names come from the sender's profile (lambdas/chat/people.py), never from
-    # what a message claimed; an edited message says when, a deleted one has no text.
-    for field in ("room", "to", "group", "text", "sender", "ts", "edited", "deleted"):
+    # what a message claimed; an edited message says when, a deleted one has no body.
+    for field in ("room", "recipient", "groupId", "body", "sender", "ts", "edited", "deleted"):
         if item.get(field) is not None:
             body[field] = item[field]
     return body

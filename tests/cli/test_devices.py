@@ -75,7 +75,7 @@ def test_created_device_connects_and_publishes_then_revoked_is_refused(stack, tm
     connection = _mtls(out, info["iot"]["mqttsPort"], "kitchen-pi")
     connection.connect().result(TIMEOUT)
     try:
-        message = json.dumps({"type": "message", "room": "lobby", "text": "hi"}).encode()
+        message = json.dumps({"type": "message", "room": "lobby", "body": "hi"}).encode()
         publish, _ = connection.publish("chat/out", message, awscrt.mqtt.QoS.AT_LEAST_ONCE)
         publish.result(TIMEOUT)  # the PUBACK: the device policy allowed it
     finally:

@@ -114,18 +114,18 @@ def test_eval_prints_the_select_output():
         "rules",
         "eval",
         "--sql",
-        "SELECT text, clientid() AS sender FROM 'chat/out' WHERE type = 'message'",
+        "SELECT body, clientid() AS sender FROM 'chat/out' WHERE type = 'message'",
         "--topic",
         "chat/out",
         "--client-id",
         "alice",
         "--payload",
-        '{"type": "message", "text": "hi"}',
+        '{"type": "message", "body": "hi"}',
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "matched": True,
-        "result": {"text": "hi", "sender": "alice"},
+        "result": {"body": "hi", "sender": "alice"},
     }
 
 
@@ -157,7 +157,7 @@ def test_eval_reports_a_syntax_error_with_its_position():
     assert "line 1" in result.stderr
 
 
-ROOM_MESSAGE = '{"type":"message","id":"a","room":"lobby","text":"hi"}'
+ROOM_MESSAGE = '{"type":"message","id":"a","room":"lobby","body":"hi"}'
 
 
 def rules_test(*args: str) -> list[dict[str, Any]]:
@@ -171,7 +171,7 @@ def test_rules_test_shows_the_matching_rule_and_its_substituted_target():
     (matched,) = [o for o in outcomes if o["matched"]]
     assert matched["rule"] == "chat_room_message"
     assert matched["actions"] == [{"action": "republish", "target": "chat/pub/lobby"}]
-    assert matched["output"]["room"] == "lobby" and matched["output"]["text"] == "hi"
+    assert matched["output"]["room"] == "lobby" and matched["output"]["body"] == "hi"
     assert matched["errorAction"]["action"] == "lambda"
     assert {o["rule"] for o in outcomes} >= {"chat_commands", "chat_invalid", "chat_room_store"}
 

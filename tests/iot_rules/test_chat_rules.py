@@ -78,12 +78,12 @@ requests = st.fixed_dictionaries(
         "type": types,
         "id": st.one_of(values, st.sampled_from(["m1", "a" * 64, "a" * 65, "has space"])),
         "room": values,
-        "text": texts,
+        "body": texts,
         "name": st.one_of(
             values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "<b>hi</b>", "\udbff"])
         ),
-        "to": values,
-        "group": values,
+        "recipient": values,
+        "groupId": values,
     },
 )
 
@@ -97,11 +97,11 @@ def test_every_chat_out_message_takes_exactly_one_path(request: dict[str, Any]) 
     assert len(taken) == 1, (request, taken)
 
 
-VALID_ROOM_MESSAGE = {"type": "message", "id": "m1", "room": "lobby", "text": "hi", "name": "Ada"}
+VALID_ROOM_MESSAGE = {"type": "message", "id": "m1", "room": "lobby", "body": "hi", "name": "Ada"}
 field_values = {
     "id": st.one_of(values, st.sampled_from(["m1", "a" * 64, "a" * 65, "has space", ""])),
     "room": values,
-    "text": texts,
+    "body": texts,
     "name": st.one_of(
         values, st.sampled_from(["Ada", "", "x" * 64, "x" * 65, "\u00a0", " ", "Ada\ud800"])
     ),
@@ -141,7 +141,7 @@ def test_sender_and_time_come_from_the_rules_not_the_payload() -> None:
         "type": "message",
         "id": "m1",
         "room": "lobby",
-        "text": "hi",
+        "body": "hi",
         "sender": "mallory",
         "ts": 1,
     }
@@ -154,7 +154,7 @@ def test_stored_item_keys_match_the_lambda_keys() -> None:
     from lambdas.chat import keys
 
     room_message = matches(
-        "chat/out", b'{"type":"message","id":"m1","room":"lobby","text":"hi"}', "us-east-1:a"
+        "chat/out", b'{"type":"message","id":"m1","room":"lobby","body":"hi"}', "us-east-1:a"
     )["chat_room_message"]
     item = matches("chat/pub/lobby", json.dumps(room_message).encode())["chat_room_store"]
     assert item["conv"] == keys.room_conv("lobby")
@@ -164,7 +164,7 @@ def test_stored_item_keys_match_the_lambda_keys() -> None:
     assert keys.Cursor.decode(keys.Cursor(item["tsid"], item["mid"]).encode()).mid == item["mid"]
     low, high = keys.copies_range(keys.mid("us-east-1:a", "m1"))
     assert low < item["mid"] < high
-    other = dict(room_message, text="hi!")
+    other = dict(room_message, body="hi!")
     again = matches("chat/pub/lobby", json.dumps(other).encode())["chat_room_store"]
     assert again["mid"] != item["mid"] and low < again["mid"] < high
     assert item["expiresAt"] == TS // 1000 + protocol.RETENTION_DAYS * 86400
@@ -186,7 +186,7 @@ def test_room_events_pass_only_presence_and_activity() -> None:
 
 def test_limits_in_the_rules_are_the_protocol_limits() -> None:
     sql = " ".join(rule.sql for rule in RULES.values())
-    assert f"length(text) <= {protocol.MAX_TEXT}" in sql
+    assert f"length(body) <= {protocol.MAX_TEXT}" in sql
     assert f"length(name) <= {protocol.MAX_NAME}" in sql
     assert protocol.ROOM.pattern in sql and protocol.MESSAGE_ID.pattern in sql
     assert f"+ {protocol.RETENTION_DAYS * 86400}" in sql
@@ -212,17 +212,17 @@ LONE_SURROGATE_TEXTS = ["hi \ud800", "\udc00", "😀\udfff😀", "\ude00\ud83d",
 
 
 def test_a_lone_surrogate_in_a_room_message_gets_invalid_text_never_silence() -> None:
-    """``"text": "hi \\ud800"`` is valid JSON but no Unicode text: the room rule lets it
+    """``"body": "hi \\ud800"`` is valid JSON but no Unicode text: the room rule lets it
     through neither to the room nor into silence; chat_invalid answers INVALID_TEXT, the
     code the Lambda's checks give the same text (in a direct message)."""
     for text in LONE_SURROGATE_TEXTS:
-        request = {"type": "message", "id": "m1", "room": "lobby", "text": text}
+        request = {"type": "message", "id": "m1", "room": "lobby", "body": text}
         out = matches("chat/out", json.dumps(request).encode())
         assert set(out) == {"chat_invalid"}, (text, out)
         assert out["chat_invalid"]["code"] == "INVALID_TEXT"
         assert out["chat_invalid"]["ref"] == "m1"
         assert python_code(request) == "INVALID_TEXT"
-    named = {"type": "message", "id": "m2", "room": "lobby", "text": "hi", "name": "Ada\ud800"}
+    named = {"type": "message", "id": "m2", "room": "lobby", "body": "hi", "name": "Ada\ud800"}
     out = matches("chat/out", json.dumps(named).encode())
     assert set(out) == {"chat_invalid"} and out["chat_invalid"]["code"] == "INVALID_NAME"
     assert python_code(named) == "INVALID_NAME"
@@ -231,14 +231,14 @@ def test_a_lone_surrogate_in_a_room_message_gets_invalid_text_never_silence() ->
 def test_surrogate_pairs_are_text_however_they_are_written() -> None:
     """A pair escaped in JSON (``"\\ud83d\\ude00"``) or sent as UTF-8 is one emoji: valid,
     and two UTF-16 units against the 2,000-unit limit, as Java counts."""
-    escaped = b'{"type":"message","id":"m1","room":"lobby","text":"hi \\ud83d\\ude00"}'
-    raw = '{"type":"message","id":"m1","room":"lobby","text":"hi \U0001f600"}'.encode()
+    escaped = b'{"type":"message","id":"m1","room":"lobby","body":"hi \\ud83d\\ude00"}'
+    raw = '{"type":"message","id":"m1","room":"lobby","body":"hi \U0001f600"}'.encode()
     for payload in (escaped, raw):
         out = matches("chat/out", payload)
-        assert out["chat_room_message"]["text"] == "hi \U0001f600", payload
-    at_limit = {"type": "message", "id": "m1", "room": "lobby", "text": "x" * 1998 + "😀"}
+        assert out["chat_room_message"]["body"] == "hi \U0001f600", payload
+    at_limit = {"type": "message", "id": "m1", "room": "lobby", "body": "x" * 1998 + "😀"}
     assert "chat_room_message" in matches("chat/out", json.dumps(at_limit).encode())
-    over = {**at_limit, "text": "x" * 1999 + "😀"}
+    over = {**at_limit, "body": "x" * 1999 + "😀"}
     assert matches("chat/out", json.dumps(over).encode())["chat_invalid"]["code"] == (
         "TEXT_TOO_LONG"
     )
@@ -251,9 +251,9 @@ def test_missing_fields_get_one_error_where_case_on_undefined_is_undefined() -> 
     for topic, payload, code in (
         ("chat/out", b"{}", "BAD_REQUEST"),
         ("chat/out", b"not json", "BAD_REQUEST"),
-        ("chat/out", b'{"type":"message","room":"lobby","text":"hi"}', "INVALID_ID"),
+        ("chat/out", b'{"type":"message","room":"lobby","body":"hi"}', "INVALID_ID"),
         ("chat/out", b'{"type":"message","id":"m1","room":"lobby"}', "INVALID_TEXT"),
-        ("chat/out", b'{"type":"message","id":"m1","text":"hi"}', "INVALID_TARGET"),
+        ("chat/out", b'{"type":"message","id":"m1","body":"hi"}', "INVALID_TARGET"),
         ("chat/stream", b"{}", "BAD_REQUEST"),
         ("chat/stream", b"not json", "BAD_REQUEST"),
         ("chat/stream", b'{"type":"typing"}', "INVALID_ROOM"),
@@ -286,7 +286,7 @@ SESSION_OWNER = "eu-west-2:0b9c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
 def test_a_session_speaks_as_its_person_in_the_rules_and_the_lambdas(part: str) -> None:
     """The rules' regexp_replace and lambdas.chat.sessions.person_of name the same person."""
     client_id = sessions.session_client_id(SESSION_OWNER, part)
-    room = b'{"type":"message","id":"m1","room":"lobby","text":"hi"}'
+    room = b'{"type":"message","id":"m1","room":"lobby","body":"hi"}'
     typing = b'{"type":"typing","room":"lobby"}'
     assert matches("chat/out", room, client_id)["chat_room_message"]["sender"] == SESSION_OWNER
     assert matches("chat/stream", typing, client_id)["chat_stream"]["sender"] == SESSION_OWNER
@@ -294,7 +294,7 @@ def test_a_session_speaks_as_its_person_in_the_rules_and_the_lambdas(part: str) 
 
 
 def test_devices_and_bare_identity_ids_are_their_own_person() -> None:
-    room = b'{"type":"message","id":"m1","room":"lobby","text":"hi"}'
+    room = b'{"type":"message","id":"m1","room":"lobby","body":"hi"}'
     for client_id in ("pi-kitchen", "pi_kitchen_2", SESSION_OWNER, f"{SESSION_OWNER}_"):
         out = matches("chat/out", room, client_id)["chat_room_message"]
         assert out["sender"] == client_id == sessions.person_of(client_id)
@@ -302,9 +302,9 @@ def test_devices_and_bare_identity_ids_are_their_own_person() -> None:
 
 def test_a_publish_that_did_not_come_over_mqtt_takes_no_chat_path() -> None:
     """iot-data over HTTPS has clientid() "n/a" (docs/protocol.md, "Only MQTT senders speak")."""
-    room = b'{"type":"message","id":"m1","room":"lobby","text":"hi"}'
+    room = b'{"type":"message","id":"m1","room":"lobby","body":"hi"}'
     join = b'{"type":"join","room":"lobby"}'
-    direct = b'{"type":"message","id":"m2","to":"pi-kitchen","text":"hi"}'
+    direct = b'{"type":"message","id":"m2","recipient":"pi-kitchen","body":"hi"}'
     typing = b'{"type":"typing","room":"lobby"}'
     for topic, payload, path in (
         ("chat/out", room, "chat_room_message"),
@@ -319,9 +319,9 @@ def test_a_publish_that_did_not_come_over_mqtt_takes_no_chat_path() -> None:
 
 
 def test_only_the_private_rule_marks_the_private_door() -> None:
-    direct = b'{"type":"message","id":"m2","to":"pi-kitchen","text":"hi"}'
+    direct = b'{"type":"message","id":"m2","recipient":"pi-kitchen","body":"hi"}'
     assert matches("chat/private", direct)["chat_private"]["door"] == "private"
     assert "door" not in matches("chat/out", direct)["chat_commands"]
     # What a client writes cannot open the door: the payload stays encoded.
-    forged = b'{"type":"message","id":"m2","to":"pi-kitchen","text":"hi","door":"private"}'
+    forged = b'{"type":"message","id":"m2","recipient":"pi-kitchen","body":"hi","door":"private"}'
     assert "door" not in matches("chat/out", forged)["chat_commands"]

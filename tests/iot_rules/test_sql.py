@@ -29,7 +29,7 @@ V2 = "2016-03-23"
 CHAT_RULE = (
     "SELECT *, clientid() AS sender, timestamp() AS ts FROM 'chat/out' "
     "WHERE type = 'message' AND regexp_matches(room, '^[A-Za-z0-9_-]{1,64}$') "
-    "AND length(text) <= 2000"
+    "AND length(body) <= 2000"
 )
 
 
@@ -51,7 +51,7 @@ def selected(stmt: Statement, message: SqlMessage) -> Result:
 def test_chat_rule_adds_sender_and_timestamp() -> None:
     stmt = compile_sql(CHAT_RULE, V2)
     m = msg(
-        {"type": "message", "id": "i1", "room": "lobby", "text": "hi"},
+        {"type": "message", "id": "i1", "room": "lobby", "body": "hi"},
         topic="chat/out",
         client_id="us-east-1:abc",
         timestamp_ms=1700000000000,
@@ -62,7 +62,7 @@ def test_chat_rule_adds_sender_and_timestamp() -> None:
         "type": "message",
         "id": "i1",
         "room": "lobby",
-        "text": "hi",
+        "body": "hi",
         "sender": "us-east-1:abc",
         "ts": 1700000000000,
     }
@@ -73,8 +73,8 @@ def test_chat_rule_adds_sender_and_timestamp() -> None:
     "payload",
     [
         {"type": "join", "room": "lobby"},
-        {"type": "message", "room": "bad room!", "text": "x"},
-        {"type": "message", "room": "lobby", "text": "x" * 2001},
+        {"type": "message", "room": "bad room!", "body": "x"},
+        {"type": "message", "room": "lobby", "body": "x" * 2001},
         {"type": "message", "room": "lobby"},
     ],
 )

@@ -64,7 +64,7 @@ def send(commands: Commands, sender: str, ts: int, **request: Any) -> None:
 
 
 def message(sender: str, ts: int, i: int, text: str = "hi") -> dict[str, Any]:
-    return {"id": f"m{i}", "room": "lobby", "text": text, "sender": sender, "ts": ts}
+    return {"id": f"m{i}", "room": "lobby", "body": text, "sender": sender, "ts": ts}
 
 
 # ---------------------------------------------------------------------------------- history
@@ -212,8 +212,10 @@ def test_join_sends_history_and_announces_only_connected_clients(
 def test_direct_messages_reach_the_two_parties_once(
     commands: Commands, published: RecordingPublisher
 ) -> None:
-    send(commands, A, 1_700_000_000_000, type="message", id="d1", to=B, text="psst")
-    send(commands, A, 1_700_000_000_900, type="message", id="d1", to=B, text="psst")  # redelivery
+    send(commands, A, 1_700_000_000_000, type="message", id="d1", recipient=B, body="psst")
+    send(
+        commands, A, 1_700_000_000_900, type="message", id="d1", recipient=B, body="psst"
+    )  # redelivery
     for party in (A, B):
         copies = published.to(f"chat/in/{party}")
         assert {json.dumps(c, sort_keys=True) for c in copies} == {
@@ -232,25 +234,25 @@ def test_private_groups_keep_non_members_out(
     send(commands, A, 1, type="create", id="c1", name="ops", members=[B])
     (invitation,) = published.to(f"chat/in/{B}")
     assert invitation["type"] == "invitation"  # asked, not added (lambdas/chat/groups.py)
-    group = invitation["group"]
+    group = invitation["groupId"]
     send(commands, A, 2, type="create", id="c1", name="ops", members=[B])  # retried: same group
-    assert {m["group"] for m in published.to(f"chat/in/{A}")} == {group}
-    send(commands, B, 3, type="accept", group=group)
-    send(commands, B, 3, type="message", id="g1", group=group, text="members only")
-    send(commands, C, 4, type="message", id="g2", group=group, text="let me in")
-    send(commands, C, 5, type="history", group=group)
+    assert {m["groupId"] for m in published.to(f"chat/in/{A}")} == {group}
+    send(commands, B, 3, type="accept", groupId=group)
+    send(commands, B, 3, type="message", id="g1", groupId=group, body="members only")
+    send(commands, C, 4, type="message", id="g2", groupId=group, body="let me in")
+    send(commands, C, 5, type="history", groupId=group)
     errors = [m for m in published.to(f"chat/in/{C}") if m["type"] == "error"]
     assert [(e["code"], e.get("ref")) for e in errors] == [
         ("NOT_A_MEMBER", "g2"),
         ("NOT_A_MEMBER", None),
     ]
     assert not [m for m in published.to(f"chat/in/{C}") if m["type"] == "message"]
-    assert [m["text"] for m in published.to(f"chat/in/{A}") if m["type"] == "message"] == [
+    assert [m["body"] for m in published.to(f"chat/in/{A}") if m["type"] == "message"] == [
         "members only"
     ]
-    send(commands, B, 6, type="invite", group=group, member=C)
-    send(commands, C, 7, type="accept", group=group)
-    send(commands, C, 7, type="history", group=group)
+    send(commands, B, 6, type="invite", groupId=group, member=C)
+    send(commands, C, 7, type="accept", groupId=group)
+    send(commands, C, 7, type="history", groupId=group)
     page = [m for m in published.to(f"chat/in/{C}") if m["type"] == "history"][-1]
     assert [m["id"] for m in page["messages"]] == ["g1"]
 
@@ -263,11 +265,17 @@ def test_private_groups_keep_non_members_out(
         ({"type": "history", "room": "ok", "limit": 0}, "INVALID_REQUEST"),
         ({"type": "history", "room": "ok", "cursor": "forged"}, "INVALID_REQUEST"),
         ({"type": "history", "room": "ok", "with": B}, "INVALID_REQUEST"),
-        ({"type": "message", "id": "x1", "to": "not valid!", "text": "hi"}, "INVALID_REQUEST"),
-        ({"type": "message", "id": "x1", "to": B, "group": "g-1", "text": "hi"}, "INVALID_TARGET"),
-        ({"type": "message", "id": "x1", "room": "lobby", "text": "hi"}, "INVALID_TARGET"),
-        ({"type": "message", "id": "x1", "to": B, "text": "x" * 2001}, "TEXT_TOO_LONG"),
-        ({"type": "message", "id": "x1", "group": "g-" + "0" * 32, "text": "hi"}, "NOT_FOUND"),
+        (
+            {"type": "message", "id": "x1", "recipient": "not valid!", "body": "hi"},
+            "INVALID_REQUEST",
+        ),
+        (
+            {"type": "message", "id": "x1", "recipient": B, "groupId": "g-1", "body": "hi"},
+            "INVALID_TARGET",
+        ),
+        ({"type": "message", "id": "x1", "room": "lobby", "body": "hi"}, "INVALID_TARGET"),
+        ({"type": "message", "id": "x1", "recipient": B, "body": "x" * 2001}, "TEXT_TOO_LONG"),
+        ({"type": "message", "id": "x1", "groupId": "g-" + "0" * 32, "body": "hi"}, "NOT_FOUND"),
         ({"type": "create", "members": [B]}, "INVALID_NAME"),
         (
             {"type": "create", "name": "big", "members": [f"c{i}" for i in range(100)]},
@@ -338,7 +346,7 @@ def test_a_batch_becomes_one_update_per_room(published: RecordingPublisher) -> N
 
 
 def test_a_failed_store_is_reported_to_the_sender(published: RecordingPublisher) -> None:
-    original = {"v": 1, "type": "message", "id": "m9", "room": "lobby", "text": "hi", "sender": A}
+    original = {"v": 1, "type": "message", "id": "m9", "room": "lobby", "body": "hi", "sender": A}
     event = {
         "ruleName": "chat_room_store",
         "topic": "chat/pub/lobby",
@@ -377,7 +385,7 @@ def test_a_takeover_never_flickers_offline(store: ChatStore, published: Recordin
 
 
 # ---------------------------------------------------------------------------------- lone surrogates
-# The commands Lambda gets a direct message's raw payload, and ``"text": "hi \\ud800"`` is valid
+# The commands Lambda gets a direct message's raw payload, and ``"body": "hi \\ud800"`` is valid
 # JSON. Counting and serialising must never raise (a raise is an INTERNAL error and two
 # retries); such text is refused once with the protocol's error.
 
@@ -409,7 +417,9 @@ def test_a_direct_message_with_a_lone_surrogate_gets_one_invalid_text(
             commands,
             A,
             1 + i,
-            json.dumps({"v": 1, "type": "message", "id": f"d{i}", "to": B, "text": text}).encode(),
+            json.dumps(
+                {"v": 1, "type": "message", "id": f"d{i}", "recipient": B, "body": text}
+            ).encode(),
         )
     answers = published.to(f"chat/in/{A}")
     assert [(m["type"], m["code"], m["ref"]) for m in answers] == [
@@ -422,12 +432,12 @@ def test_a_direct_message_with_a_lone_surrogate_gets_one_invalid_text(
         commands,
         A,
         9,
-        b'{"v":1,"type":"message","id":"ok1","to":"'
+        b'{"v":1,"type":"message","id":"ok1","recipient":"'
         + B.encode()
-        + b'","text":"hi \\ud83d\\ude00"}',
+        + b'","body":"hi \\ud83d\\ude00"}',
     )
     (delivered,) = published.to(f"chat/in/{B}")
-    assert delivered["text"] == "hi \U0001f600" and delivered["sender"] == A
+    assert delivered["body"] == "hi \U0001f600" and delivered["sender"] == A
 
 
 def test_names_with_a_lone_surrogate_are_refused(

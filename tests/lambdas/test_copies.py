@@ -55,13 +55,14 @@ def rule_store(store: ChatStore, sender: str, message_id: str, text: str, ts: in
     """What chat_room_store's dynamoDBv2 PutItem writes (tests/iot_rules checks the keys)."""
     item_mid = keys.copy_mid(keys.mid(sender, message_id), text)
     values = {"conv": CONV, "mid": item_mid, "tsid": keys.tsid(ts, item_mid), "id": message_id}
-    values.update(room="lobby", text=text, sender=sender, ts=ts, expiresAt=ts // 1000 + 1)
+    values.update(room="lobby", body=text, sender=sender, ts=ts, expiresAt=ts // 1000 + 1)
     store.db.put_item(TableName=store.messages_table, Item=to_item(values))
     return item_mid
 
 
 def old_store(store: ChatStore, sender: str, message_id: str, text: str, ts: int) -> None:
-    """An item as earlier versions' rule wrote it: keyed without a digest."""
+    """An item as earlier versions' rule wrote it: keyed without a digest, the message under
+    the attribute ``text`` (the protocol's name for it before ``body``, docs/data-model.md)."""
     item_mid = keys.mid(sender, message_id)
     values = {"conv": CONV, "mid": item_mid, "tsid": keys.tsid(ts, item_mid), "id": message_id}
     values.update(room="lobby", text=text, sender=sender, ts=ts, name="Claimed")
@@ -74,7 +75,7 @@ def shown(store: ChatStore, limit: int = 50) -> list[tuple[str, str | None]]:
     cursor = None
     while True:
         page = store.history_page(CONV, limit, cursor)
-        out += [(m["id"], m.get("text")) for m in revised(store, CONV, page.messages)]
+        out += [(m["id"], m.get("body")) for m in revised(store, CONV, page.messages)]
         if page.cursor is None:
             return out
         cursor = page.cursor
@@ -92,7 +93,7 @@ def test_an_identical_resend_is_one_item_and_another_text_shows_as_first(
     rule_store(store, ADA, "m1", "rewritten", 1002)
     rule_store(store, ADA, "m10", "a neighbour id", 1003)
     copies = store.message_copies(CONV, keys.mid(ADA, "m1"))
-    assert sorted(c["text"] for c in copies) == ["hello", "rewritten"]
+    assert sorted(c["body"] for c in copies) == ["hello", "rewritten"]
     assert shown(store) == [("m10", "a neighbour id"), ("m1", "hello")]
 
 
@@ -112,7 +113,7 @@ def test_a_page_of_only_later_copies_still_leads_on(store: ChatStore) -> None:
     rule_store(store, ADA, "m1", "second", 2000)
     rule_store(store, ADA, "m1", "third", 3000)
     page = store.history_page(CONV, 1)
-    assert [m["text"] for m in page.messages] == ["first"] and page.cursor is None
+    assert [m["body"] for m in page.messages] == ["first"] and page.cursor is None
 
 
 def test_an_old_item_without_digest_stays_first_over_a_later_copy(store: ChatStore) -> None:
@@ -127,7 +128,7 @@ def test_edit_then_delete_leave_no_copy_of_any_text(
     old_store(store, ADA, "m1", "original", 1000)
     rule_store(store, ADA, "m1", "original", 1001)
     rule_store(store, ADA, "m1", "resent otherwise", 1002)
-    send(commands, ADA, 2000, type="edit", id="m1", room="lobby", text="edited once")
+    send(commands, ADA, 2000, type="edit", id="m1", room="lobby", body="edited once")
     assert shown(store) == [("m1", "edited once")]
     (item,) = store.message_copies(CONV, keys.mid(ADA, "m1"))
     assert item["mid"] == keys.mid(ADA, "m1") and item["ts"] == 1000 and "name" not in item
@@ -141,5 +142,31 @@ def test_edit_then_delete_leave_no_copy_of_any_text(
     text = table_text(store)
     assert "original" not in text and "edited once" not in text
     assert keys.copy_mid(keys.mid(ADA, "m1"), "original") not in text
-    send(commands, ADA, 5000, type="edit", id="m1", room="lobby", text="back")
+    send(commands, ADA, 5000, type="edit", id="m1", room="lobby", body="back")
     assert published.to(f"chat/in/{ADA}")[-1]["code"] == "NOT_FOUND"
+
+
+def test_items_stored_before_the_rename_show_under_the_new_names(
+    commands: Commands, published: RecordingPublisher, store: ChatStore
+) -> None:
+    old_store(store, ADA, "m0", "stored as text", 1000)
+    rule_store(store, ADA, "m1", "stored as body", 1001)
+    page = store.history_page(CONV, 50, None)
+    assert [(m["id"], m["body"]) for m in page.messages] == [
+        ("m1", "stored as body"),
+        ("m0", "stored as text"),
+    ]
+    assert all("text" not in m for m in page.messages)
+
+    # A direct message stored with `to` shows with `recipient`; an edit rewrites it as `body`.
+    conv = keys.direct_conv(ADA, BOB)
+    item_mid = keys.mid(ADA, "d1")
+    old = {"conv": conv, "mid": item_mid, "tsid": keys.tsid(1002, item_mid), "id": "d1"}
+    old.update(to=BOB, text="psst", sender=ADA, ts=1002)
+    store.db.put_item(TableName=store.messages_table, Item=to_item(old))
+    (direct,) = store.history_page(conv, 50, None).messages
+    assert (direct["recipient"], direct["body"]) == (BOB, "psst") and "to" not in direct
+    send(commands, ADA, 2000, type="edit", id="m0", room="lobby", body="edited")
+    (item,) = store.message_copies(CONV, keys.mid(ADA, "m0"))
+    assert item["body"] == "edited" and "text" not in item
+    assert shown(store) == [("m1", "stored as body"), ("m0", "edited")]

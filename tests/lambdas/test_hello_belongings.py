@@ -112,16 +112,16 @@ def test_groups_in_the_answer_are_the_accepted_ones_with_their_current_names(
 ) -> None:
     send(commands, ADA, 1, PRIVATE, type="create", id="c1", name="ops", members=[BOB])
     invited = [m for m in published.to(f"chat/in/{BOB}") if m["type"] == "invitation"]
-    group = invited[-1]["group"]
+    group = invited[-1]["groupId"]
     # Invited, not yet a member: no group, the invitation is sent again instead.
     answer = hello_answer(commands, published, BOB, PRIVATE)
     assert answer["groups"] == []
     assert published.sent[-1][1]["type"] == "invitation"
-    send(commands, BOB, 2, PRIVATE, type="accept", group=group)
-    send(commands, ADA, 3, PRIVATE, type="rename", group=group, name="ops night")
+    send(commands, BOB, 2, PRIVATE, type="accept", groupId=group)
+    send(commands, ADA, 3, PRIVATE, type="rename", groupId=group, name="ops night")
     answer = hello_answer(commands, published, f"{BOB}_cli-chat-0001", PRIVATE)
-    assert answer["groups"] == [{"group": group, "name": "ops night", "owner": ADA}]
-    send(commands, BOB, 4, PRIVATE, type="leave", group=group)
+    assert answer["groups"] == [{"groupId": group, "name": "ops night", "owner": ADA}]
+    send(commands, BOB, 4, PRIVATE, type="leave", groupId=group)
     assert hello_answer(commands, published, BOB, PRIVATE)["groups"] == []
 
 

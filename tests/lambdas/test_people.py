@@ -179,18 +179,18 @@ def test_an_invitee_gets_nothing_of_the_group_until_accepting(
     # Bob is signed in (he once came through chat/private): guests are never invited (doors.py).
     SignedIn(commands.store.db, commands.store.state_table).note(BOB, 0)
     send(commands, ADA, 1, "private", type="create", id="c1", name="ops", members=[BOB])
-    group = last(published, BOB, "invitation")["group"]
-    send(commands, ADA, 2, "private", type="message", id="m1", group=group, text="secret")
-    send(commands, BOB, 3, "private", type="history", group=group)
+    group = last(published, BOB, "invitation")["groupId"]
+    send(commands, ADA, 2, "private", type="message", id="m1", groupId=group, body="secret")
+    send(commands, BOB, 3, "private", type="history", groupId=group)
     assert [m["type"] for m in published.to(f"chat/in/{BOB}")] == ["invitation", "error"]
-    send(commands, BOB, 4, "private", type="accept", group=group)
+    send(commands, BOB, 4, "private", type="accept", groupId=group)
     assert [p["person"] for p in last(published, BOB, "group")["members"]] == sorted([ADA, BOB])
-    send(commands, BOB, 5, "private", type="accept", group=group)  # repeated: same answer
-    send(commands, EVE, 6, "private", type="accept", group=group)
+    send(commands, BOB, 5, "private", type="accept", groupId=group)  # repeated: same answer
+    send(commands, EVE, 6, "private", type="accept", groupId=group)
     assert last(published, EVE, "error")["code"] == "NOT_INVITED"
-    send(commands, BOB, 7, "private", type="rename", group=group, name="mine now")
+    send(commands, BOB, 7, "private", type="rename", groupId=group, name="mine now")
     assert last(published, BOB, "error")["code"] == "NOT_OWNER"
-    send(commands, ADA, 8, "private", type="rename", group=group, name="\u202eops")
+    send(commands, ADA, 8, "private", type="rename", groupId=group, name="\u202eops")
     assert last(published, ADA, "error")["code"] == "INVALID_NAME"
 
 
@@ -202,16 +202,16 @@ def test_history_applies_revisions_even_after_a_late_copy(
 ) -> None:
     conv = keys.room_conv("lobby")
     for i, text in enumerate(("keep", "fix me", "drop me")):
-        body = {"id": f"m{i}", "room": "lobby", "text": text, "sender": ADA, "ts": 1000 + i}
+        body = {"id": f"m{i}", "room": "lobby", "body": text, "sender": ADA, "ts": 1000 + i}
         assert store.put_message(conv, body)
-    send(commands, ADA, 2000, type="edit", id="m1", room="lobby", text="fixed")
+    send(commands, ADA, 2000, type="edit", id="m1", room="lobby", body="fixed")
     send(commands, ADA, 2001, type="delete", id="m2", room="lobby")
-    send(commands, BOB, 2002, type="edit", id="m0", room="lobby", text="x", sender=ADA)
+    send(commands, BOB, 2002, type="edit", id="m0", room="lobby", body="x", sender=ADA)
     assert last(published, BOB, "error")["code"] == "NOT_OWNER"
     events = [(m["type"], m["id"]) for m in published.to("chat/events/lobby")]
     assert events == [("edit", "m1"), ("delete", "m2")]
     # What the store rule does with a late copy: PutItem of its copy (keyed by its text).
-    late = {"id": "m2", "room": "lobby", "text": "drop me", "sender": ADA, "ts": 3000}
+    late = {"id": "m2", "room": "lobby", "body": "drop me", "sender": ADA, "ts": 3000}
     late_mid = keys.copy_mid(keys.mid(ADA, "m2"), "drop me")
     store.db.put_item(
         TableName=store.messages_table,
@@ -224,9 +224,9 @@ def test_history_applies_revisions_even_after_a_late_copy(
         },
     )
     shown = {m["id"]: m for m in revised(store, conv, store.history_page(conv, 10).messages)}
-    assert shown["m0"]["text"] == "keep" and "edited" not in shown["m0"]
-    assert (shown["m1"]["text"], shown["m1"]["edited"]) == ("fixed", 2000)
-    assert "text" not in shown["m2"] and shown["m2"]["deleted"] == 2001
+    assert shown["m0"]["body"] == "keep" and "edited" not in shown["m0"]
+    assert (shown["m1"]["body"], shown["m1"]["edited"]) == ("fixed", 2000)
+    assert "body" not in shown["m2"] and shown["m2"]["deleted"] == 2001
 
 
 def test_a_flood_of_hellos_or_renames_is_rate_limited(

@@ -184,8 +184,8 @@ def test_a_budget_refuses_one_person_and_refills_next_minute(store: ChatStore) -
 def test_what_spends_which_budget() -> None:
     assert budget_of({"type": "history", "room": "r"}) == "history"
     assert budget_of({"type": "join", "room": "r"}) == "join"
-    assert budget_of({"type": "message", "to": "bob", "id": "1", "text": "x"}) == "direct"
-    assert budget_of({"type": "message", "group": "g", "id": "1", "text": "x"}) is None
+    assert budget_of({"type": "message", "recipient": "bob", "id": "1", "body": "x"}) == "direct"
+    assert budget_of({"type": "message", "groupId": "g", "id": "1", "body": "x"}) is None
     assert budget_of({"type": "who", "room": "r"}) is None
 
 
@@ -194,12 +194,12 @@ def test_what_spends_which_budget() -> None:
 
 def test_private_requests_need_the_signed_in_door() -> None:
     for request in (
-        {"type": "message", "to": "bob", "id": "1", "text": "x"},
-        {"type": "message", "group": "g-0", "id": "1", "text": "x"},
+        {"type": "message", "recipient": "bob", "id": "1", "body": "x"},
+        {"type": "message", "groupId": "g-0", "id": "1", "body": "x"},
         {"type": "history", "with": "bob"},
-        {"type": "history", "group": "g-0"},
+        {"type": "history", "groupId": "g-0"},
         {"type": "create", "name": "ops"},
-        {"type": "accept", "group": "g-0"},
+        {"type": "accept", "groupId": "g-0"},
     ):
         with pytest.raises(ProtocolError) as refused:
             doors.require_door(request, None)
@@ -219,11 +219,11 @@ def test_nothing_private_is_sent_to_someone_who_never_signed_in(store: ChatStore
         payload = base64.b64encode(json.dumps(request).encode()).decode()
         commands.handle({"payload": payload, "sender": sender, "ts": ts, "door": doors.PRIVATE})
 
-    private(ALICE, T0, type="message", id="d1", to=BOB, text="psst")
+    private(ALICE, T0, type="message", id="d1", recipient=BOB, body="psst")
     private(ALICE, T0 + 1, type="create", id="g1", name="ops", members=[BOB])
     refusals = [m["code"] for m in published.to(f"chat/in/{ALICE}") if m["type"] == "error"]
     assert refusals == ["SIGN_IN_REQUIRED", "SIGN_IN_REQUIRED"]
     assert published.to(f"chat/in/{BOB}") == []
     private(BOB, T0 + 2, type="history", **{"with": ALICE})  # Bob signs in somewhere
-    private(ALICE, T0 + 3, type="message", id="d2", to=BOB, text="psst")
+    private(ALICE, T0 + 3, type="message", id="d2", recipient=BOB, body="psst")
     assert [m["id"] for m in published.to(f"chat/in/{BOB}") if m["type"] == "message"] == ["d2"]

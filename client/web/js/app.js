@@ -348,7 +348,7 @@ function resume(reconnect) {
   }
   if (!isGuest()) {
     for (const dm of state.list("dm")) sendPrivate({ type: "history", with: handleOf(dm.id), limit: HISTORY_LIMIT });
-    for (const group of state.list("group")) sendPrivate({ type: "history", group: group.id, limit: HISTORY_LIMIT });
+    for (const group of state.list("group")) sendPrivate({ type: "history", groupId: group.id, limit: HISTORY_LIMIT });
   }
   for (const { topic, body } of outbox.due(true)) connection.publish(topic, body);
   if (reconnect) notice("Reconnected.");
@@ -418,7 +418,7 @@ function onMessage(topic, m) {
 function isMessage(m) {
   return (
     typeof m.id === "string" &&
-    (typeof m.text === "string" || typeof m.deleted === "number") &&
+    (typeof m.body === "string" || typeof m.deleted === "number") &&
     typeof m.sender === "string" &&
     typeof m.ts === "number"
   );
@@ -480,8 +480,8 @@ async function onBelongings(answer) {
     if (over) notice(`You are in ${listed.length} rooms; this page follows ${MAX_ROOMS} of them (one connection's limit).`);
   }
   if (Array.isArray(answer.groups) && !isGuest()) {
-    const listed = answer.groups.filter((g) => g && typeof g.group === "string");
-    const listedIds = new Set(listed.map((g) => g.group));
+    const listed = answer.groups.filter((g) => g && typeof g.groupId === "string");
+    const listedIds = new Set(listed.map((g) => g.groupId));
     for (const conv of state.list("group")) {
       if (conv.cached && !listedIds.has(conv.id)) {
         state.groups.delete(conv.id);
@@ -489,14 +489,14 @@ async function onBelongings(answer) {
       }
     }
     for (const g of listed) {
-      const name = typeof g.name === "string" && g.name ? g.name : g.group;
-      const known = state.groups.get(g.group);
+      const name = typeof g.name === "string" && g.name ? g.name : g.groupId;
+      const known = state.groups.get(g.groupId);
       const owner = typeof g.owner === "string" ? g.owner : known ? known.owner : null;
-      state.groups.set(g.group, { name, owner, members: known ? known.members : [] });
-      const conv = state.get("group", g.group, name);
+      state.groups.set(g.groupId, { name, owner, members: known ? known.members : [] });
+      const conv = state.get("group", g.groupId, name);
       conv.title = name;
       conv.cached = false;
-      invitations.delete(g.group);
+      invitations.delete(g.groupId);
     }
   }
   if (!state.list("room").length && !state.list("group").length) state.get("room", DEFAULT_ROOM);
@@ -526,7 +526,7 @@ function catchUp({ rooms, groups }) {
     conv.joined = send({ type: "join", room });
     conv.whoAfterHistory = true;
   }
-  for (const conv of groups) sendPrivate({ type: "history", group: conv.id, limit: HISTORY_LIMIT });
+  for (const conv of groups) sendPrivate({ type: "history", groupId: conv.id, limit: HISTORY_LIMIT });
 }
 
 function showMyProfile() {
@@ -561,7 +561,7 @@ function onChatMessage(m) {
     appendMessages(!mine && !wasPending);
     renderTyping();
     // The list is redrawn as a whole; a screen reader hears only what is new.
-    if (!mine && typeof m.text === "string") $("announce").textContent = `${people.label(m.sender)}: ${m.text}`;
+    if (!mine && typeof m.body === "string") $("announce").textContent = `${people.label(m.sender)}: ${m.body}`;
   } else if (!mine) {
     conv.unread += 1;
   }
@@ -575,7 +575,7 @@ function onHistory(m) {
   let conv;
   if (typeof m.room === "string") conv = state.find("room", m.room);
   else if (typeof m.with === "string") conv = state.get("dm", m.with);
-  else if (typeof m.group === "string") conv = state.find("group", m.group);
+  else if (typeof m.groupId === "string") conv = state.find("group", m.groupId);
   if (!conv) return;
   const messages = m.messages.filter(isMessage);
   for (const x of messages) {
@@ -677,7 +677,7 @@ function onError(m) {
 
 // Members arrive as profiles (person ids from older backends).
 function onGroup(m) {
-  if (typeof m.group !== "string") return;
+  if (typeof m.groupId !== "string") return;
   const members = [];
   for (const x of Array.isArray(m.members) ? m.members : []) {
     const person = typeof x === "string" ? x : personIn(x);
@@ -685,24 +685,24 @@ function onGroup(m) {
     if (typeof x === "object") learnFrom(person, x);
     members.push(person);
   }
-  const name = typeof m.name === "string" ? m.name : m.group;
-  const isNew = !state.groups.has(m.group);
-  state.groups.set(m.group, { name, owner: typeof m.owner === "string" ? m.owner : null, members });
-  invitations.delete(m.group);
-  const conv = state.get("group", m.group, name);
+  const name = typeof m.name === "string" ? m.name : m.groupId;
+  const isNew = !state.groups.has(m.groupId);
+  state.groups.set(m.groupId, { name, owner: typeof m.owner === "string" ? m.owner : null, members });
+  invitations.delete(m.groupId);
+  const conv = state.get("group", m.groupId, name);
   saveLists();
   renderSidebar();
-  if (isNew) sendPrivate({ type: "history", group: m.group, limit: HISTORY_LIMIT });
+  if (isNew) sendPrivate({ type: "history", groupId: m.groupId, limit: HISTORY_LIMIT });
   if (conv === active) renderConversation(false);
 }
 
 function onInvitation(m) {
-  if (typeof m.group !== "string" || state.groups.has(m.group)) return;
+  if (typeof m.groupId !== "string" || state.groups.has(m.groupId)) return;
   const by = personIn(m.by);
   if (by) learnFrom(by, m.by);
-  invitations.set(m.group, { name: typeof m.name === "string" ? m.name : m.group, by });
+  invitations.set(m.groupId, { name: typeof m.name === "string" ? m.name : m.groupId, by });
   renderSidebar();
-  notice(`${by ? people.label(by) : "Someone"} invited you to the group ${typeof m.name === "string" ? m.name : m.group}.`);
+  notice(`${by ? people.label(by) : "Someone"} invited you to the group ${typeof m.name === "string" ? m.name : m.groupId}.`);
 }
 
 const MEMBERSHIP_TEXT = {
@@ -716,26 +716,26 @@ const MEMBERSHIP_TEXT = {
 
 // A system line in the group; being removed takes the group off our list.
 function onMembership(m) {
-  if (typeof m.group !== "string" || !(m.event in MEMBERSHIP_TEXT)) return;
+  if (typeof m.groupId !== "string" || !(m.event in MEMBERSHIP_TEXT)) return;
   const person = personIn(m.person);
   const by = personIn(m.by);
   if (person) learnFrom(person, m.person);
   if (by) learnFrom(by, m.by);
   const label = (p) => (!p ? "someone" : p === session.identityId ? "you" : people.label(p));
   if (m.event === "removed" && person === session.identityId) {
-    state.groups.delete(m.group);
-    state.remove("group", m.group);
+    state.groups.delete(m.groupId);
+    state.remove("group", m.groupId);
     saveLists();
-    if (active && active.kind === "group" && active.id === m.group) open(state.list("room")[0] || state.get("room", DEFAULT_ROOM));
+    if (active && active.kind === "group" && active.id === m.groupId) open(state.list("room")[0] || state.get("room", DEFAULT_ROOM));
     else renderSidebar();
     notice("You were removed from a group.");
     return;
   }
-  const conv = state.find("group", m.group);
+  const conv = state.find("group", m.groupId);
   if (!conv) return;
   const ts = Number(m.ts) || Date.now();
   const text = MEMBERSHIP_TEXT[m.event](label(person), label(by), String(m.name || ""));
-  conv.add([{ system: true, id: `membership-${m.event}-${person}-${ts}`, sender: "", text, ts }]);
+  conv.add([{ system: true, id: `membership-${m.event}-${person}-${ts}`, sender: "", body: text, ts }]);
   if (m.event === "renamed" && typeof m.name === "string") conv.title = m.name;
   if (conv === active) renderConversation(false);
   renderSidebar();
@@ -746,7 +746,7 @@ function onChange(m) {
   if (typeof m.id !== "string" || typeof m.sender !== "string") return;
   const conv = state.conversationOf(m);
   if (!conv) return;
-  const fields = m.type === "edit" ? { text: String(m.text), edited: Number(m.edited) || Date.now() } : { deleted: Number(m.deleted) || Date.now() };
+  const fields = m.type === "edit" ? { body: String(m.body), edited: Number(m.edited) || Date.now() } : { deleted: Number(m.deleted) || Date.now() };
   if (conv.change(m.sender, m.id, fields) && conv === active) renderMessages({ ...scrollAnchor(), keepTop: true });
 }
 
@@ -754,12 +754,12 @@ function onChange(m) {
 function alertIfWanted(conv, m) {
   const me = people.get(session.identityId);
   const names = [displayName(), me && me.handle, me && me.name].filter(Boolean).map((n) => `@${n.toLowerCase()}`);
-  const text = m.text.toLowerCase();
+  const text = m.body.toLowerCase();
   const mentioned = names.some((n) => text.includes(n));
   if (conv.kind !== "dm" && !mentioned) return;
   const from = people.label(m.sender);
   const where = conv.kind === "dm" ? "direct message" : conv.kind === "room" ? `#${conv.id}` : conv.title;
-  notifications.notify(`${from} (${where})`, m.text, conv.key);
+  notifications.notify(`${from} (${where})`, m.body, conv.key);
 }
 
 // ------------------------------------------------------------------ rendering
@@ -832,7 +832,7 @@ function renderInvitations() {
 }
 
 function answerInvitation(group, answer) {
-  if (!sendPrivate({ type: answer, group, id: newId() })) return;
+  if (!sendPrivate({ type: answer, groupId: group, id: newId() })) return;
   invitations.delete(group);
   renderSidebar();
 }
@@ -972,7 +972,7 @@ function renderPeople() {
       if (group.owner === member) item.append(el("span", { class: "kind" }, "creator"));
       if (mine && member !== session.identityId) {
         const remove = el("button", { type: "button", class: "remove", "aria-label": `Remove ${people.label(member)} from the group` }, "Remove");
-        remove.addEventListener("click", () => sendPrivate({ type: "remove", group: active.id, member: handleOf(member), id: newId() }));
+        remove.addEventListener("click", () => sendPrivate({ type: "remove", groupId: active.id, member: handleOf(member), id: newId() }));
         item.append(" ", remove);
       }
       members.append(item);
@@ -1031,9 +1031,9 @@ function renderDevices() {
 
 function showPending(body) {
   const m = { ...body, sender: session.identityId, ts: Date.now(), pending: true };
-  if (typeof m.to === "string" && !m.to.includes(":")) {
-    const profile = people.byHandle(m.to); // a direct message addressed by handle
-    if (profile) m.to = profile.person;
+  if (typeof m.recipient === "string" && !m.recipient.includes(":")) {
+    const profile = people.byHandle(m.recipient); // a direct message addressed by handle
+    if (profile) m.recipient = profile.person;
   }
   const conv = state.conversationOf(m);
   if (conv) conv.add([m]);
@@ -1087,8 +1087,8 @@ function openDirect(person) {
 // Where a message or an edit of the active conversation goes: the field naming it, the topic.
 function target(conv) {
   if (conv.kind === "room") return [{ room: conv.id }, "chat/out"];
-  if (conv.kind === "dm") return [{ to: handleOf(conv.id) }, PRIVATE];
-  return [{ group: conv.id }, PRIVATE];
+  if (conv.kind === "dm") return [{ recipient: handleOf(conv.id) }, PRIVATE];
+  return [{ groupId: conv.id }, PRIVATE];
 }
 
 function sendMessage() {
@@ -1097,7 +1097,7 @@ function sendMessage() {
   if (editing) return saveEdit(text);
   if (active.kind !== "room" && isGuest()) return sendPrivate({});
   const [where, topic] = target(active);
-  const body = { v: 1, type: "message", id: newId(), text, ...where };
+  const body = { v: 1, type: "message", id: newId(), body: text, ...where };
   const sent = connection.publish(topic, body);
   outbox.keep(topic, body, sent);
   showPending(body);
@@ -1110,9 +1110,9 @@ function sendMessage() {
 
 function startEditing(id) {
   const message = active.messages.find((m) => m.id === id && m.sender === session.identityId);
-  if (!message || typeof message.text !== "string") return;
+  if (!message || typeof message.body !== "string") return;
   editing = { conv: active, id };
-  $("text").value = message.text;
+  $("text").value = message.body;
   $("editing").hidden = false;
   fitComposer();
   $("text").focus();
@@ -1129,12 +1129,12 @@ function stopEditing() {
 function changeTarget(conv) {
   if (conv.kind === "room") return [{ room: conv.id }, "chat/out"];
   if (conv.kind === "dm") return [{ with: handleOf(conv.id) }, PRIVATE];
-  return [{ group: conv.id }, PRIVATE];
+  return [{ groupId: conv.id }, PRIVATE];
 }
 
 function saveEdit(text) {
   const [where, topic] = changeTarget(editing.conv);
-  if (send({ type: "edit", id: editing.id, text, sender: session.identityId, ...where }, topic)) stopEditing();
+  if (send({ type: "edit", id: editing.id, body: text, sender: session.identityId, ...where }, topic)) stopEditing();
 }
 
 function deleteMessage(button, id) {
@@ -1195,7 +1195,7 @@ function wireChat() {
     else deleteMessage(button, item.dataset.id);
   });
   $("leave-group").addEventListener("click", () => {
-    if (active.kind !== "group" || !sendPrivate({ type: "leave", group: active.id, id: newId() })) return;
+    if (active.kind !== "group" || !sendPrivate({ type: "leave", groupId: active.id, id: newId() })) return;
     state.groups.delete(active.id);
     state.remove("group", active.id);
     saveLists();
@@ -1208,7 +1208,7 @@ function wireChat() {
   $("older").addEventListener("click", () => {
     if (typeof active.cursor !== "string" || active.loadingOlder) return;
     const body = { type: "history", cursor: active.cursor, limit: HISTORY_LIMIT };
-    body[active.kind === "room" ? "room" : active.kind === "dm" ? "with" : "group"] = active.id;
+    body[active.kind === "room" ? "room" : active.kind === "dm" ? "with" : "groupId"] = active.id;
     if (send(body)) {
       active.loadingOlder = true;
       $("older").disabled = true;
@@ -1250,12 +1250,12 @@ function wireChat() {
   onSubmitText("group-form", "group-name", (name) => name && sendPrivate({ type: "create", name, id: newId() }));
   onSubmitText("rename-form", "group-rename", (name) => {
     if (!name || active.kind !== "group") return false;
-    return sendPrivate({ type: "rename", group: active.id, name, id: newId() });
+    return sendPrivate({ type: "rename", groupId: active.id, name, id: newId() });
   });
   onSubmitText("invite-form", "invite-member", (typed) => {
     const handle = typed.replace(/^@/, "");
     if (!ANY_HANDLE_RE.test(handle) || active.kind !== "group") return notice("A handle is letters, digits, _ or -, like @ada.");
-    return sendPrivate({ type: "invite", group: active.id, member: handle, id: newId() });
+    return sendPrivate({ type: "invite", groupId: active.id, member: handle, id: newId() });
   });
   wireDrawers();
 }

@@ -70,7 +70,7 @@ export class Conversation {
     if (at < 0) return false;
     const known = this.messages[at];
     const next = { ...known, ...fields };
-    if (typeof fields.deleted === "number") delete next.text;
+    if (typeof fields.deleted === "number") delete next.body;
     if (!changedSince(known, next)) return false;
     this.messages[at] = next;
     return true;
@@ -176,12 +176,12 @@ export class ChatState {
   // Which conversation a delivered or stored message belongs to.
   conversationOf(message) {
     if (typeof message.room === "string") return this.get("room", message.room);
-    if (typeof message.group === "string") {
-      const group = this.groups.get(message.group);
-      return this.get("group", message.group, group && group.name);
+    if (typeof message.groupId === "string") {
+      const group = this.groups.get(message.groupId);
+      return this.get("group", message.groupId, group && group.name);
     }
-    if (typeof message.to === "string") {
-      const other = message.sender === this.me ? message.to : message.sender;
+    if (typeof message.recipient === "string") {
+      const other = message.sender === this.me ? message.recipient : message.sender;
       return this.get("dm", other);
     }
     return null;

@@ -108,7 +108,7 @@ export function messageItem(message, me, { continued = false, pending = false, p
   const deleted = typeof message.deleted === "number";
   const text = deleted
     ? el("span", { class: "text deleted" }, "message deleted")
-    : el("span", { class: "text" }, ...linkified(String(message.text)));
+    : el("span", { class: "text" }, ...linkified(String(message.body)));
   const classes = ["message"];
   if (mine) classes.push("mine");
   if (device) classes.push("from-device");
@@ -133,7 +133,7 @@ export function messageItem(message, me, { continued = false, pending = false, p
 // A line the backend says about a group (who joined, left, was invited...), not a message.
 function systemItem(message) {
   const time = el("time", { datetime: new Date(message.ts).toISOString() }, formatTime(message.ts));
-  return el("li", { class: "system", dataset: { id: message.id } }, el("span", { class: "text" }, message.text), " ", time);
+  return el("li", { class: "system", dataset: { id: message.id } }, el("span", { class: "text" }, message.body), " ", time);
 }
 
 export function daySeparator(ts) {

@@ -68,7 +68,7 @@ def rig() -> tuple[EdgeAgent, FakeTransport, Clock]:
 
 
 def _room_message(sender: str, text: str, mid: str = "m1", **extra: Any) -> dict[str, Any]:
-    body = {"type": "message", "id": mid, "room": ROOM, "text": text, "sender": sender}
+    body = {"type": "message", "id": mid, "room": ROOM, "body": text, "sender": sender}
     return {**body, "ts": 1_700_000_000_000, **extra}
 
 
@@ -85,8 +85,8 @@ def test_start_joins_announces_online_and_reports_at_once(rig):
     assert join.pop("id")  # the request id a refusal would name
     assert join == {"v": 1, "type": "join", "room": ROOM, "name": THING}
     [online] = transport.sent()
-    assert online["room"] == ROOM and online["text"].startswith(f"{THING} online")
-    assert "up 2h 1m" in online["text"]
+    assert online["room"] == ROOM and online["body"].startswith(f"{THING} online")
+    assert "up 2h 1m" in online["body"]
     [report] = transport.sent("chat/stream", "telemetry")
     assert report["room"] == ROOM and report["data"]["status"] == "online"
 
@@ -132,8 +132,8 @@ def test_status_commands_get_a_status_reply_in_the_room(rig, text):
     assert len(replies) == 1
     reply = replies[0]
     assert reply["room"] == ROOM and reply["name"] == THING
-    assert reply["text"].startswith(f"{THING}: up 2h 1m, load 0.50 0.25 0.10")
-    assert "memory 792/3792 MiB used" in reply["text"] and "CPU 51.2 °C" in reply["text"]
+    assert reply["body"].startswith(f"{THING}: up 2h 1m, load 0.50 0.25 0.10")
+    assert "memory 792/3792 MiB used" in reply["body"] and "CPU 51.2 °C" in reply["body"]
 
 
 def test_help_lists_the_commands(rig):
@@ -141,7 +141,7 @@ def test_help_lists_the_commands(rig):
     transport.deliver(f"chat/pub/{ROOM}", _room_message("us-east-1:guest", "/help"))
     _drain(edge)
     [reply] = transport.sent()[1:]
-    assert "/status" in reply["text"] and "/help" in reply["text"]
+    assert "/status" in reply["body"] and "/help" in reply["body"]
 
 
 def test_ignores_its_own_messages_other_devices_chat_and_replays(rig):
@@ -171,17 +171,17 @@ def test_an_addressed_unknown_command_gets_a_hint(rig):
     transport.deliver(f"chat/pub/{ROOM}", _room_message("u1", f"@{THING} /reboot"))
     _drain(edge)
     [reply] = transport.sent()[1:]
-    assert "unknown command /reboot" in reply["text"] and "/help" in reply["text"]
+    assert "unknown command /reboot" in reply["body"] and "/help" in reply["body"]
 
 
 def test_a_direct_status_request_is_answered_directly(rig):
     edge, transport, _ = rig
-    body = {"type": "message", "id": "d1", "to": THING, "text": "/status", "sender": "u1"}
+    body = {"type": "message", "id": "d1", "recipient": THING, "body": "/status", "sender": "u1"}
     transport.deliver(f"chat/in/{THING}", {**body, "ts": 1})
     _drain(edge)
     [reply] = transport.sent(topic="chat/private")  # a device's certificate opens that door
-    assert reply["to"] == "u1" and "room" not in reply
-    assert reply["text"].startswith(f"{THING}: up")
+    assert reply["recipient"] == "u1" and "room" not in reply
+    assert reply["body"].startswith(f"{THING}: up")
 
 
 def test_each_command_is_answered_once_even_if_redelivered(rig):

@@ -80,7 +80,7 @@ def test_the_chat_client_works_through_the_nucleus():
     assert all(p["qos"] == QOS.AT_LEAST_ONCE for p in fake.published)
     fake.deliver(
         "chat/pub/lab",
-        {"v": 1, "type": "message", "id": "a", "room": "lab", "text": "hi", "sender": "u", "ts": 1},
+        {"v": 1, "type": "message", "id": "a", "room": "lab", "body": "hi", "sender": "u", "ts": 1},
     )
     message = chat.wait_for(lambda e: isinstance(e, events.Message), timeout=1)
     assert isinstance(message, events.Message) and message.text == "hi"

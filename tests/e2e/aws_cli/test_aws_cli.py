@@ -142,7 +142,7 @@ def test_a_device_made_with_the_cli_connects_over_mutual_tls(stack, tmp_path):
     connection = _mtls(tmp_path, stack.info["iot"]["mqttsPort"], thing, interrupted)
     connection.connect().result(TIMEOUT)
     try:
-        message = json.dumps({"type": "message", "room": "lobby", "text": "hi"}).encode()
+        message = json.dumps({"type": "message", "room": "lobby", "body": "hi"}).encode()
         publish, _ = connection.publish("chat/out", message, awscrt.mqtt.QoS.AT_LEAST_ONCE)
         publish.result(TIMEOUT)  # the PUBACK: the attached device policy allowed it
         # Deactivating the certificate closes its live connection, as on AWS.

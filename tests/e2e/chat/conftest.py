@@ -137,7 +137,7 @@ class ChatClient(RecordingClient):
     def say(self, room: str, text: str, message_id: str | None = None, **extra: Any) -> str:
         """A room message; returns its id."""
         message_id = message_id or unique("m")
-        body: Message = {"v": 1, "type": "message", "id": message_id, "room": room, "text": text}
+        body: Message = {"v": 1, "type": "message", "id": message_id, "room": room, "body": text}
         self.publish({**body, **extra})
         return message_id
 

@@ -24,14 +24,14 @@ def test_direct_messages_reach_only_the_two_parties(people: People) -> None:
 
     started = int(time.time() * 1000)
     first = unique("dm")
-    ada.send_private("message", id=first, to=bob.client_id, text="psst, Bob", name="Ada")
+    ada.send_private("message", id=first, recipient=bob.client_id, body="psst, Bob", name="Ada")
 
     def is_first(m: dict) -> bool:
         return m.get("type") == "message" and m.get("id") == first
 
     got = bob.wait_for_message(inbox(bob.client_id), is_first, "Ada's direct message")
-    assert got["text"] == "psst, Bob"
-    assert got["to"] == bob.client_id
+    assert got["body"] == "psst, Bob"
+    assert got["recipient"] == bob.client_id
     assert got["sender"] == ada.client_id
     assert started <= got["ts"] <= time.time() * 1000
     assert "room" not in got
@@ -39,9 +39,9 @@ def test_direct_messages_reach_only_the_two_parties(people: People) -> None:
     assert ada.wait_for_message(inbox(ada.client_id), is_first, "the sender's copy") == got
 
     reply = unique("dm")
-    bob.send_private("message", id=reply, to=ada.client_id, text="hi Ada")
+    bob.send_private("message", id=reply, recipient=ada.client_id, body="hi Ada")
     back = ada.wait_for_message(inbox(ada.client_id), lambda m: m.get("id") == reply, "Bob's reply")
-    assert (back["sender"], back["to"]) == (bob.client_id, ada.client_id)
+    assert (back["sender"], back["recipient"]) == (bob.client_id, ada.client_id)
 
     # Both parties read the same conversation, newest first.
     for me, other in ((ada, bob), (bob, ada)):
@@ -64,15 +64,15 @@ def test_a_guest_gets_no_direct_messages_and_sends_none(people: People) -> None:
     ada = people.connect("Ada", signed_in=True)
     guest = people.connect("Guest")
     refused = unique("dm")
-    ada.send_private("message", id=refused, to=guest.client_id, text="psst")
+    ada.send_private("message", id=refused, recipient=guest.client_id, body="psst")
     ada.wait_error("SIGN_IN_REQUIRED", ref=refused)
     tried = unique("dm")
-    guest.send("message", id=tried, to=ada.client_id, text="hi")
+    guest.send("message", id=tried, recipient=ada.client_id, body="hi")
     assert "signed-in" in guest.wait_error("SIGN_IN_REQUIRED", ref=tried)["message"]
     # The legitimate conversation still works, and the guest got nothing of it.
     bob = people.connect("Bob", signed_in=True)
     fine = unique("dm")
-    ada.send_private("message", id=fine, to=bob.client_id, text="psst")
+    ada.send_private("message", id=fine, recipient=bob.client_id, body="psst")
     bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == fine, "the message")
     assert guest.of_type(inbox(guest.client_id), "message") == []
     assert ada.history("with", guest.client_id)["messages"] == []

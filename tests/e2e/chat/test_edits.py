@@ -57,21 +57,21 @@ def test_edit_and_delete_in_a_room_live_in_history_and_after_a_restart(tmp_path:
             stored(bob, room, kept)
             stored(bob, room, gone)
 
-            ada.send("edit", id=kept, room=room, text="typo here")
+            ada.send("edit", id=kept, room=room, body="typo here")
             edit = bob.wait_for_message(
                 room_topic(room), lambda m: m.get("type") == "edit", "the edit"
             )
-            assert (edit["id"], edit["sender"], edit["text"]) == (kept, ada_id, "typo here")
+            assert (edit["id"], edit["sender"], edit["body"]) == (kept, ada_id, "typo here")
             assert edit["edited"] > 0
             ada.send("delete", id=gone, room=room)
             deletion = bob.wait_for_message(
                 room_topic(room), lambda m: m.get("type") == "delete", "the deletion"
             )
             assert (deletion["id"], deletion["sender"]) == (gone, ada_id)
-            assert "text" not in deletion
+            assert "body" not in deletion
 
             # Bob cannot change Ada's message: not by naming her, nor as if it were his.
-            bob.send("edit", id=kept, room=room, text="Bob was here", sender=ada_id)
+            bob.send("edit", id=kept, room=room, body="Bob was here", sender=ada_id)
             assert bob.wait_error("NOT_OWNER", ref=kept)["message"]
             bob.send("delete", id=kept, room=room)
             assert bob.wait_error("NOT_FOUND", ref=kept)["message"]
@@ -85,12 +85,12 @@ def test_edit_and_delete_in_a_room_live_in_history_and_after_a_restart(tmp_path:
             ada.say(room, "something I regret", message_id=gone)
             bob.wait_count(room_topic(room), lambda m: m.get("id") == gone, 2)
             shown = stored(bob, room, kept)
-            assert (shown["text"], shown["edited"]) == ("typo here", edit["edited"])
+            assert (shown["body"], shown["edited"]) == ("typo here", edit["edited"])
             placeholder = in_history(bob, room, gone)
-            assert placeholder is not None and "text" not in placeholder
+            assert placeholder is not None and "body" not in placeholder
             assert placeholder["deleted"] == deletion["deleted"]
             # Deleted is deleted: no edit brings it back.
-            ada.send("edit", id=gone, room=room, text="back again")
+            ada.send("edit", id=gone, room=room, body="back again")
             assert ada.wait_error("NOT_FOUND", ref=gone)["message"]
         finally:
             crowd.close()
@@ -101,8 +101,8 @@ def test_edit_and_delete_in_a_room_live_in_history_and_after_a_restart(tmp_path:
             carol = crowd.connect()
             page = carol.join(room)
             by_id = {m["id"]: m for m in page["messages"]}
-            assert by_id[kept]["text"] == "typo here" and by_id[kept]["edited"]
-            assert "text" not in by_id[gone] and by_id[gone]["deleted"]
+            assert by_id[kept]["body"] == "typo here" and by_id[kept]["edited"]
+            assert "body" not in by_id[gone] and by_id[gone]["deleted"]
             assert by_id[kept]["handle"] == handle
         finally:
             crowd.close()
@@ -118,10 +118,10 @@ def test_direct_messages_keep_the_first_copy_and_edits_reach_both(people: People
     hello(bob, token=bob_token)
 
     dm = unique("dm")
-    ada.send_private("message", id=dm, to=bob_handle, text="see you at 5")
+    ada.send_private("message", id=dm, recipient=bob_handle, body="see you at 5")
     bob.wait_for_message(inbox(bob_id), lambda m: m.get("id") == dm, "the DM")
     # Re-sending the id with other text is not an edit: the first copy stays.
-    ada.send_private("message", id=dm, to=bob_handle, text="see you at 6")
+    ada.send_private("message", id=dm, recipient=bob_handle, body="see you at 6")
     bob.wait_count(inbox(bob_id), lambda m: m.get("id") == dm and m["type"] == "message", 2)
 
     def page(client: ChatClient, other: str) -> list[dict[str, Any]]:
@@ -132,19 +132,19 @@ def test_direct_messages_keep_the_first_copy_and_edits_reach_both(people: People
             topic, lambda m: m.get("type") == "history", "history", after=before
         )["messages"]
 
-    assert [m["text"] for m in page(bob, ada_id)] == ["see you at 5"]
+    assert [m["body"] for m in page(bob, ada_id)] == ["see you at 5"]
 
     # Ada's phone, another session of hers, sees her edit too (on her person's inbox).
     phone = people.connect(identity=(ada_id, ada_creds), session="phone-0123456789")
-    ada.send_private("edit", id=dm, text="see you at 7", **{"with": bob_handle})
+    ada.send_private("edit", id=dm, body="see you at 7", **{"with": bob_handle})
     for client, topic in ((ada, inbox(ada_id)), (phone, inbox(ada_id)), (bob, inbox(bob_id))):
         change = client.wait_for_message(topic, lambda m: m.get("type") == "edit", "the edit")
-        assert (change["id"], change["text"], change["to"]) == (dm, "see you at 7", bob_id)
+        assert (change["id"], change["body"], change["recipient"]) == (dm, "see you at 7", bob_id)
     (shown,) = page(bob, ada_id)
-    assert shown["text"] == "see you at 7" and shown["edited"]
+    assert shown["body"] == "see you at 7" and shown["edited"]
     bob.send_private("delete", id=dm, sender=ada_id, **{"with": ada_id})
     assert bob.wait_error("NOT_OWNER", ref=dm)["message"]
     ada.send_private("delete", id=dm, **{"with": bob_handle})
     bob.wait_for_message(inbox(bob_id), lambda m: m.get("type") == "delete", "the deletion")
     (placeholder,) = page(ada, bob_id)
-    assert "text" not in placeholder and placeholder["deleted"]
+    assert "body" not in placeholder and placeholder["deleted"]

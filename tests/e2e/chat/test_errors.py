@@ -29,7 +29,7 @@ class Bad(NamedTuple):
 
 
 def _message(**fields: Any) -> dict[str, Any]:
-    body = {"v": 1, "type": "message", "id": REF, "room": "lobby", "text": "hi"}
+    body = {"v": 1, "type": "message", "id": REF, "room": "lobby", "body": "hi"}
     body.update(fields)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -44,7 +44,7 @@ CASES: dict[str, Bad] = {
     "array": Bad([{"type": "message"}], "BAD_REQUEST"),
     "string": Bad("message", "BAD_REQUEST"),
     "number": Bad(42, "BAD_REQUEST"),
-    "no type": Bad({"id": REF, "room": "lobby", "text": "hi"}, "BAD_REQUEST", REF),
+    "no type": Bad({"id": REF, "room": "lobby", "body": "hi"}, "BAD_REQUEST", REF),
     "type not a string": Bad({"type": 7, "room": "lobby"}, "BAD_REQUEST"),
     "unknown type": Bad({"type": "dance", "id": REF}, "UNKNOWN_TYPE", REF),
     "invalid room": Bad(_message(room="no spaces"), "INVALID_ROOM", REF),
@@ -55,23 +55,27 @@ CASES: dict[str, Bad] = {
     "missing id": Bad(_message(id=None), "INVALID_ID"),
     "invalid id": Bad(_message(id="has space"), "INVALID_ID"),
     "id too long": Bad(_message(id="i" * 65), "INVALID_ID"),
-    "direct without id": Bad({"type": "message", "to": SOMEONE, "text": "psst"}, "INVALID_ID"),
-    "empty text": Bad(_message(text=""), "INVALID_TEXT", REF),
-    "blank text": Bad(_message(text=" \t\n "), "INVALID_TEXT", REF),
-    "missing text": Bad(_message(text=None), "INVALID_TEXT", REF),
-    "text not a string": Bad(_message(text=12), "INVALID_TEXT", REF),
-    "text 2001 characters": Bad(_message(text="x" * 2001), "TEXT_TOO_LONG", REF),
+    "direct without id": Bad(
+        {"type": "message", "recipient": SOMEONE, "body": "psst"}, "INVALID_ID"
+    ),
+    "empty text": Bad(_message(body=""), "INVALID_TEXT", REF),
+    "blank text": Bad(_message(body=" \t\n "), "INVALID_TEXT", REF),
+    "missing text": Bad(_message(body=None), "INVALID_TEXT", REF),
+    "text not a string": Bad(_message(body=12), "INVALID_TEXT", REF),
+    "text 2001 characters": Bad(_message(body="x" * 2001), "TEXT_TOO_LONG", REF),
     # 1,001 emoji are 2,002 UTF-16 code units, which is what the limit counts.
-    "text 2002 code units": Bad(_message(text="\U0001f600" * 1001), "TEXT_TOO_LONG", REF),
+    "text 2002 code units": Bad(_message(body="\U0001f600" * 1001), "TEXT_TOO_LONG", REF),
     "direct text too long": Bad(
-        {"type": "message", "id": REF, "to": SOMEONE, "text": "x" * 2001}, "TEXT_TOO_LONG", REF
+        {"type": "message", "id": REF, "recipient": SOMEONE, "body": "x" * 2001},
+        "TEXT_TOO_LONG",
+        REF,
     ),
     "empty name": Bad(_message(name=""), "INVALID_NAME", REF),
     "name 65 characters": Bad(_message(name="n" * 65), "INVALID_NAME", REF),
     "join blank name": Bad({"type": "join", "room": "lobby", "name": "  "}, "INVALID_NAME"),
-    "room and to": Bad(_message(to=SOMEONE), "INVALID_TARGET", REF),
+    "room and to": Bad(_message(recipient=SOMEONE), "INVALID_TARGET", REF),
     "to and group": Bad(
-        {"type": "message", "id": REF, "to": SOMEONE, "group": VALID_GROUP, "text": "hi"},
+        {"type": "message", "id": REF, "recipient": SOMEONE, "groupId": VALID_GROUP, "body": "hi"},
         "INVALID_TARGET",
         REF,
     ),
@@ -99,10 +103,12 @@ CASES: dict[str, Bad] = {
         {"type": "history", "id": REF, "room": "lobby", "with": SOMEONE}, "INVALID_REQUEST", REF
     ),
     "bad direct recipient": Bad(
-        {"type": "message", "id": REF, "to": "not/a/client", "text": "hi"}, "INVALID_REQUEST", REF
+        {"type": "message", "id": REF, "recipient": "not/a/client", "body": "hi"},
+        "INVALID_REQUEST",
+        REF,
     ),
     "unknown group": Bad(
-        {"type": "message", "id": REF, "group": VALID_GROUP, "text": "hi"}, "NOT_FOUND", REF
+        {"type": "message", "id": REF, "groupId": VALID_GROUP, "body": "hi"}, "NOT_FOUND", REF
     ),
     "stream malformed": Bad(b"{typing", "BAD_REQUEST", topic="chat/stream"),
     "stream unknown type": Bad(
@@ -164,7 +170,7 @@ def test_inputs_at_the_limits_are_accepted(people: People, room: str) -> None:
             return m.get("id") == i
 
         got = sender.wait_for_message(room_topic(room), has_id, "a message at the limit")
-        assert got["text"] == text
+        assert got["body"] == text
 
     def stored() -> bool:
         page = sender.history("room", room, limit=100)

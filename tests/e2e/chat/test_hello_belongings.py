@@ -33,11 +33,11 @@ def test_a_second_session_learns_the_rooms_and_accepted_groups_from_hello(
             inbox(laptop.person),
             lambda m, name=name: m.get("type") == "invitation" and m.get("name") == name,
             f"the invitation to {name}",
-        )["group"]
-    laptop.send_private("accept", group=groups["accepted"])
+        )["groupId"]
+    laptop.send_private("accept", groupId=groups["accepted"])
     laptop.wait_for_message(
         inbox(laptop.person),
-        lambda m: m.get("type") == "group" and m.get("group") == groups["accepted"],
+        lambda m: m.get("type") == "group" and m.get("groupId") == groups["accepted"],
         "the accepted group",
     )
 
@@ -49,11 +49,11 @@ def test_a_second_session_learns_the_rooms_and_accepted_groups_from_hello(
         "hello's answer with the kept room only (the left one is gone)",
     )
     assert answer["groups"] == [
-        {"group": groups["accepted"], "name": "accepted", "owner": bob.person}
+        {"groupId": groups["accepted"], "name": "accepted", "owner": bob.person}
     ]  # the pending one is an invitation, sent again after the answer
     phone.wait_for_message(
         f"chat/in/{phone.client_id}",
-        lambda m: m.get("type") == "invitation" and m.get("group") == groups["pending"],
+        lambda m: m.get("type") == "invitation" and m.get("groupId") == groups["pending"],
         "the pending invitation",
     )
     # The answer went to the asking session only.

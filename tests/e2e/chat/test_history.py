@@ -37,7 +37,7 @@ def test_a_thousand_messages_page_back_completely(
         ids = [f"n{i:03d}" for i in range(PER_SENDER)]
         sent[sender.client_id] = ids
         sender.publish_many(
-            [{"type": "message", "id": i, "room": room, "text": f"message {i}"} for i in ids]
+            [{"type": "message", "id": i, "room": room, "body": f"message {i}"} for i in ids]
         )
     total = SENDERS * PER_SENDER
     live = reader.wait_count(room_topic(room), lambda m: m.get("type") == "message", total, 60)

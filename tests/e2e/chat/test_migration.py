@@ -42,7 +42,8 @@ def test_old_state_keeps_its_history_accounts_and_groups(tmp_path: Path) -> None
         ada = old_account(stack)
         bob = old_account(stack)
         # What an earlier version stored: a room message with the name its sender claimed,
-        # and a group whose members were added without being asked.
+        # under the attribute `text` (now `body`, docs/data-model.md), and a group whose
+        # members were added without being asked.
         mid = f"{ada[0]}|old-1"
         put(
             stack,
@@ -74,7 +75,7 @@ def test_old_state_keeps_its_history_accounts_and_groups(tmp_path: Path) -> None
         try:
             carol = crowd.connect()
             (old,) = carol.join(room)["messages"]
-            assert old["text"] == "from before the upgrade"
+            assert old["body"] == "from before the upgrade" and "text" not in old
             assert old["name"] != "Admin" and old["handle"].startswith("guest-")
 
             ada_client = crowd.connect(identity=ada[:2])
@@ -85,7 +86,7 @@ def test_old_state_keeps_its_history_accounts_and_groups(tmp_path: Path) -> None
 
             bob_client = crowd.connect(identity=bob[:2])
             said = unique("g")
-            bob_client.send_private("message", id=said, group=group, text="still here")
+            bob_client.send_private("message", id=said, groupId=group, body="still here")
             got = ada_client.wait_for_message(
                 inbox(ada_client.client_id), lambda m: m.get("id") == said, "Bob's group message"
             )

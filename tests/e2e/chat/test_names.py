@@ -133,11 +133,11 @@ def test_direct_messages_address_people_by_handle(people: People) -> None:
     ada, _ = signed_in(people, "ada")
     bob, bob_profile = signed_in(people, "bob")
     first = unique("dm")
-    ada.send_private("message", id=first, to=bob_profile["handle"], text="hi by handle")
+    ada.send_private("message", id=first, recipient=bob_profile["handle"], body="hi by handle")
     got = bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == first, "the DM")
-    assert (got["sender"], got["to"]) == (ada.client_id, bob.client_id)
+    assert (got["sender"], got["recipient"]) == (ada.client_id, bob.client_id)
     lost = unique("dm")
-    ada.send_private("message", id=lost, to="nobody-has-this", text="lost")
+    ada.send_private("message", id=lost, recipient="nobody-has-this", body="lost")
     assert ada.wait_error("NOT_FOUND", ref=lost)["message"]
 
 
@@ -154,7 +154,7 @@ def test_a_device_is_shown_by_its_whole_thing_name(people: People, tmp_path: Pat
         hi = json.dumps({"type": "hello", "name": "Admin"}).encode()
         assert device.publish("chat/out", hi) == 0
         said = unique("m")
-        message = {"type": "message", "id": said, "room": room, "text": "21.5 C", "name": "Root"}
+        message = {"type": "message", "id": said, "room": room, "body": "21.5 C", "name": "Root"}
         assert device.publish("chat/out", json.dumps(message).encode()) == 0
 
         def shown() -> dict | None:

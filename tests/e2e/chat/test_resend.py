@@ -69,22 +69,22 @@ def test_a_resend_with_other_text_never_rewrites_history(tmp_path: Path) -> None
             ada.say(room, "meet at midnight", message_id=said)
             # Readers keep the first copy of an id (docs/protocol.md): the first text.
             first, _, other = copies_of(bob, room, said, 3)
-            assert (first["text"], other["text"]) == ("meet at noon", "meet at midnight")
+            assert (first["body"], other["body"]) == ("meet at noon", "meet at midnight")
 
             def settled() -> dict[str, int] | None:
                 """Each text's item with its time, once the three writes have landed."""
-                texts = {i["text"]["S"]: int(i["ts"]["N"]) for i in items_of(stack, room, said)}
+                texts = {i["body"]["S"]: int(i["ts"]["N"]) for i in items_of(stack, room, said)}
                 return texts if set(texts.values()) == {again["ts"], other["ts"]} else None
 
             wait_for(settled, 10, 0.05)
             # One item per text: the identical resend is the first text's item, rewritten.
             items = items_of(stack, room, said)
-            assert sorted(item["text"]["S"] for item in items) == [
+            assert sorted(item["body"]["S"] for item in items) == [
                 "meet at midnight",
                 "meet at noon",
             ]
             (once,) = shown(bob, room, said)
-            assert once["text"] == "meet at noon"
+            assert once["body"] == "meet at noon"
         finally:
             crowd.close()
 
@@ -93,7 +93,7 @@ def test_a_resend_with_other_text_never_rewrites_history(tmp_path: Path) -> None
         try:
             carol = crowd.connect()
             page = carol.join(room)
-            assert [(m["id"], m["text"]) for m in page["messages"]] == [(said, "meet at noon")]
+            assert [(m["id"], m["body"]) for m in page["messages"]] == [(said, "meet at noon")]
         finally:
             crowd.close()
 
@@ -109,10 +109,10 @@ def test_edit_then_delete_leave_no_copy_of_either_text(people: People, room: str
     copies_of(bob, room, said, 2)
     wait_for(lambda: len(items_of(people.stack, room, said)) == 2, 10, 0.05)
 
-    ada.send("edit", id=said, room=room, text="no code here")
+    ada.send("edit", id=said, room=room, body="no code here")
     bob.wait_for_message(room_topic(room), lambda m: m.get("type") == "edit", "the edit")
     (edited,) = shown(bob, room, said)
-    assert edited["text"] == "no code here" and edited["edited"]
+    assert edited["body"] == "no code here" and edited["edited"]
     text = table_text(people.stack)
     assert "1234" not in text and "9876" not in text
     assert len(items_of(people.stack, room, said)) == 1
@@ -120,7 +120,7 @@ def test_edit_then_delete_leave_no_copy_of_either_text(people: People, room: str
     ada.send("delete", id=said, room=room)
     bob.wait_for_message(room_topic(room), lambda m: m.get("type") == "delete", "the deletion")
     (placeholder,) = shown(bob, room, said)
-    assert "text" not in placeholder and placeholder["deleted"]
+    assert "body" not in placeholder and placeholder["deleted"]
     text = table_text(people.stack)
     assert "1234" not in text and "9876" not in text and "no code here" not in text
 

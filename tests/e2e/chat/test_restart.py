@@ -110,12 +110,12 @@ def restarted(
 
 def test_two_people_chat_both_ways(restarted: tuple[Conversation, InProcessStack]) -> None:
     talk, _ = restarted
-    assert talk.bob_saw["text"] == "hello Bob"
+    assert talk.bob_saw["body"] == "hello Bob"
     assert "name" not in talk.bob_saw  # a claimed name is never passed on (profiles are)
     assert talk.bob_saw["sender"] == talk.ada
     assert talk.started <= talk.bob_saw["ts"] <= time.time() * 1000
     assert talk.ada_saw_own == talk.bob_saw  # the sender sees its message as everyone does
-    assert (talk.ada_saw["sender"], talk.ada_saw["text"]) == (talk.bob, "hi Ada")
+    assert (talk.ada_saw["sender"], talk.ada_saw["body"]) == (talk.bob, "hi Ada")
     assert talk.ada_saw["ts"] >= talk.bob_saw["ts"]
 
 

@@ -113,7 +113,7 @@ def test_one_person_holds_three_kinds_of_session_at_once(
         # The room reaches every session, and so does the person's inbox.
         hello = bob.say(room, "hello Alice's every tab")
         direct = unique("d")
-        bob.send_private("message", id=direct, to=alice_id, text="psst")
+        bob.send_private("message", id=direct, recipient=alice_id, body="psst")
         for topic, key, value in (
             (room_topic(room), "id", hello),
             (inbox(alice_id), "id", direct),

@@ -143,7 +143,7 @@ def test_trace_follows_each_message_through_rules_actions_and_lambdas(tmp_path: 
 
             # An invalid message: chat_invalid answers with an error, nothing else runs.
             bad = unique("bad")
-            ada.publish({"type": "message", "id": bad, "room": "bad room", "text": "x"})
+            ada.publish({"type": "message", "id": bad, "room": "bad room", "body": "x"})
             steps = steps_until(follower, bad, lambda s: answered(s) and executions(s))
             assert [s["ruleName"] for s in steps if s["eventType"] == "RuleMatch"] == [
                 "chat_invalid"

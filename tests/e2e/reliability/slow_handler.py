@@ -28,7 +28,7 @@ def _mode(event: dict[str, Any]) -> tuple[str, str] | None:
         body = json.loads(base64.b64decode(event["payload"]))
     except (KeyError, ValueError, TypeError):
         return None
-    text = body.get("text") if isinstance(body, dict) else None
+    text = body.get("body") if isinstance(body, dict) else None
     if isinstance(text, str) and text.startswith("reliability:kill-"):
         return str(body.get("id")), text.removeprefix("reliability:kill-")
     return None

@@ -81,7 +81,7 @@ def publish_parts(body: bytes, version: int) -> tuple[str, bytes]:
 
 
 def says(session: Session, room: str, text: str) -> None:
-    message = {"type": "message", "id": uuid.uuid4().hex, "room": room, "text": text}
+    message = {"type": "message", "id": uuid.uuid4().hex, "room": room, "body": text}
     assert session.publish("chat/out", json.dumps(message).encode()) == ACCEPTED
 
 
@@ -92,7 +92,7 @@ def hears(session: Session, room: str, text: str) -> None:
         if packet[0] >> 4 != PUBLISH:
             continue
         topic, payload = publish_parts(packet[1], session.version)
-        if topic == f"chat/pub/{room}" and json.loads(payload).get("text") == text:
+        if topic == f"chat/pub/{room}" and json.loads(payload).get("body") == text:
             return
 
 

@@ -64,14 +64,14 @@ class Chatter:
 
     def say(self, room: str, text: str) -> None:
         body = json.dumps(
-            {"type": "message", "id": f"{self.client_id}-{text}", "room": room, "text": text}
+            {"type": "message", "id": f"{self.client_id}-{text}", "room": room, "body": text}
         )
         future, _ = self.connection.publish("chat/out", body, awscrt.mqtt.QoS.AT_LEAST_ONCE)
         future.result(TIMEOUT)
 
     def texts(self) -> list[tuple[str, str]]:
         with self.lock:
-            return [(m["sender"], m["text"]) for m in self.received]
+            return [(m["sender"], m["body"]) for m in self.received]
 
 
 def _wss(stack: InProcessStack, identity_id: str, creds: dict[str, Any]) -> Chatter:

@@ -85,7 +85,7 @@ def test_eve_with_a_guests_credentials_gets_nothing_private(
     # Asking for private things on chat/out is refused in plain words, and does nothing.
     for request in (
         {"type": "history", "with": bob.person},
-        {"type": "message", "to": bob.person, "text": "hi"},
+        {"type": "message", "recipient": bob.person, "body": "hi"},
         {"type": "create", "name": "mine"},
     ):
         ref = unique("r")
@@ -133,7 +133,7 @@ def test_an_https_publish_is_neither_delivered_nor_stored(
         guest.creds["AccessKeyId"], guest.creds["SecretKey"], guest.creds["SessionToken"]
     )
     forged, join = unique("forged"), unique("join")
-    message = {"type": "message", "id": forged, "room": room, "text": "from nowhere"}
+    message = {"type": "message", "id": forged, "room": room, "body": "from nowhere"}
     iot_data.publish(topic="chat/out", qos=1, payload=json.dumps(message))
     iot_data.publish(topic="chat/out", qos=1, payload=json.dumps({"type": "join", "room": room}))
     iot_data.publish(topic="chat/out", qos=1, payload=json.dumps({"type": "bogus", "id": join}))

@@ -117,7 +117,7 @@ def test_the_state_dir_and_every_file_in_it_are_private(tmp_path: Path) -> None:
                 # ...and a direct message (the commands Lambda, stored in clear text).
                 secret = f"dm secret {uuid.uuid4().hex}"
                 dm = unique("dm")
-                ada.send_private("message", id=dm, to=bob.client_id, text=secret)
+                ada.send_private("message", id=dm, recipient=bob.client_id, body=secret)
                 bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == dm, "DM")
             finally:
                 ada.close()

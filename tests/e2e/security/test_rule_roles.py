@@ -64,12 +64,12 @@ RULES = {
     ),
     # Allowed: the messages table, as the chat's chat_room_store does it.
     "store_message": _rule(
-        "SELECT concat('room#', room) AS conv, concat(clientid(), '|', id) AS mid, text " + MESSAGE,
+        "SELECT concat('room#', room) AS conv, concat(clientid(), '|', id) AS mid, body " + MESSAGE,
         {"dynamoDBv2": {"roleArn": STORE_ROLE, "putItem": {"tableName": "{stack}-messages"}}},
     ),
     # Refused: the same role may not write the state table.
     "store_state": _rule(
-        f"SELECT concat('test#', room) AS pk, id AS sk, text {MESSAGE}",
+        f"SELECT concat('test#', room) AS pk, id AS sk, body {MESSAGE}",
         {"dynamoDBv2": {"roleArn": STORE_ROLE, "putItem": {"tableName": "{stack}-state"}}},
     ),
 }
@@ -107,7 +107,7 @@ class Guest:
         assert future.result(TIMEOUT)["qos"] == awscrt.mqtt.QoS.AT_LEAST_ONCE
 
     def say(self, room: str, text: str) -> dict[str, Any]:
-        message = {"type": "message", "id": str(uuid.uuid4()), "room": room, "text": text}
+        message = {"type": "message", "id": str(uuid.uuid4()), "room": room, "body": text}
         future, _ = self.connection.publish(
             "chat/out", json.dumps(message), awscrt.mqtt.QoS.AT_LEAST_ONCE
         )
@@ -187,7 +187,7 @@ def test_dynamodbv2_without_put_item_fires_the_error_action_and_stores_nothing(s
     def stored() -> dict[str, Any] | None:
         return dynamodb.get_item(TableName=f"{STACK}-messages", Key=key).get("Item")
 
-    assert wait_for(stored, TIMEOUT)["text"] == {"S": "keep me"}
+    assert wait_for(stored, TIMEOUT)["body"] == {"S": "keep me"}
     # The one writing the state table with the same role is refused and reports it.
     error = wait_for(lambda: guest.error_of("store_state"), TIMEOUT)
     assert error["failures"] == [

@@ -1,4 +1,4 @@
-"""Lone surrogates on a running stack: ``"text": "hi \\ud800"`` is valid JSON (a UTF-16 unit
+"""Lone surrogates on a running stack: ``"body": "hi \\ud800"`` is valid JSON (a UTF-16 unit
 with no pair), but no character. It used to make the rules engine's ``length()`` raise, so a
 room message vanished with no answer, and made the commands Lambda crash (and be retried twice)
 on a direct message. Now both answer the sender once with ``INVALID_TEXT``, never silence,
@@ -75,7 +75,7 @@ def test_a_room_message_with_a_lone_surrogate_gets_an_error_and_is_neither_shown
     # Beside it, a normal message (an emoji, a surrogate pair on the wire) reaches the room.
     good = ada.say(room, "hi \U0001f600")
     shown = bob.wait_for_message(room_topic(room), lambda m: m.get("id") == good, "the good one")
-    assert shown["text"] == "hi \U0001f600"
+    assert shown["body"] == "hi \U0001f600"
     # The bad one was answered before the good one was sent: had it been republished, it
     # would be on the room topic before the good one (one publisher, in order).
     assert [m.get("id") for m in bob.on(room_topic(room)) if m.get("type") == "message"] == [good]
@@ -100,7 +100,7 @@ def test_a_direct_message_with_a_lone_surrogate_gets_one_error_and_one_invocatio
     before = reports(stack, COMMANDS)
 
     bad = unique("dm")
-    ada.send_private("message", id=bad, to=bob.client_id, text=LONE)
+    ada.send_private("message", id=bad, recipient=bob.client_id, body=LONE)
     ada.wait_error("INVALID_TEXT", ref=bad)
     drain_lambdas(stack)  # a retry, had there been one, would have finished by now
     assert reports(stack, COMMANDS) == before + 1, "the commands Lambda ran more than once"
@@ -109,9 +109,9 @@ def test_a_direct_message_with_a_lone_surrogate_gets_one_error_and_one_invocatio
 
     # Beside it, a normal direct message is delivered (and the bad one never was).
     good = unique("dm")
-    ada.send_private("message", id=good, to=bob.client_id, text="hi \U0001f600")
+    ada.send_private("message", id=good, recipient=bob.client_id, body="hi \U0001f600")
     got = bob.wait_for_message(inbox(bob.client_id), lambda m: m.get("id") == good, "the DM")
-    assert got["text"] == "hi \U0001f600" and got["sender"] == ada.client_id
+    assert got["body"] == "hi \U0001f600" and got["sender"] == ada.client_id
     assert [m.get("id") for m in bob.of_type(inbox(bob.client_id), "message")] == [good]
     history = ada.history("with", bob.client_id)
     assert [m["id"] for m in history["messages"]] == [good]
