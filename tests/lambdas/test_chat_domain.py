@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lambdas.chat import keys
 from lambdas.chat.activity import aggregate, handle_batch
@@ -28,23 +25,8 @@ from lambdas.chat.protocol import (
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.rule_errors import handle_rule_error
 from lambdas.chat.store import ChatStore
-from lambdas.manifest import Manifest
 
 A, B, C = "us-east-1:aaaa", "us-east-1:bbbb", "us-east-1:cccc"
-
-
-@pytest.fixture
-def store() -> Iterator[ChatStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in Manifest.load().tables:
-            client.create_table(**table)
-        yield ChatStore(client, "iotchat-messages", "iotchat-state")
-
-
-@pytest.fixture
-def published() -> RecordingPublisher:
-    return RecordingPublisher()
 
 
 @pytest.fixture

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lambdas.chat import keys
 from lambdas.chat.commands import Commands
@@ -19,25 +16,10 @@ from lambdas.chat.doors import PRIVATE, SignedIn
 from lambdas.chat.edits import revised
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.store import ChatStore, to_item
-from lambdas.manifest import Manifest
 
 ADA = "us-east-1:00000000-0000-4000-8000-00000000000a"
 BOB = "us-east-1:00000000-0000-4000-8000-00000000000b"
 CONV = keys.room_conv("lobby")
-
-
-@pytest.fixture
-def store() -> Iterator[ChatStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in Manifest.load().tables:
-            client.create_table(**table)
-        yield ChatStore(client, "iotchat-messages", "iotchat-state")
-
-
-@pytest.fixture
-def published() -> RecordingPublisher:
-    return RecordingPublisher()
 
 
 @pytest.fixture

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lambdas.chat.belongings import MAX_GROUPS_IN_HELLO
 from lambdas.chat.commands import Commands
@@ -19,33 +16,13 @@ from lambdas.chat.doors import PRIVATE, SignedIn
 from lambdas.chat.protocol import MAX_ROOMS_PER_CLIENT
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.store import ChatStore
-from lambdas.manifest import Manifest
-from tests.lambdas.test_people import Tokens
+from tests.lambdas.fakes import Tokens
 
 ADA = "us-east-1:00000000-0000-4000-8000-00000000000a"
 BOB = "us-east-1:00000000-0000-4000-8000-00000000000b"
 GUEST = "us-east-1:00000000-0000-4000-8000-00000000000c"
 ADA_LAPTOP = f"{ADA}_web-laptop01"
 ADA_PHONE = f"{ADA}_web-phone002"
-
-
-@pytest.fixture
-def store() -> Iterator[ChatStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in Manifest.load().tables:
-            client.create_table(**table)
-        yield ChatStore(client, "iotchat-messages", "iotchat-state")
-
-
-@pytest.fixture
-def published() -> RecordingPublisher:
-    return RecordingPublisher()
-
-
-@pytest.fixture
-def tokens() -> Tokens:
-    return Tokens()
 
 
 @pytest.fixture

@@ -7,12 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import unicodedata
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lambdas.chat import keys
 from lambdas.chat.commands import Commands
@@ -23,47 +20,11 @@ from lambdas.chat.people import Directory, default_profile
 from lambdas.chat.protocol import ProtocolError
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.store import ChatStore
-from lambdas.manifest import Manifest
+from tests.lambdas.fakes import Tokens
 
 ADA = "us-east-1:00000000-0000-4000-8000-00000000000a"
 BOB = "us-east-1:00000000-0000-4000-8000-00000000000b"
 EVE = "us-east-1:00000000-0000-4000-8000-00000000000e"
-
-
-class Tokens:
-    """Stands in for Cognito's GetId: a token names an identity and carries claims."""
-
-    def __init__(self) -> None:
-        self.issued: dict[str, tuple[str, dict[str, Any]]] = {}
-
-    def issue(self, identity: str, **claims: Any) -> str:
-        token = f"token-{len(self.issued)}"
-        self.issued[token] = (identity, {"sub": f"sub-{identity[-4:]}", **claims})
-        return token
-
-    def identity_of(self, token: str) -> tuple[str, dict[str, Any]]:
-        if token not in self.issued:
-            raise ProtocolError("NOT_AUTHORIZED", "the sign-in token was not accepted")
-        return self.issued[token]
-
-
-@pytest.fixture
-def store() -> Iterator[ChatStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in Manifest.load().tables:
-            client.create_table(**table)
-        yield ChatStore(client, "iotchat-messages", "iotchat-state")
-
-
-@pytest.fixture
-def tokens() -> Tokens:
-    return Tokens()
-
-
-@pytest.fixture
-def published() -> RecordingPublisher:
-    return RecordingPublisher()
 
 
 @pytest.fixture

@@ -9,12 +9,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
-
-import boto3
-import pytest
-from moto import mock_aws
 
 from iot_rules.loader import load_rules
 from lambdas.chat.commands import Commands
@@ -28,15 +23,6 @@ BOB = "us-east-1:00000000-0000-4000-8000-00000000000b"
 ADA_TAB = f"{ADA}_web-tab00001"
 BOB_TAB = f"{BOB}_web-tab00002"
 RULES = {rule.name: rule for rule in load_rules()}
-
-
-@pytest.fixture
-def store() -> Iterator[ChatStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in Manifest.load().tables:
-            client.create_table(**table)
-        yield ChatStore(client, "iotchat-messages", "iotchat-state")
 
 
 def send(handler: Commands, session: str, ts: int, **request: Any) -> None:

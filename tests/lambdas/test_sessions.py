@@ -7,12 +7,9 @@ import base64
 import itertools
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from lambdas.chat import doors, sessions
 from lambdas.chat.budgets import Budgets, RateLimited, budget_of
@@ -22,20 +19,10 @@ from lambdas.chat.presence import handle_lifecycle
 from lambdas.chat.protocol import ProtocolError
 from lambdas.chat.publisher import RecordingPublisher
 from lambdas.chat.store import ChatStore, from_item
-from lambdas.manifest import Manifest
 
 ALICE = "us-east-1:0d3b8a2e-5a55-4c1e-9a7f-1f2e3d4c5b6a"
 BOB = "us-east-1:9e8d7c6b-0000-4111-8222-333344445555"
 T0 = 1_700_000_000_000
-
-
-@pytest.fixture
-def store() -> Iterator[ChatStore]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for table in Manifest.load().tables:
-            client.create_table(**table)
-        yield ChatStore(client, "iotchat-messages", "iotchat-state")
 
 
 def event(client_id: str, kind: str, version: int, ts: int, **extra: Any) -> dict[str, Any]:
