@@ -500,3 +500,23 @@ async def wss_mqtt_session(url: str, context: Any, client_id: str) -> None:
         if not isinstance(connack, bytes) or not raw_mqtt.connack_ok(connack):
             raise RuntimeError(f"CONNACK {connack!r}")
         await ws.send(raw_mqtt.DISCONNECT)
+
+
+# --------------------------------------------------------------------------- mosquitto_sub output
+
+
+def sub_arrivals(path: Path, kind: str = "message", key: str = "id") -> dict[str, int]:
+    """Each ``key``'s first arrival (wall-clock ns, as printed) among the ``kind`` payloads of a
+    ``mosquitto_sub -F '%U %p'`` output file; lines that are not such JSON are skipped."""
+    first: dict[str, int] = {}
+    for raw in path.read_bytes().splitlines():
+        stamp, _, payload = raw.partition(b" ")
+        try:
+            body = json.loads(payload)
+            seconds, _, nanos = stamp.decode().partition(".")
+            at = int(seconds) * 1_000_000_000 + int(nanos.ljust(9, "0")[:9])
+        except ValueError:
+            continue
+        if isinstance(body, dict) and body.get("type") == kind and key in body:
+            first.setdefault(str(body[key]), at)
+    return first

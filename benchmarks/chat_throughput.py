@@ -41,7 +41,7 @@ from tests.support.messages_table import count_items, room_conv
 
 from . import _harness as h
 from .store_latency import _child as store_reader
-from .store_latency import dynamodb_client, messages_table, stack_file
+from .store_latency import dynamodb_client, messages_table, room_message, stack_file
 
 NAME = "chat-throughput"
 SUBSCRIBERS = 10
@@ -88,15 +88,8 @@ class Step:
 
 
 def room_line(message_id: str, room: str, seq: int) -> bytes:
-    head = f"chat-throughput {seq} "
-    body = {
-        "v": 1,
-        "type": "message",
-        "id": message_id,
-        "room": room,
-        "body": head + "x" * max(TEXT_BYTES - len(head), 1),
-    }
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    """One valid room message (store-latency's shape) as a ``mosquitto_pub -l`` line."""
+    return room_message(message_id, room, seq, label="chat-throughput") + b"\n"
 
 
 def _tools() -> tuple[str, str]:
@@ -108,35 +101,6 @@ def _tools() -> tuple[str, str]:
 
 def _login(gw: h.BrokerProcess) -> list[str]:
     return ["-h", h.HOST, "-p", str(gw.port), *gw.credentials_args()]
-
-
-def _distinct_ids(path: Path) -> set[str]:
-    ids = set()
-    for raw in path.read_bytes().splitlines():
-        _, _, payload = raw.partition(b" ")
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            continue
-        if isinstance(body, dict) and body.get("type") == "message":
-            ids.add(str(body.get("id")))
-    return ids
-
-
-def _arrivals(path: Path) -> dict[str, int]:
-    """First arrival (wall-clock ns, as mosquitto_sub printed it) of each message id."""
-    first: dict[str, int] = {}
-    for raw in path.read_bytes().splitlines():
-        stamp, _, payload = raw.partition(b" ")
-        try:
-            body = json.loads(payload)
-            seconds, _, nanos = stamp.decode().partition(".")
-            at = int(seconds) * 1_000_000_000 + int(nanos.ljust(9, "0")[:9])
-        except ValueError:
-            continue
-        if isinstance(body, dict) and body.get("type") == "message":
-            first.setdefault(str(body.get("id")), at)
-    return first
 
 
 def _feed(pubs: list[subprocess.Popen[bytes]], lines: list[bytes], start_ns: int, rate: int) -> int:
@@ -243,7 +207,7 @@ def run_step(
         deadline = last_ns + int(GRACE_SECONDS * 1e9)
         while time.monotonic_ns() < deadline:
             time.sleep(0.01)  # the deadline is the measurement: nothing to poll for
-        delivered_min = min(len(_distinct_ids(p) & set(ids)) for p in outputs)
+        delivered_min = min(len(h.sub_arrivals(p).keys() & set(ids)) for p in outputs)
         conv = room_conv(room)
         stored = count_items(dynamodb, messages_table(stack), conv) if store else 0
         gw.check_alive()
@@ -256,7 +220,7 @@ def run_step(
         final = {"stored": stored, "delivered": delivered_min}
 
         def drained() -> bool:
-            delivered = min(len(_distinct_ids(p) & set(ids)) for p in outputs)
+            delivered = min(len(h.sub_arrivals(p).keys() & set(ids)) for p in outputs)
             now = count_items(dynamodb, messages_table(stack), conv) if store else count
             changed = (now, delivered) != (final["stored"], final["delivered"])
             final.update(stored=now, delivered=delivered)
@@ -270,7 +234,7 @@ def run_step(
             interval = 1_000_000_000 // rate
             scheduled = [start_ns + n * interval for n in range(count)]
             extra["stored_ns"] = [s - t for s, t in zip(seen, scheduled, strict=True) if s]
-            arrivals = _arrivals(outputs[0])
+            arrivals = h.sub_arrivals(outputs[0])
             extra["delivered_ns"] = [
                 arrivals[i] - wall_offset - t
                 for i, t in zip(ids, scheduled, strict=True)

@@ -115,8 +115,9 @@ def stack_cpu_by_process(root: int) -> dict[str, float]:
     return groups
 
 
-def room_message(message_id: str, room: str, seq: int) -> bytes:
-    head = f"store-latency message {seq} "
+def room_message(message_id: str, room: str, seq: int, label: str = "store-latency") -> bytes:
+    """A valid room message (docs/protocol.md) of about TEXT_BYTES characters of text."""
+    head = f"{label} message {seq} "
     body = {
         "v": 1,
         "type": "message",

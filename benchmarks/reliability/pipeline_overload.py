@@ -131,35 +131,6 @@ def _paced(
         until.wait(min(0.005, 1 / rate))
 
 
-def _arrivals(path: Path) -> dict[str, int]:
-    """Each message id's first arrival (wall ns) in a ``mosquitto_sub -F '%U %p'`` file."""
-    first: dict[str, int] = {}
-    for raw in path.read_bytes().splitlines():
-        stamp, _, payload = raw.partition(b" ")
-        try:
-            body = json.loads(payload)
-            seconds, _, nanos = stamp.decode().partition(".")
-            at = int(seconds) * 1_000_000_000 + int(nanos.ljust(9, "0")[:9])
-        except ValueError:
-            continue
-        if isinstance(body, dict) and "id" in body and body.get("type") == "message":
-            first.setdefault(str(body["id"]), at)
-    return first
-
-
-def _inbox_errors(path: Path) -> set[str]:
-    refs = set()
-    for raw in path.read_bytes().splitlines():
-        _, _, payload = raw.partition(b" ")
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            continue
-        if isinstance(body, dict) and body.get("type") == "error" and "ref" in body:
-            refs.add(str(body["ref"]))
-    return refs
-
-
 def _p99(values: list[float]) -> float | None:
     if not values:
         return None
@@ -249,7 +220,7 @@ def pipeline_overload(
             expected = accepted - early
 
             def delivered_everywhere() -> bool:
-                arrivals = [_arrivals(p) for p in outputs]
+                arrivals = [h.sub_arrivals(p) for p in outputs]
                 state["arrivals"] = arrivals
                 return all(expected <= set(a) for a in arrivals)
 
@@ -259,7 +230,11 @@ def pipeline_overload(
             conv = room_conv(room)
             with suppress(h.WaitTimeout):
                 h.wait_until(
-                    lambda: accepted <= set(stored_ids(info, conv)) | _inbox_errors(inbox_out),
+                    lambda: (
+                        accepted
+                        <= set(stored_ids(info, conv))
+                        | set(h.sub_arrivals(inbox_out, "error", "ref"))
+                    ),
                     120,
                     "accepted messages stored",
                     1.0,
@@ -267,8 +242,8 @@ def pipeline_overload(
             stop_sampling.set()
             sampler.join(5)
             stored = set(stored_ids(info, conv))
-            errored = _inbox_errors(inbox_out)
-            arrivals = state.get("arrivals") or [_arrivals(p) for p in outputs]
+            errored = set(h.sub_arrivals(inbox_out, "error", "ref"))
+            arrivals = state.get("arrivals") or [h.sub_arrivals(p) for p in outputs]
             health = stack.health()
             probe_ids = {pid: sent for pid, sent in probe.sent.items()}
             first = arrivals[0]
