@@ -4,7 +4,7 @@ import { Cognito, CognitoError, Session } from "./cognito.js";
 import { Connection, SUBSCRIPTIONS_PER_CONNECTION } from "./connection.js";
 import { closeDrawers, isNarrow, showDrawerToggles, wireDrawers } from "./layout.js";
 import * as notifications from "./notify.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, TRANSIENT } from "./outbox.js";
 import { Directory } from "./people.js";
 import { ChatState } from "./state.js";
 import { clear, el, messageItems } from "./view.js";
@@ -32,6 +32,7 @@ let session = null;
 let connection = null;
 let state = null;
 let outbox = null;
+let reconnectedAt = 0; // outbox clock time of the last reconnect (see outbox.unstored)
 let people = null; // the Directory: person -> stored profile
 let invitations = new Map(); // group -> {name, by}
 let editing = null; // {conv, id}: the message of ours the composer is changing
@@ -337,12 +338,14 @@ function onConnected(reconnect) {
 }
 
 function resume(reconnect) {
+  if (reconnect) reconnectedAt = outbox.now();
   for (const room of state.list("room")) {
     room.presence.clear();
     // A room hello's answer listed is joined already: its newest page is enough (and spares
     // the person's join budget when a page with many rooms loads).
     if ((reconnect && room.joined) || room.onServer) {
       room.joined = send({ type: "history", room: room.id, limit: HISTORY_LIMIT });
+      room.checkStored = reconnect; // its page says what the room carried but did not store
     } else room.joined = send({ type: "join", room: room.id });
     room.whoAfterHistory = true;
   }
@@ -579,8 +582,13 @@ function onHistory(m) {
   if (!conv) return;
   const messages = m.messages.filter(isMessage);
   for (const x of messages) {
-    if (x.sender === session.identityId) outbox.seen(x.id);
+    if (x.sender === session.identityId) outbox.done(x.id);
     learnFrom(x.sender, x);
+  }
+  if (conv.checkStored) {
+    conv.checkStored = false;
+    const ours = new Set(messages.filter((x) => x.sender === session.identityId).map((x) => x.id));
+    for (const { topic, body } of outbox.unstored(conv.id, ours, reconnectedAt)) connection.publish(topic, body);
   }
   // `who` answers only members: asked once the join's history shows the membership is there
   // (commands run asynchronously, so a `who` sent with the join could overtake it).
@@ -650,9 +658,12 @@ function onActivity(m) {
 
 function onError(m) {
   const code = String(m.code);
-  // A message the backend refused will never be carried back: stop resending it.
-  if (typeof m.ref === "string" && outbox.has(m.ref)) {
-    outbox.seen(m.ref);
+  // A message the backend could not keep right now is sent again (after `retryAfter`, when
+  // given); one it refused will never be carried back: stop resending it.
+  if (typeof m.ref === "string" && TRANSIENT.has(code)) {
+    outbox.retry(m.ref, (Number(m.retryAfter) || 1) * 1000);
+  } else if (typeof m.ref === "string" && outbox.has(m.ref)) {
+    outbox.done(m.ref);
     for (const conv of state.conversations.values()) {
       const at = conv.messages.findIndex((x) => x.pending && x.id === m.ref);
       if (at >= 0) {
