@@ -78,28 +78,16 @@ class Groups:
             self.store.db.put_item(TableName=self.store.state_table, Item=to_item(item))
 
     def _drop_invitation(self, group: str, person: str) -> bool:
-        old = self.store.db.delete_item(
-            TableName=self.store.state_table,
-            Key=self._key(group, f"invite#{person}"),
-            ReturnValues="ALL_OLD",
+        return self.store.delete_pair(
+            {"pk": f"group#{group}", "sk": f"invite#{person}"},
+            {"pk": f"person#{person}", "sk": f"invite#{group}"},
         )
-        self.store.db.delete_item(
-            TableName=self.store.state_table,
-            Key=to_item({"pk": f"person#{person}", "sk": f"invite#{group}"}),
-        )
-        return bool(old.get("Attributes"))
 
     def _drop_member(self, group: str, person: str) -> bool:
-        old = self.store.db.delete_item(
-            TableName=self.store.state_table,
-            Key=self._key(group, f"member#{person}"),
-            ReturnValues="ALL_OLD",
+        return self.store.delete_pair(
+            {"pk": f"group#{group}", "sk": f"member#{person}"},
+            {"pk": f"client#{person}", "sk": f"group#{group}"},
         )
-        self.store.db.delete_item(
-            TableName=self.store.state_table,
-            Key=to_item({"pk": f"client#{person}", "sk": f"group#{group}"}),
-        )
-        return bool(old.get("Attributes"))
 
     def pending(self, person: str, limit: int = 100) -> list[dict[str, Any]]:
         """The person's open invitations (shown again on ``hello``)."""

@@ -253,15 +253,18 @@ class ChatStore:
 
     def leave(self, room: str, client_id: str) -> bool:
         """Forget the membership; True when there was one."""
+        return self.delete_pair(
+            {"pk": f"room#{room}", "sk": f"member#{client_id}"},
+            {"pk": f"client#{client_id}", "sk": f"room#{room}"},
+        )
+
+    def delete_pair(self, key: dict[str, str], mirror: dict[str, str]) -> bool:
+        """Delete a state item and its mirror (the same fact keyed the other way round);
+        True when the first existed."""
         old = self.db.delete_item(
-            TableName=self.state_table,
-            Key=to_item({"pk": f"room#{room}", "sk": f"member#{client_id}"}),
-            ReturnValues="ALL_OLD",
+            TableName=self.state_table, Key=to_item(key), ReturnValues="ALL_OLD"
         )
-        self.db.delete_item(
-            TableName=self.state_table,
-            Key=to_item({"pk": f"client#{client_id}", "sk": f"room#{room}"}),
-        )
+        self.db.delete_item(TableName=self.state_table, Key=to_item(mirror))
         return bool(old.get("Attributes"))
 
     def _state_items(self, pk: str, prefix: str, limit: int) -> list[dict[str, Any]]:
